@@ -1,0 +1,94 @@
+#pragma once
+
+/*
+ * Frame codec, shared by the broker and libplexus.
+ *
+ * One SOCK_SEQPACKET datagram carries one frame:
+ *
+ *     0        4                 4+H
+ *     +--------+-----------------+---------------------+
+ *     | H (LE) | Header (H bytes) | payload (the rest) |
+ *     +--------+-----------------+---------------------+
+ *
+ * H is a little-endian u32 giving the length of the protobuf-encoded
+ * plexus.Header. The payload is opaque and ends with the datagram.
+ * frame_split() checks only the framing; frame_header_decode() decodes the
+ * header into an Arena, so that no heap allocation happens per frame, and
+ * frame_header_check() validates field contents against the protocol limits.
+ */
+
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+
+#include "plexus.pb-c.h"
+
+#define PLX_PROTOCOL_VERSION 1
+
+#define FRAME_PREFIX_SIZE 4u
+#define FRAME_HEADER_MAX 4096u                  /* encoded header, bytes */
+#define FRAME_SIZE_MAX (128u * 1024u)           /* whole datagram, bytes */
+#define FRAME_NAME_MAX 255u                     /* destination, sender, member, error name */
+
+/*
+ * The broker re-stamps headers (sender, sequence, delivery, credentials), so
+ * a forwarded frame can be longer than the one received. Clients may send
+ * at most FRAME_SEND_MAX bytes with a header of at most
+ * FRAME_SEND_HEADER_MAX; every frame a client receives fits FRAME_SIZE_MAX.
+ */
+#define FRAME_STAMP_RESERVE 256u
+#define FRAME_SEND_MAX (FRAME_SIZE_MAX - FRAME_STAMP_RESERVE)
+#define FRAME_SEND_HEADER_MAX (FRAME_HEADER_MAX - FRAME_STAMP_RESERVE)
+
+/* Field numbers of plexus.Header that the broker appends per receiver. */
+#define FRAME_FIELD_DELIVERY 11u
+
+/* Header.flags bits. */
+#define FRAME_FLAG_NO_REPLY 0x1u                /* CALL: the caller expects no reply */
+#define FRAME_FLAGS_KNOWN (FRAME_FLAG_NO_REPLY)
+
+#define BROKER_NAME "plexus"
+
+/* Outcomes of frame_split(), frame_header_decode() and frame_header_check(). */
+enum {
+        FRAME_E_TRUNCATED = 1,          /* shorter than the 4-byte prefix */
+        FRAME_E_HEADER_LENGTH,          /* H is 0, above FRAME_HEADER_MAX, or past the end */
+        FRAME_E_TOO_LARGE,              /* datagram above FRAME_SIZE_MAX */
+        FRAME_E_HEADER_DECODE,          /* header bytes are not a valid plexus.Header */
+        FRAME_E_UNKNOWN_KIND,           /* kind is not one of CALL..HELLO */
+        FRAME_E_FIELD,                  /* a field is missing, too long or not allowed for the kind */
+};
+
+typedef struct FrameView {
+        const uint8_t *header;
+        size_t header_len;
+        const uint8_t *payload;
+        size_t payload_len;
+} FrameView;
+
+/*
+ * A bump allocator for decoded headers. Its memory is a fixed inline block,
+ * large enough for any header within FRAME_HEADER_MAX, so decoding never
+ * touches the heap; arena_reset() frees everything at once.
+ */
+#define ARENA_SIZE (3u * FRAME_HEADER_MAX)
+
+typedef struct Arena {
+        ProtobufCAllocator allocator;
+        size_t used;
+        _Alignas(max_align_t) uint8_t block[ARENA_SIZE];
+} Arena;
+
+void arena_init(Arena *a);
+void arena_reset(Arena *a);
+
+int frame_split(const void *buf, size_t len, FrameView *ret);
+int frame_header_decode(const FrameView *f, Arena *arena, Plexus__Header **ret);
+int frame_header_check(const Plexus__Header *h, const char **ret_reason);
+const char *frame_strerror(int e);
+
+size_t frame_header_pack(const Plexus__Header *h, uint8_t *buf, size_t size);
+size_t frame_varint_field(uint8_t *buf, uint32_t field, uint64_t value);
+void frame_prefix(uint8_t prefix[static FRAME_PREFIX_SIZE], uint32_t header_len);
+
+const char *frame_kind_to_string(int kind);

@@ -1,0 +1,411 @@
+/*
+ * Broker object and main loop.
+ *
+ * plx_broker_run() turns the loop until the broker is DONE: each round polls
+ * epoll once, dispatches every ready source once (see loop.c for why a
+ * callback may remove any source), frees the peers that died during the
+ * round, and re-arms the timerfd for the earliest deadline. Freeing peers
+ * only between rounds means routing code never sees a Peer vanish under it.
+ *
+ * Shutdown (SIGTERM, SIGINT, plx_broker_stop()): stop accepting, tell every
+ * client on TOPIC_SHUTDOWN, stop reading from clients, and keep flushing
+ * until every queue is empty or the flush deadline passes. A second signal
+ * ends the flush at once.
+ */
+
+#include <errno.h>
+#include <stdio.h>
+#include <signal.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/eventfd.h>
+#include <sys/signalfd.h>
+#include <unistd.h>
+
+#include "address.h"
+#include "broker.h"
+#include "listener.h"
+#include "peer.h"
+#include "pending.h"
+#include "router.h"
+
+/**
+ * plx_broker_config_init() - fill @c with the defaults
+ */
+void plx_broker_config_init(plx_broker_config *c) {
+        *c = (plx_broker_config) {
+                .listen_fd = -1,
+                .log_level = LOG_INFO,
+                .max_clients = BROKER_DEFAULT_MAX_CLIENTS,
+                .max_queue_frames = BROKER_DEFAULT_MAX_QUEUE_FRAMES,
+                .max_queue_bytes = BROKER_DEFAULT_MAX_QUEUE_BYTES,
+                .max_subscriptions = BROKER_DEFAULT_MAX_SUBSCRIPTIONS,
+                .max_pending_calls = BROKER_DEFAULT_MAX_PENDING_CALLS,
+                .default_timeout_ms = BROKER_DEFAULT_TIMEOUT_MS,
+                .max_timeout_ms = BROKER_DEFAULT_MAX_TIMEOUT_MS,
+                .hello_timeout_ms = BROKER_DEFAULT_HELLO_TIMEOUT_MS,
+                .shutdown_timeout_ms = BROKER_DEFAULT_SHUTDOWN_TIMEOUT_MS,
+        };
+}
+
+static void shutdown_deadline(Timer *t, uint64_t now) {
+        Broker *b = container_of(t, Broker, shutdown_timer);
+        size_t n = 0;
+        Peer *p;
+
+        list_for_each_entry(p, &b->peers, link)
+                if (!queue_is_empty(&p->queue))
+                        n++;
+        broker_log(b, LOG_NOTICE, "flush deadline reached with %zu clients not drained", n);
+        b->state = BROKER_STATE_DONE;
+}
+
+static int config_check(const plx_broker_config *c) {
+        if (!c->max_clients || !c->max_queue_frames || c->max_queue_bytes < FRAME_SIZE_MAX + 64 ||
+            !c->max_pending_calls || !c->default_timeout_ms || !c->hello_timeout_ms ||
+            c->max_timeout_ms < c->default_timeout_ms)
+                return -EINVAL;
+        return 0;
+}
+
+/**
+ * plx_broker_new() - create a broker, listening but not yet running
+ * @ret:        the broker, written on success
+ * @config:     settings, copied; config->listen_fd is adopted on success
+ *
+ * Return: 0, -EADDRINUSE if another broker is live at the address, -ENOENT
+ * if there is no default address, -EINVAL for bad limits, or another
+ * negative errno.
+ */
+int plx_broker_new(plx_broker **ret, const plx_broker_config *config) {
+        _cleanup_(plx_broker_freep) Broker *b = NULL;
+        char address[sizeof(((struct sockaddr_un *)NULL)->sun_path)];
+        int r;
+
+        r = config_check(config);
+        if (r < 0)
+                return r;
+
+        b = calloc(1, sizeof(*b));
+        if (!b)
+                return -ENOMEM;
+
+        b->config = *config;
+        b->config.address = NULL;
+        b->log = (Log) {
+                .fn = config->log_fn,
+                .userdata = config->log_userdata,
+                .max_priority = config->log_level,
+        };
+        b->loop = (Loop) LOOP_NULL(b->loop);
+        b->timers = (TimerQueue) TIMER_QUEUE_NULL(b->timers);
+        b->listener = (Listener) { .source = LOOP_SOURCE_NULL(b->listener.source), .fd = -1 };
+        b->signal_source = (LoopSource) LOOP_SOURCE_NULL(b->signal_source);
+        b->signal_fd = -1;
+        b->wakeup_source = (LoopSource) LOOP_SOURCE_NULL(b->wakeup_source);
+        b->wakeup_fd = -1;
+        list_init(&b->peers);
+        list_init(&b->dead_peers);
+        list_init(&b->pending_free);
+        b->next_peer_id = 1;
+        b->start_usec = now_usec();
+        b->cred = (struct ucred) { .pid = getpid(), .uid = geteuid(), .gid = getegid() };
+        timer_init(&b->shutdown_timer, shutdown_deadline);
+        arena_init(&b->arena);
+        arena_init(&b->payload_arena);
+
+        r = topic_trie_init(&b->topics);
+        if (r < 0)
+                return r;
+        b->rx_buf = malloc(FRAME_SIZE_MAX);
+        if (!b->rx_buf)
+                return -ENOMEM;
+
+        r = loop_init(&b->loop);
+        if (r < 0)
+                return r;
+        r = timer_queue_init(&b->timers, &b->loop);
+        if (r < 0)
+                return r;
+
+        b->wakeup_fd = eventfd(0, EFD_NONBLOCK | EFD_CLOEXEC);
+        if (b->wakeup_fd < 0)
+                return -errno;
+        r = loop_source_add(&b->loop, &b->wakeup_source, LOOP_KIND_WAKEUP, b->wakeup_fd, EPOLLIN);
+        if (r < 0)
+                return r;
+
+        if (config->listen_fd >= 0) {
+                r = listener_adopt(b, config->listen_fd);
+        } else {
+                if (config->address)
+                        snprintf(address, sizeof(address), "%s", config->address);
+                else {
+                        r = address_default(address, sizeof(address));
+                        if (r < 0)
+                                return r;
+                }
+                r = listener_open(b, address);
+        }
+        if (r < 0)
+                return r;
+
+        *ret = TAKE_PTR(b);
+        return 0;
+}
+
+/**
+ * plx_broker_get_address() - the socket path the broker created
+ *
+ * Return: the path, or NULL for an adopted socket.
+ */
+const char *plx_broker_get_address(plx_broker *b) {
+        return b->listener.path;
+}
+
+/**
+ * plx_broker_stop() - ask a running broker to shut down
+ * @b:          the broker
+ *
+ * Safe from any thread and from signal handlers: it only writes to an
+ * eventfd. The broker then shuts down as on SIGTERM.
+ */
+void plx_broker_stop(plx_broker *b) {
+        uint64_t one = 1;
+
+        (void)!write(b->wakeup_fd, &one, sizeof(one));
+}
+
+/**
+ * broker_listener_resume() - accept again after running out of fds
+ */
+void broker_listener_resume(Broker *b) {
+        if (!b->listener.paused)
+                return;
+        b->listener.paused = false;
+        if (b->state == BROKER_STATE_RUNNING)
+                loop_source_select(&b->listener.source, EPOLLIN);
+}
+
+/**
+ * broker_begin_shutdown() - stop accepting, notify clients, start flushing
+ */
+void broker_begin_shutdown(Broker *b) {
+        Peer *p;
+
+        if (b->state != BROKER_STATE_RUNNING)
+                return;
+
+        broker_log(b, LOG_INFO, "shutting down, %zu clients connected", b->n_peers);
+        b->state = BROKER_STATE_DRAINING;
+        listener_close(b);
+        router_broadcast(b, TOPIC_SHUTDOWN);
+
+        list_for_each_entry(p, &b->peers, link) {
+                if (p->state == PEER_STATE_HELLO)
+                        peer_hangup(p);
+                else
+                        peer_stop_reading(p);
+        }
+
+        if (timer_arm(&b->timers, &b->shutdown_timer,
+                      now_usec() + (uint64_t)b->config.shutdown_timeout_ms * 1000u) < 0)
+                b->state = BROKER_STATE_DONE;
+}
+
+static int dispatch_signal(Broker *b) {
+        struct signalfd_siginfo si;
+
+        for (;;) {
+                ssize_t n = read(b->signal_fd, &si, sizeof(si));
+
+                if (n < 0) {
+                        if (errno == EAGAIN) {
+                                loop_source_clear(&b->signal_source, EPOLLIN);
+                                return 0;
+                        }
+                        if (errno == EINTR)
+                                continue;
+                        return -errno;
+                }
+                if (n != sizeof(si))
+                        return -EIO;
+
+                switch (si.ssi_signo) {
+                case SIGTERM:
+                case SIGINT:
+                        if (b->state == BROKER_STATE_RUNNING) {
+                                broker_begin_shutdown(b);
+                        } else {
+                                broker_log(b, LOG_NOTICE, "second %s, exiting without flushing",
+                                           strsignal((int)si.ssi_signo));
+                                b->state = BROKER_STATE_DONE;
+                        }
+                        break;
+                case SIGHUP:
+                        broker_log(b, LOG_INFO, "SIGHUP: this version has no configuration to reload, ignoring");
+                        break;
+                }
+        }
+}
+
+static int dispatch_wakeup(Broker *b) {
+        uint64_t v;
+
+        if (read(b->wakeup_fd, &v, sizeof(v)) < 0 && errno != EAGAIN)
+                return -errno;
+        loop_source_clear(&b->wakeup_source, EPOLLIN);
+        broker_begin_shutdown(b);
+        return 0;
+}
+
+static int dispatch(Broker *b, LoopSource *s) {
+        switch (s->kind) {
+        case LOOP_KIND_LISTENER:
+                listener_dispatch(b);
+                return 0;
+        case LOOP_KIND_PEER:
+                return peer_dispatch(container_of(s, Peer, source));
+        case LOOP_KIND_SIGNAL:
+                return dispatch_signal(b);
+        case LOOP_KIND_TIMER:
+                return timer_queue_dispatch(&b->timers);
+        case LOOP_KIND_WAKEUP:
+                return dispatch_wakeup(b);
+        }
+        return -EINVAL;
+}
+
+static void free_dead_peers(Broker *b) {
+        Peer *p;
+
+        /* Freeing may kill no one else: peer_send() to a dead peer only counts. */
+        while ((p = list_first_entry(&b->dead_peers, Peer, link))) {
+                if (p->state != PEER_STATE_DEAD)
+                        break;
+                peer_free(p);
+        }
+}
+
+static bool all_drained(Broker *b) {
+        Peer *p;
+
+        list_for_each_entry(p, &b->peers, link)
+                if (!queue_is_empty(&p->queue) && p->state != PEER_STATE_DEAD)
+                        return false;
+        return true;
+}
+
+static int signals_block(Broker *b) {
+        sigset_t mask;
+        int r;
+
+        sigemptyset(&mask);
+        sigaddset(&mask, SIGTERM);
+        sigaddset(&mask, SIGINT);
+        sigaddset(&mask, SIGHUP);
+
+        r = pthread_sigmask(SIG_BLOCK, &mask, &b->saved_sigmask);
+        if (r > 0)
+                return -r;
+        b->signals_blocked = true;
+
+        b->signal_fd = signalfd(-1, &mask, SFD_NONBLOCK | SFD_CLOEXEC);
+        if (b->signal_fd < 0)
+                return -errno;
+        return loop_source_add(&b->loop, &b->signal_source, LOOP_KIND_SIGNAL, b->signal_fd, EPOLLIN);
+}
+
+static void signals_restore(Broker *b) {
+        loop_source_remove(&b->signal_source);
+        b->signal_fd = plx_close(b->signal_fd);
+        if (b->signals_blocked) {
+                pthread_sigmask(SIG_SETMASK, &b->saved_sigmask, NULL);
+                b->signals_blocked = false;
+        }
+}
+
+/**
+ * plx_broker_run() - serve clients until shut down
+ * @b:          the broker
+ *
+ * With config.handle_signals, SIGTERM/SIGINT/SIGHUP are blocked in the
+ * calling thread and read from a signalfd while this runs.
+ *
+ * Return: 0 after a clean shutdown, or a negative errno on a fatal error.
+ */
+int plx_broker_run(plx_broker *b) {
+        int r = 0;
+
+        if (b->config.handle_signals) {
+                r = signals_block(b);
+                if (r < 0)
+                        goto out;
+        }
+
+        while (b->state != BROKER_STATE_DONE) {
+                List ready = LIST_INIT(ready);
+
+                r = loop_poll(&b->loop, &ready);
+                if (r < 0)
+                        break;
+
+                while (!list_is_empty(&ready)) {
+                        LoopSource *s = list_entry(ready.next, LoopSource, ready_link);
+
+                        /* Presumed still ready; EAGAIN or removal takes it off again. */
+                        list_unlink(&s->ready_link);
+                        list_append(&b->loop.ready, &s->ready_link);
+                        r = dispatch(b, s);
+                        if (r < 0)
+                                goto out;
+                }
+
+                free_dead_peers(b);
+                if (b->state == BROKER_STATE_DRAINING && all_drained(b))
+                        b->state = BROKER_STATE_DONE;
+
+                r = timer_queue_rearm(&b->timers);
+                if (r < 0)
+                        break;
+        }
+
+out:
+        if (r < 0)
+                broker_log(b, LOG_ERR, "event loop failed: %s", strerror(-r));
+        signals_restore(b);
+        return r;
+}
+
+/**
+ * plx_broker_free() - close every connection and free the broker
+ * @b:          the broker or NULL; must not be running
+ *
+ * Return: NULL.
+ */
+plx_broker *plx_broker_free(plx_broker *b) {
+        Peer *p;
+
+        if (!b)
+                return NULL;
+
+        /* Hang everyone up first, so nobody is sent errors about the others. */
+        while ((p = list_first_entry(&b->peers, Peer, link)))
+                peer_hangup(p);
+        free_dead_peers(b);
+
+        timer_disarm(&b->timers, &b->shutdown_timer);
+        pending_flush_free_list(b);
+        htable_deinit(&b->pending);
+        htable_deinit(&b->peers_by_id);
+        topic_trie_deinit(&b->topics);
+        listener_close(b);
+        loop_source_remove(&b->wakeup_source);
+        b->wakeup_fd = plx_close(b->wakeup_fd);
+        signals_restore(b);
+        timer_queue_deinit(&b->timers);
+        loop_deinit(&b->loop);
+        free(b->rx_buf);
+        free(b);
+        return NULL;
+}

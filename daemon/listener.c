@@ -1,0 +1,224 @@
+/*
+ * Listening socket (see listener.h).
+ */
+
+#include <errno.h>
+#include <stdio.h>
+#include <fcntl.h>
+#include <libgen.h>
+#include <string.h>
+#include <sys/socket.h>
+#include <sys/stat.h>
+#include <sys/un.h>
+#include <unistd.h>
+
+#include "address.h"
+#include "listener.h"
+#include "peer.h"
+#include "router.h"
+
+#define LISTENER_ACCEPT_BATCH 64
+
+static int make_parent_dir(const char *path) {
+        char copy[sizeof(((struct sockaddr_un *)NULL)->sun_path)];
+        const char *dir;
+
+        snprintf(copy, sizeof(copy), "%s", path);
+        dir = dirname(copy);
+        /*
+         * Only the last component is created: its parent ($XDG_RUNTIME_DIR,
+         * /run) belongs to the system. A per-user bus directory is private;
+         * the system bus directory is reachable by everyone.
+         */
+        if (mkdir(dir, geteuid() == 0 ? 0755 : 0700) < 0 && errno != EEXIST)
+                return -errno;
+        return 0;
+}
+
+/* Is a broker answering at @sa? Decides between a stale and a live socket file. */
+static bool address_is_live(const struct sockaddr_un *sa, socklen_t len) {
+        _cleanup_(closep) int fd = -1;
+
+        fd = socket(AF_UNIX, SOCK_SEQPACKET | SOCK_CLOEXEC, 0);
+        if (fd < 0)
+                return false;
+        return connect(fd, (const struct sockaddr *)sa, len) == 0 || errno == EAGAIN;
+}
+
+/**
+ * listener_open() - create the bus socket at @path
+ * @b:          the broker
+ * @path:       filesystem path
+ *
+ * Return: 0, -EADDRINUSE if a live broker answers at @path, or another
+ * negative errno.
+ */
+int listener_open(Broker *b, const char *path) {
+        _cleanup_(closep) int fd = -1;
+        struct sockaddr_un sa;
+        socklen_t len;
+        struct stat st;
+        int r;
+
+        r = address_to_sockaddr(path, &sa, &len);
+        if (r < 0)
+                return r;
+        r = make_parent_dir(path);
+        if (r < 0)
+                return r;
+
+        fd = socket(AF_UNIX, SOCK_SEQPACKET | SOCK_NONBLOCK | SOCK_CLOEXEC, 0);
+        if (fd < 0)
+                return -errno;
+
+        if (bind(fd, (struct sockaddr *)&sa, len) < 0) {
+                if (errno != EADDRINUSE)
+                        return -errno;
+                if (address_is_live(&sa, len))
+                        return -EADDRINUSE;
+                /* A socket file nobody listens on: left by a crashed broker. */
+                broker_log(b, LOG_INFO, "replacing stale socket %s", path);
+                if (unlink(path) < 0 && errno != ENOENT)
+                        return -errno;
+                if (bind(fd, (struct sockaddr *)&sa, len) < 0)
+                        return -errno;
+        }
+
+        /*
+         * The system bus is open to every local user (policy decides what they
+         * may do); a per-user bus sits in a private directory as well.
+         */
+        if (chmod(path, geteuid() == 0 ? 0666 : 0600) < 0 || stat(path, &st) < 0 ||
+            listen(fd, SOMAXCONN) < 0) {
+                r = -errno;
+                unlink(path);
+                return r;
+        }
+
+        b->listener.path = strdup(path);
+        if (!b->listener.path) {
+                unlink(path);
+                return -ENOMEM;
+        }
+        b->listener.dev = st.st_dev;
+        b->listener.ino = st.st_ino;
+
+        r = loop_source_add(&b->loop, &b->listener.source, LOOP_KIND_LISTENER, fd, EPOLLIN);
+        if (r < 0) {
+                unlink(path);
+                return r;
+        }
+        b->listener.fd = TAKE_FD(fd);
+        return 0;
+}
+
+/**
+ * listener_adopt() - use an already listening socket (socket activation)
+ * @b:          the broker
+ * @fd:         a listening AF_UNIX SOCK_SEQPACKET socket; adopted on success
+ *
+ * The socket file belongs to whoever made it and is never removed by us.
+ *
+ * Return: 0 or negative errno.
+ */
+int listener_adopt(Broker *b, int fd) {
+        int flags, r;
+
+        flags = fcntl(fd, F_GETFL);
+        if (flags < 0 || fcntl(fd, F_SETFL, flags | O_NONBLOCK) < 0)
+                return -errno;
+        r = loop_source_add(&b->loop, &b->listener.source, LOOP_KIND_LISTENER, fd, EPOLLIN);
+        if (r < 0)
+                return r;
+        b->listener.fd = fd;
+        return 0;
+}
+
+/**
+ * listener_close() - stop accepting; remove the socket file if it is ours
+ */
+void listener_close(Broker *b) {
+        Listener *l = &b->listener;
+        struct stat st;
+
+        loop_source_remove(&l->source);
+        l->fd = plx_close(l->fd);
+        if (l->path) {
+                /* Only if it is still our socket, not a successor's. */
+                if (stat(l->path, &st) == 0 && st.st_dev == l->dev && st.st_ino == l->ino)
+                        unlink(l->path);
+                free(l->path);
+                l->path = NULL;
+        }
+}
+
+static void refuse(Broker *b, int fd) {
+        static const char reason[] = "too many clients";
+        Plexus__Header h = PLEXUS__HEADER__INIT;
+        uint8_t buf[256];
+        size_t n;
+
+        /* Best effort, nonblocking: a full client is told why, then closed. */
+        h.kind = PLEXUS__KIND__KIND_ERROR;
+        h.serial = 1;
+        h.sender = (char *)BROKER_NAME;
+        h.error_name = (char *)ERROR_LIMITS_EXCEEDED;
+        n = frame_header_pack(&h, buf + FRAME_PREFIX_SIZE, sizeof(buf) - FRAME_PREFIX_SIZE - sizeof(reason));
+        if (n > 0) {
+                frame_prefix(buf, (uint32_t)n);
+                memcpy(buf + FRAME_PREFIX_SIZE + n, reason, sizeof(reason) - 1);
+                (void)!send(fd, buf, FRAME_PREFIX_SIZE + n + sizeof(reason) - 1, MSG_DONTWAIT | MSG_NOSIGNAL);
+        }
+        plx_close(fd);
+}
+
+/**
+ * listener_dispatch() - accept pending connections
+ * @b:          the broker
+ */
+void listener_dispatch(Broker *b) {
+        Listener *l = &b->listener;
+
+        for (int i = 0; i < LISTENER_ACCEPT_BATCH; i++) {
+                Peer *p;
+                int fd, r;
+
+                fd = accept4(l->fd, NULL, NULL, SOCK_NONBLOCK | SOCK_CLOEXEC);
+                if (fd < 0) {
+                        switch (errno) {
+                        case EAGAIN:
+                                loop_source_clear(&l->source, EPOLLIN);
+                                return;
+                        case EINTR:
+                        case ECONNABORTED:
+                                continue;
+                        case EMFILE:
+                        case ENFILE:
+                        case ENOBUFS:
+                        case ENOMEM:
+                                /*
+                                 * Connections wait in the backlog; the cached
+                                 * EPOLLIN brings us back once a peer frees an fd.
+                                 */
+                                broker_log(b, LOG_WARNING, "accept: %m, pausing until a client leaves");
+                                l->paused = true;
+                                loop_source_deselect(&l->source, EPOLLIN);
+                                return;
+                        default:
+                                broker_log(b, LOG_WARNING, "accept: %m, ignoring");
+                                return;
+                        }
+                }
+
+                if (b->n_peers >= b->config.max_clients) {
+                        refuse(b, fd);
+                        continue;
+                }
+
+                r = peer_new(&p, b, fd);
+                if (r < 0) {
+                        broker_log(b, LOG_WARNING, "cannot set up client: %s, dropping it", strerror(-r));
+                        plx_close(fd);
+                }
+        }
+}

@@ -1,0 +1,431 @@
+/*
+ * Peers: accepting, reading, queueing and writing frames for one client.
+ *
+ * Writing: a frame for a peer whose queue is empty is sent at once with one
+ * sendmsg() (prefix, shared header, delivery field, payload as four iovecs:
+ * the payload is never copied on this path). Only when the socket says
+ * EAGAIN, or frames are already waiting, is the frame copied into a Message
+ * and queued; EPOLLOUT then drains the queue in order. SOCK_SEQPACKET sends
+ * are all-or-nothing, so there are no partial frames to track.
+ *
+ * Reading: at most PEER_READ_BATCH frames per round. A peer whose own queue
+ * is full is not read from until it drains below half: whatever it sends
+ * next could make the broker queue more for it (errors, replies), and this
+ * is what bounds those "forced" frames (see queue.h).
+ */
+
+#include <assert.h>
+#include <errno.h>
+#include <inttypes.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/socket.h>
+#include <sys/uio.h>
+
+#include "peer.h"
+#include "pending.h"
+#include "router.h"
+#include "util.h"
+
+static void peer_timer_fired(Timer *t, uint64_t now) {
+        Peer *p = container_of(t, Peer, timer);
+
+        if (p->state == PEER_STATE_HELLO)
+                peer_log(p, LOG_NOTICE, "no HELLO within %u ms, disconnecting",
+                         p->broker->config.hello_timeout_ms);
+        else if (p->state == PEER_STATE_CLOSING)
+                peer_log(p, LOG_DEBUG, "did not take its last frames in time, disconnecting");
+        peer_hangup(p);
+}
+
+/**
+ * peer_new() - set up a peer for an accepted connection
+ * @ret:        the new peer, written on success
+ * @b:          the broker
+ * @fd:         the connected, nonblocking socket; adopted on success
+ *
+ * Return: 0 or negative errno.
+ */
+int peer_new(Peer **ret, Broker *b, int fd) {
+        _cleanup_(peer_freep) Peer *p = NULL;
+        socklen_t len = sizeof(p->cred);
+        int r;
+
+        p = calloc(1, sizeof(*p));
+        if (!p)
+                return -ENOMEM;
+
+        p->broker = b;
+        p->fd = -1;
+        p->source = (LoopSource) LOOP_SOURCE_NULL(p->source);
+        p->state = PEER_STATE_HELLO;
+        p->id = b->next_peer_id++;
+        snprintf(p->unique_id, sizeof(p->unique_id), ":%" PRIu64, p->id);
+        snprintf(p->description, sizeof(p->description), "?");
+        list_init(&p->link);
+        list_init(&p->subscriptions);
+        list_init(&p->calls_out);
+        list_init(&p->calls_in);
+        queue_init(&p->queue, b->config.max_queue_frames, b->config.max_queue_bytes);
+        timer_init(&p->timer, peer_timer_fired);
+        p->connected_usec = now_usec();
+
+        if (getsockopt(fd, SOL_SOCKET, SO_PEERCRED, &p->cred, &len) < 0)
+                return -errno;
+
+        r = timer_arm(&b->timers, &p->timer,
+                      p->connected_usec + (uint64_t)b->config.hello_timeout_ms * 1000u);
+        if (r < 0)
+                return r;
+
+        r = loop_source_add(&b->loop, &p->source, LOOP_KIND_PEER, fd, EPOLLIN);
+        if (r < 0)
+                return r;
+
+        /* Last fallible step done: adopt the socket. */
+        p->fd = fd;
+        list_append(&b->peers, &p->link);
+        b->n_peers++;
+        if (b->n_peers > b->stats.n_peers_peak)
+                b->stats.n_peers_peak = b->n_peers;
+
+        *ret = TAKE_PTR(p);
+        return 0;
+}
+
+/**
+ * peer_free() - release a peer and everything it owns
+ * @p:          the peer or NULL; may be half-constructed
+ *
+ * Callers waiting on @p get a Disconnected error, which is why this must run
+ * outside of routing (the broker frees dead peers at the end of a round).
+ *
+ * Return: NULL.
+ */
+Peer *peer_free(Peer *p) {
+        Broker *b;
+
+        if (!p)
+                return NULL;
+        b = p->broker;
+
+        router_peer_gone(b, p);
+        assert(list_is_empty(&p->calls_in) && list_is_empty(&p->calls_out));
+        assert(list_is_empty(&p->subscriptions));
+
+        timer_disarm(&b->timers, &p->timer);
+        if (p->addressable)
+                htable_remove(&b->peers_by_id, &p->id_node);
+        if (list_is_linked(&p->link)) {
+                list_unlink(&p->link);
+                b->n_peers--;
+        }
+        queue_deinit(&p->queue);
+        loop_source_remove(&p->source);
+        p->fd = plx_close(p->fd);
+        free(p);
+
+        broker_listener_resume(b);
+        return NULL;
+}
+
+/**
+ * peer_set_running() - the handshake is done: make the peer addressable
+ */
+void peer_set_running(Peer *p) {
+        Broker *b = p->broker;
+
+        timer_disarm(&b->timers, &p->timer);
+        /* Cannot fail for want of memory: a full table only gets slower. */
+        if (htable_insert(&b->peers_by_id, &p->id_node, hash_u64(p->id)) == 0)
+                p->addressable = true;
+        p->state = PEER_STATE_RUNNING;
+}
+
+/**
+ * peer_find() - the running peer with @unique_id
+ *
+ * Return: the peer, or NULL if none (or @unique_id is not of the ":N" form).
+ */
+Peer *peer_find(Broker *b, const char *unique_id) {
+        const char *s = unique_id;
+        uint64_t id = 0;
+
+        if (s[0] != ':' || s[1] < '1' || s[1] > '9')
+                return NULL;
+        for (s++; *s; s++) {
+                if (*s < '0' || *s > '9' || id > (UINT64_MAX - 9) / 10)
+                        return NULL;
+                id = id * 10 + (uint64_t)(*s - '0');
+        }
+
+        htable_for_each_hash(n, &b->peers_by_id, hash_u64(id)) {
+                Peer *p = container_of(n, Peer, id_node);
+
+                if (p->id == id)
+                        return peer_is_alive(p) ? p : NULL;
+        }
+        return NULL;
+}
+
+/**
+ * peer_hangup() - the connection is over; free @p after this round
+ * @p:          the peer
+ *
+ * Safe in the middle of routing: the socket leaves the loop now, the rest
+ * happens in peer_free().
+ */
+void peer_hangup(Peer *p) {
+        Broker *b = p->broker;
+
+        if (p->state == PEER_STATE_DEAD)
+                return;
+        p->state = PEER_STATE_DEAD;
+        timer_disarm(&b->timers, &p->timer);
+        loop_source_remove(&p->source);
+        list_unlink(&p->link);
+        list_append(&b->dead_peers, &p->link);
+}
+
+/**
+ * peer_stop_reading() - read nothing more from @p (shutdown, close)
+ */
+void peer_stop_reading(Peer *p) {
+        loop_source_deselect(&p->source, EPOLLIN);
+}
+
+/**
+ * peer_close() - stop reading, flush what is queued, then hang up
+ * @p:          the peer
+ *
+ * Used after a protocol error: the error frame is queued first. A peer that
+ * does not take its frames within the HELLO timeout is cut off.
+ */
+void peer_close(Peer *p) {
+        Broker *b = p->broker;
+
+        if (!peer_is_alive(p))
+                return;
+        p->state = PEER_STATE_CLOSING;
+        peer_stop_reading(p);
+        if (queue_is_empty(&p->queue)) {
+                peer_hangup(p);
+                return;
+        }
+        if (timer_arm(&b->timers, &p->timer,
+                      now_usec() + (uint64_t)b->config.hello_timeout_ms * 1000u) < 0)
+                peer_hangup(p);
+}
+
+static int peer_sendmsg(Peer *p, const uint8_t *header, size_t header_len,
+                        const uint8_t *payload, size_t payload_len, uint64_t delivery) {
+        uint8_t prefix[FRAME_PREFIX_SIZE], field[24];
+        size_t field_len = frame_varint_field(field, FRAME_FIELD_DELIVERY, delivery);
+        struct iovec iov[4] = {
+                { .iov_base = prefix, .iov_len = sizeof(prefix) },
+                { .iov_base = (void *)header, .iov_len = header_len },
+                { .iov_base = field, .iov_len = field_len },
+                { .iov_base = (void *)payload, .iov_len = payload_len },
+        };
+        struct msghdr mh = {
+                .msg_iov = iov,
+                .msg_iovlen = payload_len ? 4 : 3,
+        };
+        ssize_t n;
+
+        frame_prefix(prefix, (uint32_t)(header_len + field_len));
+        n = sendmsg(p->fd, &mh, MSG_DONTWAIT | MSG_NOSIGNAL);
+        if (n < 0)
+                return -errno;
+
+        p->n_frames_out++;
+        p->n_bytes_out += (uint64_t)n;
+        return 0;
+}
+
+static void peer_update_backpressure(Peer *p) {
+        if (!p->reading_paused && queue_is_full(&p->queue)) {
+                p->reading_paused = true;
+                loop_source_deselect(&p->source, EPOLLIN);
+        } else if (p->reading_paused && p->queue.n_entries <= p->queue.max_entries / 2 &&
+                   p->queue.n_bytes <= p->queue.max_bytes / 2) {
+                p->reading_paused = false;
+                if (peer_is_alive(p) && p->broker->state == BROKER_STATE_RUNNING)
+                        loop_source_select(&p->source, EPOLLIN);
+        }
+}
+
+/**
+ * peer_send() - deliver a frame to @p, or queue it
+ * @p:          the receiver
+ * @f:          the frame; f->msg is created here if the frame must be queued
+ * @force:      queue even beyond the limits (see queue.h for when)
+ *
+ * Every call takes one delivery number, whether or not the frame gets
+ * through, so that the receiver can see a gap where it missed one.
+ *
+ * Return: 0 when sent or queued (or when @p is dead: callers are told by
+ * router_peer_gone()), PEER_E_QUEUE_FULL when refused.
+ */
+int peer_send(Peer *p, OutFrame *f, bool force) {
+        uint64_t delivery = ++p->n_delivered;
+        size_t size;
+        int r;
+
+        if (p->state == PEER_STATE_DEAD)
+                return 0;
+
+        if (queue_is_empty(&p->queue)) {
+                r = peer_sendmsg(p, f->header, f->header_len, f->payload, f->payload_len, delivery);
+                if (r == 0)
+                        return 0;
+                if (r != -EAGAIN && r != -ENOBUFS) {
+                        peer_log(p, LOG_DEBUG, "send failed: %s", strerror(-r));
+                        peer_hangup(p);
+                        return 0;
+                }
+                loop_source_clear(&p->source, EPOLLOUT);
+        }
+
+        size = FRAME_PREFIX_SIZE + f->header_len + 11 + f->payload_len;
+        if (!force && !queue_has_room(&p->queue, size))
+                return PEER_E_QUEUE_FULL;
+
+        if (!f->msg) {
+                r = message_new(&f->msg, f->header, f->header_len, f->payload, f->payload_len);
+                if (r < 0)
+                        goto oom;
+        }
+        r = queue_push(&p->queue, f->msg, delivery, size, force);
+        if (r == QUEUE_E_FULL)
+                return PEER_E_QUEUE_FULL;
+        if (r < 0)
+                goto oom;
+
+        loop_source_select(&p->source, EPOLLOUT);
+        peer_update_backpressure(p);
+        return 0;
+
+oom:
+        if (!force)
+                return PEER_E_QUEUE_FULL;
+        /* A frame we must not drop cannot be kept: end the connection instead. */
+        peer_log(p, LOG_WARNING, "out of memory queueing a frame, disconnecting");
+        peer_hangup(p);
+        return 0;
+}
+
+static void peer_flush(Peer *p) {
+        QueueEntry *e;
+        int r;
+
+        while ((e = queue_peek(&p->queue))) {
+                r = peer_sendmsg(p, message_header(e->msg), e->msg->header_len,
+                                 message_payload(e->msg), e->msg->payload_len, e->delivery);
+                if (r == -EAGAIN || r == -ENOBUFS) {
+                        loop_source_clear(&p->source, EPOLLOUT);
+                        return;
+                }
+                if (r < 0) {
+                        peer_log(p, LOG_DEBUG, "send failed: %s", strerror(-r));
+                        peer_hangup(p);
+                        return;
+                }
+                queue_pop(&p->queue);
+        }
+
+        loop_source_deselect(&p->source, EPOLLOUT);
+        peer_update_backpressure(p);
+        if (p->state == PEER_STATE_CLOSING)
+                peer_hangup(p);
+}
+
+static size_t close_fds(struct msghdr *mh) {
+        size_t n = 0;
+
+        for (struct cmsghdr *c = CMSG_FIRSTHDR(mh); c; c = CMSG_NXTHDR(mh, c)) {
+                if (c->cmsg_level != SOL_SOCKET || c->cmsg_type != SCM_RIGHTS)
+                        continue;
+                for (size_t i = 0; i < (c->cmsg_len - CMSG_LEN(0)) / sizeof(int); i++) {
+                        int fd;
+
+                        memcpy(&fd, CMSG_DATA(c) + i * sizeof(int), sizeof(fd));
+                        plx_close(fd);
+                        n++;
+                }
+        }
+        return n;
+}
+
+static void peer_read(Peer *p) {
+        Broker *b = p->broker;
+        /* Room for the kernel's maximum of 253 fds per message (SCM_MAX_FD). */
+        union {
+                struct cmsghdr align;
+                uint8_t buf[CMSG_SPACE(253 * sizeof(int))];
+        } control;
+
+        for (int i = 0; i < PEER_READ_BATCH; i++) {
+                struct iovec iov = { .iov_base = b->rx_buf, .iov_len = FRAME_SIZE_MAX };
+                struct msghdr mh = {
+                        .msg_iov = &iov,
+                        .msg_iovlen = 1,
+                        .msg_control = &control,
+                        .msg_controllen = sizeof(control),
+                };
+                size_t n_fds;
+                ssize_t n;
+
+                if (!loop_source_is_ready(&p->source, EPOLLIN) || !peer_is_alive(p))
+                        return;
+
+                n = recvmsg(p->fd, &mh, MSG_DONTWAIT | MSG_CMSG_CLOEXEC);
+                if (n < 0) {
+                        if (errno == EAGAIN) {
+                                loop_source_clear(&p->source, EPOLLIN);
+                                return;
+                        }
+                        if (errno == EINTR)
+                                continue;
+                        peer_log(p, LOG_DEBUG, "receive failed: %m");
+                        peer_hangup(p);
+                        return;
+                }
+                if (n == 0) {
+                        /* SOCK_SEQPACKET: 0 is EOF; empty datagrams do not exist on it. */
+                        peer_hangup(p);
+                        return;
+                }
+
+                n_fds = close_fds(&mh);
+                p->n_frames_in++;
+                p->n_bytes_in += (uint64_t)n;
+
+                if (mh.msg_flags & MSG_TRUNC) {
+                        router_fail_peer(b, p, 0, ERROR_FRAME_TOO_LARGE,
+                                         "frame larger than %u bytes", FRAME_SEND_MAX);
+                        return;
+                }
+                if (mh.msg_flags & MSG_CTRUNC) {
+                        router_fail_peer(b, p, 0, ERROR_INVALID_FRAME,
+                                         "control message truncated (more than 253 fds)");
+                        return;
+                }
+
+                router_handle_frame(b, p, b->rx_buf, (size_t)n, n_fds);
+        }
+}
+
+/**
+ * peer_dispatch() - handle the cached events of @p
+ *
+ * Return: 0.
+ */
+int peer_dispatch(Peer *p) {
+        if (loop_source_is_ready(&p->source, EPOLLOUT))
+                peer_flush(p);
+        if (loop_source_is_ready(&p->source, EPOLLIN))
+                peer_read(p);
+        return 0;
+}

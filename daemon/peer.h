@@ -1,0 +1,119 @@
+#pragma once
+
+/*
+ * A connected client.
+ *
+ * A Peer owns its socket and its outgoing queue, and links the objects it
+ * caused: subscriptions, calls it waits for (calls_out) and calls it must
+ * answer (calls_in). Freeing a peer undoes all of that: its subscriptions
+ * leave the trie, callers waiting on it get a Disconnected error, its own
+ * pending calls are forgotten.
+ *
+ * Lifecycle: HELLO (connected, handshake pending, not addressable) ->
+ * RUNNING (has a unique id) -> CLOSING (told why, flushing, reads nothing)
+ * -> DEAD (socket gone; freed at the end of the loop round, so that routing
+ * code holding a Peer pointer never sees it vanish mid-frame).
+ */
+
+#include <stdbool.h>
+#include <stdint.h>
+#include <sys/socket.h>
+
+#include "broker.h"
+#include "htable.h"
+#include "list.h"
+#include "log.h"
+#include "loop.h"
+#include "message.h"
+#include "queue.h"
+#include "timer.h"
+
+enum {
+        PEER_E_QUEUE_FULL = 1,
+};
+
+typedef enum PeerState {
+        PEER_STATE_HELLO,
+        PEER_STATE_RUNNING,
+        PEER_STATE_CLOSING,
+        PEER_STATE_DEAD,
+} PeerState;
+
+/* Batch of frames read from one peer per loop round, for fairness. */
+#define PEER_READ_BATCH 32
+
+#define PEER_DESCRIPTION_MAX 64
+
+struct Peer {
+        Broker *broker;
+        LoopSource source;
+        int fd;
+        PeerState state;
+
+        uint64_t id;
+        char unique_id[24];             /* ":<id>" */
+        HNode id_node;                  /* in broker->peers_by_id while RUNNING */
+        bool addressable;
+        List link;                      /* broker->peers, or broker->dead_peers */
+
+        struct ucred cred;
+        char description[PEER_DESCRIPTION_MAX];
+        uint64_t connected_usec;
+
+        Queue queue;
+        bool reading_paused;            /* backpressure: our own queue is full */
+        uint64_t n_delivered;           /* delivery counter, see docs/protocol.md */
+        uint64_t last_signal_sequence;  /* fan-out deduplication */
+
+        List subscriptions;             /* Subscription.owner_link */
+        size_t n_subscriptions;
+        List calls_out;                 /* PendingCall.caller_link */
+        size_t n_calls_out;
+        List calls_in;                  /* PendingCall.callee_link */
+
+        Timer timer;                    /* HELLO deadline, then the CLOSING deadline */
+        LogLimit log_limit;
+
+        uint64_t n_frames_in;
+        uint64_t n_frames_out;
+        uint64_t n_bytes_in;
+        uint64_t n_bytes_out;
+};
+
+/*
+ * A frame on its way out: the re-stamped header shared by all receivers and
+ * the payload, both borrowed (usually from the broker's receive buffer).
+ * When a receiver has to queue it, the frame is copied once into @msg, which
+ * every queue then shares.
+ */
+typedef struct OutFrame {
+        const uint8_t *header;
+        size_t header_len;
+        const uint8_t *payload;
+        size_t payload_len;
+        Message *msg;
+} OutFrame;
+
+static inline void out_frame_deinit(OutFrame *f) {
+        f->msg = message_unref(f->msg);
+}
+
+int peer_new(Peer **ret, Broker *b, int fd);
+Peer *peer_free(Peer *p);
+PLX_DEFINE_CLEANUP(Peer *, peer_free);
+
+int peer_dispatch(Peer *p);
+int peer_send(Peer *p, OutFrame *f, bool force);
+void peer_hangup(Peer *p);
+void peer_close(Peer *p);
+void peer_stop_reading(Peer *p);
+void peer_set_running(Peer *p);
+Peer *peer_find(Broker *b, const char *unique_id);
+
+static inline bool peer_is_alive(const Peer *p) {
+        return p->state == PEER_STATE_HELLO || p->state == PEER_STATE_RUNNING;
+}
+
+#define peer_log(p, prio, fmt, ...)                                                     \
+        broker_log((p)->broker, (prio), "client %s (pid %d, %s): " fmt,                 \
+                   (p)->unique_id, (int)(p)->cred.pid, (p)->description, ##__VA_ARGS__)

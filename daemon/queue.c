@@ -1,0 +1,110 @@
+/*
+ * Bounded FIFO of queued frames (see queue.h).
+ */
+
+#include <errno.h>
+#include <stdlib.h>
+
+#include "queue.h"
+
+/**
+ * queue_init() - set the limits of an empty queue
+ */
+void queue_init(Queue *q, size_t max_entries, size_t max_bytes) {
+        *q = (Queue) QUEUE_NULL(*q);
+        q->max_entries = max_entries;
+        q->max_bytes = max_bytes;
+}
+
+/**
+ * queue_deinit() - drop every queued frame and the ring
+ */
+void queue_deinit(Queue *q) {
+        while (!queue_is_empty(q))
+                queue_pop(q);
+        free(q->ring);
+        q->ring = NULL;
+        q->n_alloc = 0;
+}
+
+/**
+ * queue_has_room() - whether an ordinary push of @size bytes would succeed
+ */
+bool queue_has_room(const Queue *q, size_t size) {
+        return q->n_entries < q->max_entries && size <= q->max_bytes &&
+               q->n_bytes <= q->max_bytes - size;
+}
+
+static int grow(Queue *q) {
+        size_t n = q->n_alloc ? q->n_alloc * 2 : 8;
+        QueueEntry *r;
+
+        r = malloc(n * sizeof(*r));
+        if (!r)
+                return -ENOMEM;
+
+        /* Unwrap the ring into the new array. */
+        for (size_t i = 0; i < q->n_entries; i++)
+                r[i] = q->ring[(q->head + i) & (q->n_alloc - 1)];
+        free(q->ring);
+        q->ring = r;
+        q->n_alloc = n;
+        q->head = 0;
+        return 0;
+}
+
+/**
+ * queue_push() - append a frame
+ * @q:          the queue
+ * @m:          the message; the queue takes a new reference on success
+ * @delivery:   the receiver's delivery counter for this frame
+ * @size:       bytes the frame takes on the wire, charged to the queue
+ * @force:      ignore the limits (see queue.h for when this is allowed)
+ *
+ * Return: 0, QUEUE_E_FULL, or -ENOMEM.
+ */
+int queue_push(Queue *q, Message *m, uint64_t delivery, size_t size, bool force) {
+        int r;
+
+        if (!force && !queue_has_room(q, size))
+                return QUEUE_E_FULL;
+
+        if (q->n_entries == q->n_alloc) {
+                r = grow(q);
+                if (r < 0)
+                        return r;
+        }
+
+        q->ring[(q->head + q->n_entries) & (q->n_alloc - 1)] = (QueueEntry) {
+                .msg = message_ref(m),
+                .delivery = delivery,
+                .size = size,
+        };
+        q->n_entries++;
+        q->n_bytes += size;
+        return 0;
+}
+
+/**
+ * queue_peek() - the oldest frame, or NULL
+ */
+QueueEntry *queue_peek(Queue *q) {
+        return q->n_entries ? &q->ring[q->head] : NULL;
+}
+
+/**
+ * queue_pop() - drop the oldest frame; frees the ring once empty
+ */
+void queue_pop(Queue *q) {
+        QueueEntry *e = &q->ring[q->head];
+
+        message_unref(e->msg);
+        q->n_bytes -= e->size;
+        q->head = (q->head + 1) & (q->n_alloc - 1);
+        if (--q->n_entries == 0) {
+                free(q->ring);
+                q->ring = NULL;
+                q->n_alloc = 0;
+                q->head = 0;
+        }
+}

@@ -1,0 +1,58 @@
+#pragma once
+
+/*
+ * A peer's outgoing queue: frames that its socket could not take yet, in the
+ * order the broker routed them. A ring of (message, delivery counter)
+ * entries with limits on bytes and frames.
+ *
+ * Ordinary pushes fail with QUEUE_E_FULL at a limit. Forced pushes ignore the
+ * limits; the broker forces only frames it must not drop (answers to the
+ * peer's own calls, errors for its own frames), whose number is bounded by
+ * the peer's pending-call limit and by the broker reading no more from a
+ * peer whose queue is over its limit. The ring is freed whenever the queue
+ * drains, so an idle peer costs no queue memory.
+ */
+
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+
+#include "message.h"
+
+enum {
+        QUEUE_E_FULL = 1,
+};
+
+typedef struct QueueEntry {
+        Message *msg;
+        uint64_t delivery;
+        size_t size;            /* bytes on the wire */
+} QueueEntry;
+
+typedef struct Queue {
+        QueueEntry *ring;
+        size_t n_alloc;         /* 0 or a power of two */
+        size_t head;
+        size_t n_entries;
+        size_t n_bytes;
+        size_t max_entries;
+        size_t max_bytes;
+} Queue;
+
+#define QUEUE_NULL(x) { }
+
+void queue_init(Queue *q, size_t max_entries, size_t max_bytes);
+void queue_deinit(Queue *q);
+int queue_push(Queue *q, Message *m, uint64_t delivery, size_t size, bool force);
+QueueEntry *queue_peek(Queue *q);
+void queue_pop(Queue *q);
+bool queue_has_room(const Queue *q, size_t size);
+
+static inline bool queue_is_empty(const Queue *q) {
+        return q->n_entries == 0;
+}
+
+/* Over its limits (possible only through forced pushes) or at them. */
+static inline bool queue_is_full(const Queue *q) {
+        return q->n_entries >= q->max_entries || q->n_bytes >= q->max_bytes;
+}

@@ -1,0 +1,452 @@
+/*
+ * Routing of frames (see router.h).
+ *
+ * For each frame from a client the broker decodes the header into the
+ * per-broker arena, checks it, stamps the fields only it may set (sender,
+ * credentials, sequence), encodes the header once and hands header and
+ * untouched payload to each receiver (peer_send()). Frames the broker makes
+ * itself go the same way, with "plexus" as sender.
+ *
+ * What the sender learns when a frame cannot be delivered is the core of the
+ * "nothing lost" rule: every refusal produces an ERROR to the sender with
+ * reply_serial set to the refused frame's serial; see docs/protocol.md.
+ */
+
+#include <assert.h>
+#include <inttypes.h>
+#include <stdarg.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "driver.h"
+#include "peer.h"
+#include "pending.h"
+#include "router.h"
+#include "topic.h"
+
+static void stamp(Broker *b, Plexus__Header *h, Peer *from) {
+        if (from) {
+                h->sender = from->unique_id;
+                h->sender_uid = from->cred.uid;
+                h->sender_pid = (uint32_t)from->cred.pid;
+        } else {
+                h->sender = (char *)BROKER_NAME;
+                h->sender_uid = b->cred.uid;
+                h->sender_pid = (uint32_t)b->cred.pid;
+        }
+        h->sequence = ++b->sequence;
+        h->delivery = 0;
+}
+
+/* Encode @h and hand it with @payload to @to. Returns peer_send()'s result. */
+static int send_one(Broker *b, Peer *to, const Plexus__Header *h,
+                    const void *payload, size_t payload_len, bool force) {
+        uint8_t header[FRAME_HEADER_MAX];
+        OutFrame f = {
+                .header = header,
+                .payload = payload,
+                .payload_len = payload_len,
+        };
+        int r;
+
+        f.header_len = frame_header_pack(h, header, sizeof(header));
+        /* Stamping adds at most FRAME_STAMP_RESERVE bytes to a checked header. */
+        assert(f.header_len > 0);
+
+        r = peer_send(to, &f, force);
+        out_frame_deinit(&f);
+        if (r == 0) {
+                b->stats.n_routed[h->kind]++;
+                b->stats.n_bytes_routed += payload_len;
+        }
+        return r;
+}
+
+static int vsend_error(Broker *b, Peer *to, uint64_t reply_serial, const char *name,
+                       const char *fmt, va_list ap) {
+        Plexus__Header h = PLEXUS__HEADER__INIT;
+        char text[512];
+        int n;
+
+        n = vsnprintf(text, sizeof(text), fmt, ap);
+        if (n < 0)
+                n = 0;
+
+        h.kind = PLEXUS__KIND__KIND_ERROR;
+        h.reply_serial = reply_serial;
+        h.destination = to->unique_id;
+        h.error_name = (char *)name;
+        stamp(b, &h, NULL);
+        h.serial = h.sequence;
+
+        b->stats.n_errors_sent++;
+        /* Forced: bounded by the sender's own frames, see queue.h. */
+        return send_one(b, to, &h, text, MIN((size_t)n, sizeof(text) - 1), true);
+}
+
+/**
+ * router_send_error() - send an ERROR made by the broker
+ * @b:          the broker
+ * @to:         the receiver
+ * @reply_serial: serial of the frame the error is about, 0 if unknown
+ * @name:       error name
+ * @fmt:        printf format of the message (the ERROR's payload)
+ *
+ * Return: 0 (forced frames are never refused).
+ */
+int router_send_error(Broker *b, Peer *to, uint64_t reply_serial, const char *name,
+                      const char *fmt, ...) {
+        va_list ap;
+        int r;
+
+        va_start(ap, fmt);
+        r = vsend_error(b, to, reply_serial, name, fmt, ap);
+        va_end(ap);
+        return r;
+}
+
+/**
+ * router_fail_peer() - send @p an ERROR and close its connection
+ * @b:          the broker
+ * @p:          the offending peer
+ * @reply_serial: serial of the offending frame, 0 if it could not be read
+ * @name:       error name
+ * @fmt:        printf format of the message
+ *
+ * Used for frames that break the protocol. Logged once per peer and rate
+ * limited, since a client in a loop could otherwise flood the journal.
+ */
+void router_fail_peer(Broker *b, Peer *p, uint64_t reply_serial, const char *name,
+                      const char *fmt, ...) {
+        char text[512];
+        va_list ap;
+
+        va_start(ap, fmt);
+        vsnprintf(text, sizeof(text), fmt, ap);
+        va_end(ap);
+
+        b->stats.n_protocol_errors++;
+        if (log_limit_pass(&p->log_limit, &b->log, now_usec()))
+                peer_log(p, LOG_NOTICE, "%s: %s, disconnecting", name, text);
+
+        router_send_error(b, p, reply_serial, name, "%s", text);
+        peer_close(p);
+}
+
+/**
+ * router_send_reply() - send a REPLY made by the broker
+ * @b:          the broker
+ * @to:         the caller
+ * @reply_serial: the CALL's serial
+ * @payload:    protobuf message to encode as payload, or NULL for none
+ *
+ * Return: 0, or -ENOMEM.
+ */
+int router_send_reply(Broker *b, Peer *to, uint64_t reply_serial, const ProtobufCMessage *payload) {
+        Plexus__Header h = PLEXUS__HEADER__INIT;
+        uint8_t stack[512];
+        _cleanup_(freep) uint8_t *heap = NULL;
+        uint8_t *buf = stack;
+        size_t n = 0;
+
+        if (payload) {
+                n = protobuf_c_message_get_packed_size(payload);
+                if (n > sizeof(stack)) {
+                        heap = malloc(n);
+                        if (!heap)
+                                return -ENOMEM;
+                        buf = heap;
+                }
+                protobuf_c_message_pack(payload, buf);
+        }
+
+        h.kind = PLEXUS__KIND__KIND_REPLY;
+        h.reply_serial = reply_serial;
+        h.destination = to->unique_id;
+        stamp(b, &h, NULL);
+        h.serial = h.sequence;
+        return send_one(b, to, &h, buf, n, true);
+}
+
+/**
+ * router_broadcast() - send a broker SIGNAL with no payload to every client
+ * @b:          the broker
+ * @topic:      a reserved topic
+ *
+ * Delivered to every running client, subscribed or not: used for the
+ * shutdown notice.
+ */
+void router_broadcast(Broker *b, const char *topic) {
+        Plexus__Header h = PLEXUS__HEADER__INIT;
+        Peer *p;
+
+        h.kind = PLEXUS__KIND__KIND_SIGNAL;
+        h.member = (char *)topic;
+        stamp(b, &h, NULL);
+        h.serial = h.sequence;
+
+        list_for_each_entry(p, &b->peers, link)
+                if (p->state == PEER_STATE_RUNNING)
+                        send_one(b, p, &h, NULL, 0, true);
+}
+
+/**
+ * router_peer_gone() - undo everything routing keeps for @p
+ * @b:          the broker
+ * @p:          a peer being freed
+ *
+ * Every caller waiting on @p gets a Disconnected error; calls @p made are
+ * forgotten (their late replies are refused to the replier); subscriptions
+ * leave the trie.
+ */
+void router_peer_gone(Broker *b, Peer *p) {
+        PendingCall *pc;
+        Subscription *s;
+
+        while ((pc = list_first_entry(&p->calls_in, PendingCall, callee_link))) {
+                Peer *caller = pc->caller;
+                uint64_t serial = pc->serial;
+
+                pending_call_free(b, pc);
+                if (caller != p)
+                        router_send_error(b, caller, serial, ERROR_DISCONNECTED,
+                                          "%s disconnected before replying", p->unique_id);
+        }
+        while ((pc = list_first_entry(&p->calls_out, PendingCall, caller_link)))
+                pending_call_free(b, pc);
+
+        while ((s = list_first_entry(&p->subscriptions, Subscription, owner_link))) {
+                list_unlink(&s->owner_link);
+                topic_trie_unsubscribe(&b->topics, s);
+        }
+        p->n_subscriptions = 0;
+}
+
+static uint32_t call_timeout_ms(Broker *b, uint32_t requested) {
+        if (requested == 0)
+                return b->config.default_timeout_ms;
+        return MIN(requested, b->config.max_timeout_ms);
+}
+
+static void route_call(Broker *b, Peer *from, Plexus__Header *h, const FrameView *f) {
+        PendingCall *pc = NULL;
+        Peer *callee;
+        int r;
+
+        if (strcmp(h->destination, BROKER_NAME) == 0) {
+                driver_call(b, from, h, f->payload, f->payload_len);
+                return;
+        }
+
+        callee = peer_find(b, h->destination);
+        if (!callee || callee->state != PEER_STATE_RUNNING) {
+                router_send_error(b, from, h->serial, ERROR_SERVICE_UNKNOWN,
+                                  "no client %s on the bus", h->destination);
+                return;
+        }
+
+        h->timeout_ms = call_timeout_ms(b, h->timeout_ms);
+        if (!(h->flags & FRAME_FLAG_NO_REPLY)) {
+                if (from->n_calls_out >= b->config.max_pending_calls) {
+                        router_send_error(b, from, h->serial, ERROR_LIMITS_EXCEEDED,
+                                          "%u calls already wait for a reply",
+                                          b->config.max_pending_calls);
+                        return;
+                }
+                r = pending_call_new(b, from, callee, h->serial,
+                                     now_usec() + (uint64_t)h->timeout_ms * 1000u, &pc);
+                if (r == PENDING_E_DUPLICATE) {
+                        router_send_error(b, from, h->serial, ERROR_INVALID_ARGS,
+                                          "a call with serial %" PRIu64 " is already pending",
+                                          h->serial);
+                        return;
+                }
+                if (r < 0) {
+                        router_send_error(b, from, h->serial, ERROR_LIMITS_EXCEEDED,
+                                          "broker out of memory");
+                        return;
+                }
+        }
+
+        stamp(b, h, from);
+        r = send_one(b, callee, h, f->payload, f->payload_len, false);
+        if (r == PEER_E_QUEUE_FULL) {
+                if (pc)
+                        pending_call_free(b, pc);
+                b->stats.n_queue_full++;
+                router_send_error(b, from, h->serial, ERROR_QUEUE_FULL,
+                                  "%s is not reading its messages", callee->unique_id);
+        }
+}
+
+static void route_reply(Broker *b, Peer *from, Plexus__Header *h, const FrameView *f) {
+        PendingCall *pc;
+        Peer *caller;
+        int r;
+
+        caller = peer_find(b, h->destination);
+        if (!caller) {
+                b->stats.n_unexpected_replies++;
+                router_send_error(b, from, h->serial, ERROR_SERVICE_UNKNOWN,
+                                  "no client %s on the bus", h->destination);
+                return;
+        }
+
+        /* Only the callee may answer, and only once: the call is consumed here. */
+        pc = pending_call_find(b, caller->id, h->reply_serial);
+        if (!pc || pc->callee != from) {
+                b->stats.n_unexpected_replies++;
+                router_send_error(b, from, h->serial, ERROR_UNEXPECTED_REPLY,
+                                  "no call %" PRIu64 " from %s waits for a reply from you",
+                                  h->reply_serial, caller->unique_id);
+                return;
+        }
+        pending_call_free(b, pc);
+
+        stamp(b, h, from);
+        r = send_one(b, caller, h, f->payload, f->payload_len, false);
+        if (r == PEER_E_QUEUE_FULL) {
+                /*
+                 * The caller must not wait forever: it gets a small forced
+                 * error in place of the reply, and the replier learns too.
+                 */
+                b->stats.n_queue_full++;
+                router_send_error(b, caller, h->reply_serial, ERROR_QUEUE_FULL,
+                                  "the reply from %s did not fit in your queue", from->unique_id);
+                router_send_error(b, from, h->serial, ERROR_QUEUE_FULL,
+                                  "%s's queue is full; it got an error instead", caller->unique_id);
+        }
+}
+
+typedef struct SignalFanout {
+        Broker *b;
+        OutFrame frame;
+        uint64_t sequence;
+        size_t n_matched;
+        size_t n_full;
+} SignalFanout;
+
+static void deliver_signal(Subscription *s, void *userdata) {
+        SignalFanout *fo = userdata;
+        Peer *p = s->owner;
+
+        /* One delivery per peer, however many of its patterns match. */
+        if (p->last_signal_sequence == fo->sequence || p->state != PEER_STATE_RUNNING)
+                return;
+        p->last_signal_sequence = fo->sequence;
+        fo->n_matched++;
+        if (peer_send(p, &fo->frame, false) == PEER_E_QUEUE_FULL)
+                fo->n_full++;
+}
+
+static void route_signal(Broker *b, Peer *from, Plexus__Header *h, const FrameView *f) {
+        uint8_t header[FRAME_HEADER_MAX];
+        SignalFanout fo = { .b = b };
+
+        if (!topic_is_valid(h->member)) {
+                router_send_error(b, from, h->serial, ERROR_INVALID_ARGS,
+                                  "invalid topic \"%s\"", h->member);
+                return;
+        }
+        if (topic_is_reserved(h->member)) {
+                router_send_error(b, from, h->serial, ERROR_INVALID_ARGS,
+                                  "topic \"%s\" is reserved for the broker", h->member);
+                return;
+        }
+
+        stamp(b, h, from);
+        fo.sequence = h->sequence;
+        fo.frame = (OutFrame) {
+                .header = header,
+                .header_len = frame_header_pack(h, header, sizeof(header)),
+                .payload = f->payload,
+                .payload_len = f->payload_len,
+        };
+        assert(fo.frame.header_len > 0);
+
+        topic_trie_match(&b->topics, h->member, deliver_signal, &fo);
+        out_frame_deinit(&fo.frame);
+
+        b->stats.n_routed[PLEXUS__KIND__KIND_SIGNAL]++;
+        b->stats.n_bytes_routed += f->payload_len;
+        if (fo.n_full) {
+                b->stats.n_queue_full += fo.n_full;
+                router_send_error(b, from, h->serial, ERROR_QUEUE_FULL,
+                                  "signal on %s missed by %zu of %zu subscribers (queue full)",
+                                  h->member, fo.n_full, fo.n_matched);
+        }
+}
+
+/**
+ * router_handle_frame() - route one frame received from @from
+ * @b:          the broker
+ * @from:       the sender, in state HELLO or RUNNING
+ * @buf:        the datagram, borrowed (the broker's receive buffer)
+ * @len:        its length
+ * @n_fds:      how many fds came with it (already closed by the caller)
+ */
+void router_handle_frame(Broker *b, Peer *from, const uint8_t *buf, size_t len, size_t n_fds) {
+        Plexus__Header *h;
+        const char *why = NULL;
+        FrameView f;
+        int r;
+
+        arena_reset(&b->arena);
+
+        if (len > FRAME_SEND_MAX) {
+                router_fail_peer(b, from, 0, ERROR_FRAME_TOO_LARGE,
+                                 "frame of %zu bytes, limit %u", len, FRAME_SEND_MAX);
+                return;
+        }
+        r = frame_split(buf, len, &f);
+        if (r == 0 && f.header_len > FRAME_SEND_HEADER_MAX)
+                r = FRAME_E_HEADER_LENGTH;
+        if (r == 0)
+                r = frame_header_decode(&f, &b->arena, &h);
+        if (r > 0) {
+                router_fail_peer(b, from, 0, ERROR_INVALID_FRAME, "%s", frame_strerror(r));
+                return;
+        }
+        r = frame_header_check(h, &why);
+        if (r > 0) {
+                router_fail_peer(b, from, h->serial, ERROR_INVALID_FRAME, "%s", why);
+                return;
+        }
+
+        if (from->state == PEER_STATE_HELLO) {
+                if (h->kind != PLEXUS__KIND__KIND_HELLO)
+                        router_fail_peer(b, from, h->serial, ERROR_PROTOCOL_VIOLATION,
+                                         "the first frame must be HELLO, not %s",
+                                         frame_kind_to_string(h->kind));
+                else
+                        driver_hello(b, from, h, &f);
+                return;
+        }
+        if (h->kind == PLEXUS__KIND__KIND_HELLO) {
+                router_fail_peer(b, from, h->serial, ERROR_PROTOCOL_VIOLATION, "HELLO sent twice");
+                return;
+        }
+
+        if (n_fds > 0) {
+                router_send_error(b, from, h->serial, ERROR_INVALID_ARGS,
+                                  "this broker does not pass file descriptors; %zu closed", n_fds);
+                return;
+        }
+
+        switch (h->kind) {
+        case PLEXUS__KIND__KIND_CALL:
+                route_call(b, from, h, &f);
+                break;
+        case PLEXUS__KIND__KIND_REPLY:
+        case PLEXUS__KIND__KIND_ERROR:
+                route_reply(b, from, h, &f);
+                break;
+        case PLEXUS__KIND__KIND_SIGNAL:
+                route_signal(b, from, h, &f);
+                break;
+        default:
+                /* frame_header_decode() admits no other kind. */
+                assert(false);
+        }
+}

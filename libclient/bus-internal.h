@@ -1,0 +1,177 @@
+#pragma once
+
+/*
+ * libplexus internals, shared by the library's own files only.
+ *
+ * A plx_bus is owned by the application (plx_bus_new/plx_bus_free), but its
+ * memory is reference counted internally: each plx_msg received on it holds
+ * a reference, so a message kept after plx_bus_free() can still be read
+ * and answering it fails cleanly with -ECONNRESET instead of touching freed
+ * memory.
+ *
+ * Slots (async calls, method handlers, subscriptions) are reference counted
+ * too: dispatch holds a reference across each callback, so a callback may
+ * free any slot, its own included.
+ */
+
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <sys/types.h>
+
+#include "plexus/plexus.h"
+
+#include "frame.h"
+#include "htable.h"
+#include "list.h"
+#include "util.h"
+
+/* Bounds of the client's own queues (documented in docs/protocol.md). */
+#define BUS_WQUEUE_MAX_FRAMES 4096u
+#define BUS_WQUEUE_MAX_BYTES (4u * 1024u * 1024u)
+#define BUS_RQUEUE_MAX 4096u
+
+#define BUS_DEFAULT_TIMEOUT_USEC (25ull * 1000000u)
+/*
+ * The broker times calls out itself and says so with a Timeout ERROR; the
+ * library's own deadline is a fallback for a broker that stopped answering.
+ */
+#define BUS_TIMEOUT_GRACE_USEC (1000000u)
+
+typedef struct WFrame {
+        List link;
+        size_t len;
+        uint8_t data[];
+} WFrame;
+
+typedef enum SlotType {
+        SLOT_CALL,
+        SLOT_METHOD,
+        SLOT_SUBSCRIPTION,
+} SlotType;
+
+struct plx_slot {
+        unsigned int n_refs;
+        plx_bus *bus;           /* NULL once inert (bus freed, call answered) */
+        SlotType type;
+        bool floating;          /* owned by the bus, freed with it */
+        List link;              /* bus->slots */
+        void *userdata;
+        union {
+                struct {
+                        plx_reply_fn callback;
+                        uint64_t serial;
+                        uint64_t deadline;
+                        HNode node;             /* bus->calls, by serial */
+                        List deadline_link;     /* bus->deadlines, sorted */
+                } call;
+                struct {
+                        plx_method_fn callback;
+                        HNode node;             /* bus->methods, by member */
+                        char *member;
+                } method;
+                struct {
+                        plx_signal_fn callback;
+                        List link;              /* bus->subscriptions */
+                        char *pattern;
+                } sub;
+        };
+};
+
+struct plx_bus {
+        unsigned int n_refs;
+        int fd;
+        bool connected;
+        char unique_id[32];
+        uint64_t next_serial;
+        uint32_t max_frame_size;
+
+        List wqueue;            /* WFrame.link */
+        size_t n_wqueue;
+        size_t n_wqueue_bytes;
+
+        List rqueue;            /* plx_msg.link, received, not dispatched */
+        size_t n_rqueue;
+
+        List slots;             /* every live slot */
+        HTable calls;           /* SLOT_CALL by serial */
+        List deadlines;         /* SLOT_CALL by deadline, earliest first */
+        HTable methods;         /* SLOT_METHOD by member */
+        List subscriptions;     /* SLOT_SUBSCRIPTION */
+
+        plx_error_fn error_handler;
+        void *error_userdata;
+        uint64_t n_stray_errors;
+
+        uint64_t last_delivery;
+        uint64_t n_missed;
+
+        bool exit_requested;
+        int exit_code;
+
+        sd_event *event;
+        void *io_source;        /* sd_event_source */
+        void *time_source;
+        void *prepare_source;
+
+        Arena arena;
+        uint8_t *rx_buf;        /* FRAME_SIZE_MAX */
+};
+
+struct plx_msg {
+        unsigned int n_refs;
+        plx_bus *bus;           /* a reference; NULL for local errors made without a bus */
+        List link;              /* bus->rqueue */
+        int kind;
+        bool replied;
+        uint32_t flags;
+        uint32_t timeout_ms;
+        uint64_t serial;
+        uint64_t reply_serial;
+        uint64_t sequence;
+        uint64_t delivery;
+        uid_t sender_uid;
+        pid_t sender_pid;
+        const char *sender;
+        const char *destination;
+        const char *member;
+        const char *error_name;
+        const char *error_message;
+        const uint8_t *payload;
+        size_t payload_len;
+        uint8_t data[];         /* strings, then payload, then a NUL */
+};
+
+plx_bus *bus_ref(plx_bus *bus);
+plx_bus *bus_unref(plx_bus *bus);
+
+int bus_send_frame(plx_bus *bus, Plexus__Header *h, const void *payload, size_t size);
+int bus_read(plx_bus *bus, bool *ret_progress);
+int bus_wait(plx_bus *bus, uint64_t deadline);
+int bus_await_reply(plx_bus *bus, uint64_t serial, uint64_t deadline, plx_msg **ret);
+void bus_connection_lost(plx_bus *bus);
+int bus_dispatch(plx_bus *bus, plx_msg *m);
+
+int msg_new_from_frame(plx_msg **ret, plx_bus *bus, const Plexus__Header *h,
+                       const uint8_t *payload, size_t payload_len);
+int msg_new_local_error(plx_msg **ret, plx_bus *bus, uint64_t reply_serial,
+                        const char *name, const char *message);
+
+int slot_new(plx_slot **ret, plx_bus *bus, SlotType type, void *userdata);
+plx_slot *slot_ref(plx_slot *s);
+plx_slot *slot_unref(plx_slot *s);
+void slot_disconnect(plx_slot *s);
+int slot_call_register(plx_slot *s, uint64_t serial, uint64_t deadline, plx_reply_fn cb);
+plx_slot *slot_call_find(plx_bus *bus, uint64_t serial);
+int slot_dispatch_reply(plx_slot *s, plx_msg *m);
+int slot_dispatch_call(plx_bus *bus, plx_msg *m);
+int slot_dispatch_signal(plx_bus *bus, plx_msg *m);
+int slot_expire_calls(plx_bus *bus, uint64_t now, bool *ret_progress);
+void slot_fail_all_calls(plx_bus *bus);
+
+static inline void plx_msg_unrefp_internal(plx_msg **m) {
+        plx_msg_unref(*m);
+}
+
+uint64_t timeout_to_deadline(uint64_t timeout_usec);
+uint32_t timeout_to_ms(uint64_t timeout_usec);

@@ -1,0 +1,660 @@
+/*
+ * plx_bus: one connection to a broker.
+ *
+ * Sending: a frame goes out with one sendmsg() of [prefix+header, payload]
+ * when nothing is queued; otherwise, or on EAGAIN, it is copied into the
+ * bounded write queue, which plx_bus_process() drains when the socket is
+ * writable. At the bound, sends fail with -ENOBUFS: the caller learns that
+ * the broker is not keeping up instead of the library buffering without end.
+ *
+ * Receiving: each datagram is one frame, read into a per-bus buffer,
+ * decoded into an arena and copied into a plx_msg. Messages are dispatched
+ * one per plx_bus_process() call. A synchronous call reads ahead while it
+ * waits, parking what is not its answer in the bounded read queue.
+ */
+
+#include <assert.h>
+#include <errno.h>
+#include <fcntl.h>
+#include <poll.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/socket.h>
+#include <sys/uio.h>
+
+#include "address.h"
+#include "bus-internal.h"
+#include "topic.h"
+
+uint64_t timeout_to_deadline(uint64_t timeout_usec) {
+        uint64_t t = timeout_usec == PLX_TIMEOUT_DEFAULT ? BUS_DEFAULT_TIMEOUT_USEC : timeout_usec;
+
+        return now_usec() + MIN(t, UINT64_MAX / 4) + BUS_TIMEOUT_GRACE_USEC;
+}
+
+uint32_t timeout_to_ms(uint64_t timeout_usec) {
+        if (timeout_usec == PLX_TIMEOUT_DEFAULT)
+                return 0;       /* the broker applies its default */
+        if (timeout_usec / 1000 >= UINT32_MAX)
+                return UINT32_MAX;
+        /* Round up: a 100 us timeout must not become "default". */
+        return (uint32_t)MAX((timeout_usec + 999) / 1000, 1u);
+}
+
+plx_bus *bus_ref(plx_bus *bus) {
+        if (bus)
+                bus->n_refs++;
+        return bus;
+}
+
+plx_bus *bus_unref(plx_bus *bus) {
+        if (!bus || --bus->n_refs > 0)
+                return NULL;
+        free(bus->rx_buf);
+        free(bus);
+        return NULL;
+}
+
+static void wqueue_clear(plx_bus *bus) {
+        WFrame *w;
+
+        while ((w = list_first_entry(&bus->wqueue, WFrame, link))) {
+                list_unlink(&w->link);
+                free(w);
+        }
+        bus->n_wqueue = 0;
+        bus->n_wqueue_bytes = 0;
+}
+
+/**
+ * bus_connection_lost() - the socket is gone: fail what waits on it
+ *
+ * Pending calls get Disconnected errors through the read queue; sends from
+ * now on fail with -ECONNRESET.
+ */
+void bus_connection_lost(plx_bus *bus) {
+        if (!bus->connected)
+                return;
+        bus->connected = false;
+        wqueue_clear(bus);
+        slot_fail_all_calls(bus);
+}
+
+static int wqueue_flush(plx_bus *bus) {
+        WFrame *w;
+
+        while ((w = list_first_entry(&bus->wqueue, WFrame, link))) {
+                if (send(bus->fd, w->data, w->len, MSG_DONTWAIT | MSG_NOSIGNAL) < 0) {
+                        if (errno == EAGAIN || errno == ENOBUFS)
+                                return 0;
+                        if (errno == EINTR)
+                                continue;
+                        bus_connection_lost(bus);
+                        return -ECONNRESET;
+                }
+                list_unlink(&w->link);
+                bus->n_wqueue--;
+                bus->n_wqueue_bytes -= w->len;
+                free(w);
+        }
+        return 0;
+}
+
+/**
+ * bus_send_frame() - stamp a serial on @h and send or queue the frame
+ * @bus:        the bus
+ * @h:          the header; h->serial is assigned here
+ * @payload:    borrowed
+ * @size:       its length
+ *
+ * Return: 0, -ECONNRESET, -EMSGSIZE, -ENOBUFS (write queue full), -ENOMEM.
+ */
+int bus_send_frame(plx_bus *bus, Plexus__Header *h, const void *payload, size_t size) {
+        uint8_t head[FRAME_PREFIX_SIZE + FRAME_SEND_HEADER_MAX];
+        struct iovec iov[2];
+        struct msghdr mh = { .msg_iov = iov, .msg_iovlen = size ? 2 : 1 };
+        size_t hlen, total;
+        WFrame *w;
+
+        if (!bus->connected)
+                return -ECONNRESET;
+
+        h->serial = bus->next_serial++;
+        hlen = frame_header_pack(h, head + FRAME_PREFIX_SIZE, FRAME_SEND_HEADER_MAX);
+        if (hlen == 0)
+                return -EMSGSIZE;
+        total = FRAME_PREFIX_SIZE + hlen + size;
+        if (total > bus->max_frame_size)
+                return -EMSGSIZE;
+        frame_prefix(head, (uint32_t)hlen);
+
+        iov[0] = (struct iovec) { .iov_base = head, .iov_len = FRAME_PREFIX_SIZE + hlen };
+        iov[1] = (struct iovec) { .iov_base = (void *)payload, .iov_len = size };
+
+        if (list_is_empty(&bus->wqueue)) {
+                for (;;) {
+                        if (sendmsg(bus->fd, &mh, MSG_DONTWAIT | MSG_NOSIGNAL) >= 0)
+                                return 0;
+                        if (errno != EINTR)
+                                break;
+                }
+                if (errno != EAGAIN && errno != ENOBUFS) {
+                        bus_connection_lost(bus);
+                        return -ECONNRESET;
+                }
+        }
+
+        if (bus->n_wqueue >= BUS_WQUEUE_MAX_FRAMES ||
+            bus->n_wqueue_bytes + total > BUS_WQUEUE_MAX_BYTES)
+                return -ENOBUFS;
+
+        w = malloc(sizeof(*w) + total);
+        if (!w)
+                return -ENOMEM;
+        w->len = total;
+        memcpy(w->data, head, FRAME_PREFIX_SIZE + hlen);
+        if (size)
+                memcpy(w->data + FRAME_PREFIX_SIZE + hlen, payload, size);
+        list_append(&bus->wqueue, &w->link);
+        bus->n_wqueue++;
+        bus->n_wqueue_bytes += total;
+        return 0;
+}
+
+/* Read one frame. Returns 1 with *ret set, 0 on EAGAIN, negative on loss. */
+static int read_frame(plx_bus *bus, plx_msg **ret) {
+        union {
+                struct cmsghdr align;
+                uint8_t buf[CMSG_SPACE(253 * sizeof(int))];
+        } control;
+        struct iovec iov = { .iov_base = bus->rx_buf, .iov_len = FRAME_SIZE_MAX };
+        struct msghdr mh = {
+                .msg_iov = &iov,
+                .msg_iovlen = 1,
+                .msg_control = &control,
+                .msg_controllen = sizeof(control),
+        };
+        Plexus__Header *h;
+        FrameView f;
+        ssize_t n;
+        int r;
+
+        if (!bus->connected)
+                return 0;
+
+        n = recvmsg(bus->fd, &mh, MSG_DONTWAIT | MSG_CMSG_CLOEXEC);
+        if (n < 0) {
+                if (errno == EAGAIN || errno == EINTR)
+                        return 0;
+                bus_connection_lost(bus);
+                return -ECONNRESET;
+        }
+        if (n == 0) {
+                bus_connection_lost(bus);
+                return -ECONNRESET;
+        }
+
+        /* The broker passes no fds yet; never leak any that arrive. */
+        for (struct cmsghdr *c = CMSG_FIRSTHDR(&mh); c; c = CMSG_NXTHDR(&mh, c))
+                if (c->cmsg_level == SOL_SOCKET && c->cmsg_type == SCM_RIGHTS)
+                        for (size_t i = 0; i < (c->cmsg_len - CMSG_LEN(0)) / sizeof(int); i++) {
+                                int fd;
+
+                                memcpy(&fd, CMSG_DATA(c) + i * sizeof(int), sizeof(fd));
+                                plx_close(fd);
+                        }
+
+        arena_reset(&bus->arena);
+        if ((mh.msg_flags & MSG_TRUNC) || frame_split(bus->rx_buf, (size_t)n, &f) != 0 ||
+            frame_header_decode(&f, &bus->arena, &h) != 0) {
+                /* The broker never sends such a frame: the stream cannot be trusted. */
+                bus_connection_lost(bus);
+                return -EPROTO;
+        }
+
+        r = msg_new_from_frame(ret, bus, h, f.payload, f.payload_len);
+        if (r < 0)
+                return r;
+
+        if (h->delivery) {
+                if (h->delivery > bus->last_delivery + 1)
+                        bus->n_missed += h->delivery - bus->last_delivery - 1;
+                bus->last_delivery = h->delivery;
+        }
+        return 1;
+}
+
+/**
+ * bus_read() - move every available frame into the read queue
+ * @bus:        the bus
+ * @ret_progress: set to true if anything was read
+ *
+ * Stops at BUS_RQUEUE_MAX queued messages; the socket then holds the rest
+ * and the broker's own bounds apply.
+ *
+ * Return: 0, or negative errno when the connection is lost.
+ */
+int bus_read(plx_bus *bus, bool *ret_progress) {
+        while (bus->n_rqueue < BUS_RQUEUE_MAX) {
+                plx_msg *m;
+                int r;
+
+                r = read_frame(bus, &m);
+                if (r <= 0)
+                        return r;
+                list_append(&bus->rqueue, &m->link);
+                bus->n_rqueue++;
+                *ret_progress = true;
+        }
+        return 0;
+}
+
+/**
+ * bus_wait() - sleep until the socket is ready or @deadline passes
+ *
+ * Return: 0 or negative errno.
+ */
+int bus_wait(plx_bus *bus, uint64_t deadline) {
+        struct pollfd p = { .fd = bus->fd, .events = (short)plx_bus_get_events(bus) };
+        uint64_t now = now_usec();
+        int ms = -1;
+
+        if (deadline != UINT64_MAX)
+                ms = deadline <= now ? 0 : (int)MIN((deadline - now + 999) / 1000, (uint64_t)INT32_MAX);
+        if (poll(&p, 1, ms) < 0 && errno != EINTR)
+                return -errno;
+        return 0;
+}
+
+/**
+ * bus_await_reply() - read until the answer to @serial arrives
+ * @bus:        the bus
+ * @serial:     the CALL's serial
+ * @deadline:   monotonic usec
+ * @ret:        the REPLY or ERROR, written on success
+ *
+ * Everything else that arrives meanwhile is parked in the read queue.
+ *
+ * Return: 0, -ETIMEDOUT, -ECONNRESET, or -ENOBUFS when the read queue is
+ * full (the answer may be behind messages nobody dispatches).
+ */
+int bus_await_reply(plx_bus *bus, uint64_t serial, uint64_t deadline, plx_msg **ret) {
+        int r;
+
+        for (;;) {
+                plx_msg *m;
+
+                if (bus->n_rqueue >= BUS_RQUEUE_MAX)
+                        return -ENOBUFS;
+                if (bus->connected) {
+                        r = wqueue_flush(bus);
+                        if (r < 0)
+                                return r;
+                }
+                r = read_frame(bus, &m);
+                if (r < 0)
+                        return r;
+                if (r > 0) {
+                        if ((m->kind == PLX_MSG_REPLY || m->kind == PLX_MSG_ERROR) &&
+                            m->reply_serial == serial) {
+                                *ret = m;
+                                return 0;
+                        }
+                        list_append(&bus->rqueue, &m->link);
+                        bus->n_rqueue++;
+                        continue;
+                }
+                if (!bus->connected)
+                        return -ECONNRESET;
+                if (now_usec() >= deadline)
+                        return -ETIMEDOUT;
+                r = bus_wait(bus, deadline);
+                if (r < 0)
+                        return r;
+        }
+}
+
+static int send_hello(plx_bus *bus, const char *description, uint64_t *ret_serial) {
+        Plexus__Hello hello = PLEXUS__HELLO__INIT;
+        Plexus__Header h = PLEXUS__HEADER__INIT;
+        uint8_t buf[FRAME_NAME_MAX + 32];
+        char desc[FRAME_NAME_MAX + 1];
+        int r;
+
+        snprintf(desc, sizeof(desc), "%s", description ?: program_invocation_short_name);
+        hello.protocol_version = PLX_PROTOCOL_VERSION;
+        hello.description = desc;
+        h.kind = PLEXUS__KIND__KIND_HELLO;
+        r = bus_send_frame(bus, &h, buf, plexus__hello__pack(&hello, buf));
+        if (r < 0)
+                return r;
+        *ret_serial = h.serial;
+        return 0;
+}
+
+static int await_welcome(plx_bus *bus, uint64_t serial) {
+        uint64_t deadline = now_usec() + BUS_DEFAULT_TIMEOUT_USEC;
+        int r;
+
+        for (;;) {
+                _cleanup_(plx_msg_unrefp_internal) plx_msg *m = NULL;
+                Plexus__Welcome *w;
+
+                r = read_frame(bus, &m);
+                if (r < 0)
+                        return r == -ECONNRESET ? -ECONNREFUSED : r;
+                if (r == 0) {
+                        if (now_usec() >= deadline)
+                                return -ETIMEDOUT;
+                        r = wqueue_flush(bus);
+                        if (r < 0)
+                                return r;
+                        r = bus_wait(bus, deadline);
+                        if (r < 0)
+                                return r;
+                        continue;
+                }
+
+                if (m->kind == PLX_MSG_ERROR) {
+                        /* Told why, then disconnected. */
+                        if (strcmp(m->error_name, PLX_ERROR_LIMITS_EXCEEDED) == 0)
+                                return -EUSERS;
+                        return -EPROTO;
+                }
+                if (m->kind != PLX_MSG_REPLY || m->reply_serial != serial)
+                        return -EPROTO;
+
+                w = plexus__welcome__unpack(NULL, m->payload_len, m->payload);
+                if (!w)
+                        return -EPROTO;
+                if (w->protocol_version != PLX_PROTOCOL_VERSION || !*w->unique_id ||
+                    strlen(w->unique_id) >= sizeof(bus->unique_id)) {
+                        plexus__welcome__free_unpacked(w, NULL);
+                        return -EPROTO;
+                }
+                snprintf(bus->unique_id, sizeof(bus->unique_id), "%s", w->unique_id);
+                if (w->max_frame_size)
+                        bus->max_frame_size = MIN(w->max_frame_size, FRAME_SEND_MAX);
+                plexus__welcome__free_unpacked(w, NULL);
+                return 0;
+        }
+}
+
+static int bus_connect(plx_bus *bus, const char *path) {
+        struct sockaddr_un sa;
+        socklen_t len;
+        int r;
+
+        r = address_to_sockaddr(path, &sa, &len);
+        if (r < 0)
+                return r;
+
+        bus->fd = socket(AF_UNIX, SOCK_SEQPACKET | SOCK_CLOEXEC, 0);
+        if (bus->fd < 0)
+                return -errno;
+
+        /* Blocking connect: it waits only while the broker's backlog is full. */
+        if (connect(bus->fd, (struct sockaddr *)&sa, len) < 0)
+                return -errno;
+
+        r = fcntl(bus->fd, F_GETFL);
+        if (r < 0 || fcntl(bus->fd, F_SETFL, r | O_NONBLOCK) < 0)
+                return -errno;
+        bus->connected = true;
+        return 0;
+}
+
+_public_ int plx_bus_new(plx_bus **ret, const char *address, const char *description) {
+        _cleanup_(plx_bus_freep) plx_bus *bus = NULL;
+        char path[sizeof(((struct sockaddr_un *)NULL)->sun_path)];
+        uint64_t serial;
+        int r;
+
+        assert_return(ret, -EINVAL);
+
+        if (!address) {
+                r = address_default(path, sizeof(path));
+                if (r < 0)
+                        return r;
+                address = path;
+        }
+
+        bus = calloc(1, sizeof(*bus));
+        if (!bus)
+                return -ENOMEM;
+        bus->n_refs = 1;
+        bus->fd = -1;
+        bus->next_serial = 1;
+        bus->max_frame_size = FRAME_SEND_MAX;
+        list_init(&bus->wqueue);
+        list_init(&bus->rqueue);
+        list_init(&bus->slots);
+        list_init(&bus->deadlines);
+        list_init(&bus->subscriptions);
+        arena_init(&bus->arena);
+
+        bus->rx_buf = malloc(FRAME_SIZE_MAX);
+        if (!bus->rx_buf)
+                return -ENOMEM;
+
+        r = bus_connect(bus, address);
+        if (r < 0)
+                return r;
+        r = send_hello(bus, description, &serial);
+        if (r < 0)
+                return r;
+        r = await_welcome(bus, serial);
+        if (r < 0)
+                return r;
+
+        *ret = TAKE_PTR(bus);
+        return 0;
+}
+
+_public_ plx_bus *plx_bus_free(plx_bus *bus) {
+        plx_slot *s;
+        plx_msg *m;
+
+        if (!bus)
+                return NULL;
+
+        plx_bus_detach_event(bus);
+
+        /* Try to hand over what is queued, but never block. */
+        if (bus->connected)
+                (void)wqueue_flush(bus);
+        bus->connected = false;
+        wqueue_clear(bus);
+
+        while ((m = list_first_entry(&bus->rqueue, plx_msg, link))) {
+                list_unlink(&m->link);
+                plx_msg_unref(m);
+        }
+        bus->n_rqueue = 0;
+
+        while ((s = list_first_entry(&bus->slots, plx_slot, link))) {
+                bool floating = s->floating;
+
+                slot_disconnect(s);
+                if (floating)
+                        slot_unref(s);
+        }
+        htable_deinit(&bus->calls);
+        htable_deinit(&bus->methods);
+
+        bus->fd = plx_close(bus->fd);
+        bus_unref(bus);
+        return NULL;
+}
+
+_public_ const char *plx_bus_get_unique_id(plx_bus *bus) {
+        assert_return(bus, NULL);
+        return bus->unique_id;
+}
+
+_public_ int plx_bus_get_fd(plx_bus *bus) {
+        assert_return(bus, -EINVAL);
+        return bus->fd >= 0 ? bus->fd : -ENOTCONN;
+}
+
+_public_ int plx_bus_get_events(plx_bus *bus) {
+        assert_return(bus, -EINVAL);
+        if (bus->fd < 0)
+                return -ENOTCONN;
+        return POLLIN | (list_is_empty(&bus->wqueue) ? 0 : POLLOUT);
+}
+
+_public_ int plx_bus_get_timeout(plx_bus *bus, int *ret_ms) {
+        plx_slot *s;
+        uint64_t now;
+
+        assert_return(bus && ret_ms, -EINVAL);
+        if (bus->fd < 0)
+                return -ENOTCONN;
+
+        if (bus->n_rqueue > 0 || bus->exit_requested) {
+                *ret_ms = 0;
+                return 0;
+        }
+        s = list_first_entry(&bus->deadlines, plx_slot, call.deadline_link);
+        if (!s) {
+                *ret_ms = -1;
+                return 0;
+        }
+        now = now_usec();
+        *ret_ms = s->call.deadline <= now ? 0 :
+                  (int)MIN((s->call.deadline - now + 999) / 1000, (uint64_t)INT32_MAX);
+        return 0;
+}
+
+_public_ int plx_bus_flush(plx_bus *bus) {
+        int r;
+
+        assert_return(bus, -EINVAL);
+
+        for (;;) {
+                if (!bus->connected)
+                        return -ECONNRESET;
+                r = wqueue_flush(bus);
+                if (r < 0)
+                        return r;
+                if (list_is_empty(&bus->wqueue))
+                        return 0;
+                r = bus_wait(bus, UINT64_MAX);
+                if (r < 0)
+                        return r;
+        }
+}
+
+/**
+ * bus_dispatch() - hand one received message to whoever waits for it
+ *
+ * Return: a negative callback result, or 0.
+ */
+int bus_dispatch(plx_bus *bus, plx_msg *m) {
+        plx_slot *s;
+
+        switch (m->kind) {
+        case PLX_MSG_REPLY:
+        case PLX_MSG_ERROR:
+                s = slot_call_find(bus, m->reply_serial);
+                if (s)
+                        return slot_dispatch_reply(s, m);
+                if (m->kind == PLX_MSG_ERROR) {
+                        bus->n_stray_errors++;
+                        if (bus->error_handler)
+                                return bus->error_handler(m, bus->error_userdata);
+                }
+                return 0;
+        case PLX_MSG_CALL:
+                return slot_dispatch_call(bus, m);
+        case PLX_MSG_SIGNAL:
+                return slot_dispatch_signal(bus, m);
+        default:
+                return 0;
+        }
+}
+
+_public_ int plx_bus_process(plx_bus *bus) {
+        bool progress = false;
+        plx_msg *m;
+        int r;
+
+        assert_return(bus, -EINVAL);
+        if (bus->fd < 0)
+                return -ENOTCONN;
+
+        if (bus->connected) {
+                r = wqueue_flush(bus);
+                if (r < 0 && r != -ECONNRESET)
+                        return r;
+        }
+        r = bus_read(bus, &progress);
+        if (r < 0 && r != -ECONNRESET)
+                return r;
+
+        m = list_first_entry(&bus->rqueue, plx_msg, link);
+        if (m) {
+                list_unlink(&m->link);
+                bus->n_rqueue--;
+                r = bus_dispatch(bus, m);
+                plx_msg_unref(m);
+                return r < 0 ? r : 1;
+        }
+
+        r = slot_expire_calls(bus, now_usec(), &progress);
+        if (r < 0)
+                return r;
+
+        if (!bus->connected && bus->n_rqueue == 0)
+                return -ECONNRESET;
+        return progress ? 1 : 0;
+}
+
+_public_ void plx_bus_exit(plx_bus *bus, int code) {
+        if (!bus)
+                return;
+        bus->exit_requested = true;
+        bus->exit_code = code;
+}
+
+_public_ int plx_bus_run(plx_bus *bus) {
+        int r, ms;
+
+        assert_return(bus, -EINVAL);
+        bus->exit_requested = false;
+
+        for (;;) {
+                r = plx_bus_process(bus);
+                if (r < 0)
+                        return r;
+                if (bus->exit_requested) {
+                        bus->exit_requested = false;
+                        return bus->exit_code;
+                }
+                if (r > 0)
+                        continue;
+
+                r = plx_bus_get_timeout(bus, &ms);
+                if (r < 0)
+                        return r;
+                {
+                        struct pollfd p = { .fd = bus->fd, .events = (short)plx_bus_get_events(bus) };
+
+                        if (poll(&p, 1, ms) < 0 && errno != EINTR)
+                                return -errno;
+                }
+        }
+}
+
+_public_ void plx_bus_set_error_handler(plx_bus *bus, plx_error_fn callback, void *userdata) {
+        if (!bus)
+                return;
+        bus->error_handler = callback;
+        bus->error_userdata = userdata;
+}
+
+_public_ uint64_t plx_bus_get_n_missed(plx_bus *bus) {
+        return bus ? bus->n_missed : 0;
+}

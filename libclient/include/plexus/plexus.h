@@ -1,0 +1,419 @@
+#pragma once
+
+/*
+ * libplexus: the client library of the Plexus message bus.
+ *
+ * A plx_bus is one connection to a broker. It is driven by the caller's own
+ * event loop (plx_bus_get_fd(), plx_bus_get_events(), plx_bus_get_timeout(),
+ * plx_bus_process()), by an sd-event loop (plx_bus_attach_event()), or by the
+ * small blocking loop plx_bus_run(). A plx_bus is not thread-safe: use it
+ * from one thread at a time.
+ *
+ * Errors: every function returning int returns a negative errno-style value
+ * on failure and >= 0 on success. A remote error (an ERROR frame from the
+ * peer or the broker) is a message like any other: synchronous calls return
+ * -EREMOTEIO and hand it out, see plx_bus_call().
+ *
+ * Ownership: "borrows" means the pointer must stay valid only for the
+ * duration of the call; "returns a new reference" means the caller must
+ * plx_msg_unref() it; strings returned by accessors live as long as the
+ * object they came from.
+ */
+
+#include <stddef.h>
+#include <stdint.h>
+#include <sys/types.h>
+
+#ifdef __cplusplus
+extern "C" {
+#endif
+
+typedef struct plx_bus plx_bus;
+typedef struct plx_msg plx_msg;
+typedef struct plx_slot plx_slot;
+typedef struct sd_event sd_event;
+
+/* Message kinds, as on the wire. */
+enum {
+        PLX_MSG_CALL = 1,
+        PLX_MSG_REPLY = 2,
+        PLX_MSG_ERROR = 3,
+        PLX_MSG_SIGNAL = 4,
+};
+
+/* Error names used by the broker and by libplexus itself. */
+#define PLX_ERROR_INVALID_FRAME "plexus.Error.InvalidFrame"
+#define PLX_ERROR_FRAME_TOO_LARGE "plexus.Error.FrameTooLarge"
+#define PLX_ERROR_VERSION_MISMATCH "plexus.Error.VersionMismatch"
+#define PLX_ERROR_PROTOCOL_VIOLATION "plexus.Error.ProtocolViolation"
+#define PLX_ERROR_INVALID_ARGS "plexus.Error.InvalidArgs"
+#define PLX_ERROR_UNKNOWN_METHOD "plexus.Error.UnknownMethod"
+#define PLX_ERROR_SERVICE_UNKNOWN "plexus.Error.ServiceUnknown"
+#define PLX_ERROR_DISCONNECTED "plexus.Error.Disconnected"
+#define PLX_ERROR_QUEUE_FULL "plexus.Error.QueueFull"
+#define PLX_ERROR_LIMITS_EXCEEDED "plexus.Error.LimitsExceeded"
+#define PLX_ERROR_UNEXPECTED_REPLY "plexus.Error.UnexpectedReply"
+#define PLX_ERROR_TIMEOUT "plexus.Error.Timeout"
+#define PLX_ERROR_FAILED "plexus.Error.Failed"
+
+/* The broker's own name, as a call destination. */
+#define PLX_BROKER "plexus"
+
+/* Topic on which the broker tells every client it is shutting down. */
+#define PLX_TOPIC_SHUTDOWN "plexus/broker/shutdown"
+
+/* Pass as a timeout to use the default (25 s). */
+#define PLX_TIMEOUT_DEFAULT UINT64_MAX
+
+/*
+ * Callback types. A callback returns >= 0 on success; a negative value is
+ * handed back to the caller of plx_bus_process() (and so stops plx_bus_run()),
+ * except for method handlers, see plx_method_fn.
+ *
+ * @msg is borrowed: take a reference with plx_msg_ref() to keep it.
+ */
+
+/* Answer to plx_bus_call_async(): @msg is the REPLY or ERROR. */
+typedef int (*plx_reply_fn)(plx_msg *msg, void *userdata);
+
+/*
+ * A CALL for a registered member. Reply with plx_msg_reply() or
+ * plx_msg_reply_error(), now or later (keep a reference). A handler that
+ * returns a negative errno without having replied makes libplexus reply with
+ * PLX_ERROR_FAILED and the errno text; the error is not propagated further.
+ */
+typedef int (*plx_method_fn)(plx_msg *call, void *userdata);
+
+/* A SIGNAL whose topic matched a subscription. */
+typedef int (*plx_signal_fn)(plx_msg *signal, void *userdata);
+
+/* An ERROR that answers no pending call, e.g. a failed publish. */
+typedef int (*plx_error_fn)(plx_msg *error, void *userdata);
+
+/* --- Connection --------------------------------------------------------- */
+
+/**
+ * plx_bus_new() - connect to a broker and complete the handshake
+ * @ret:         the new connection, written on success
+ * @address:     socket path; NULL for the default ($PLEXUS_BUS_ADDRESS, else
+ *               $XDG_RUNTIME_DIR/plexus/bus, else /run/plexus/bus as root)
+ * @description: free text shown by inspection tools; NULL for the program
+ *               name. Borrowed.
+ *
+ * Blocks until the broker has answered HELLO (at most the default timeout).
+ *
+ * Return: 0, -ENOENT (no default address), -ECONNREFUSED/-ENOENT (no broker),
+ * -EPROTO (version mismatch or malformed answer), -ETIMEDOUT, -ENOMEM.
+ */
+int plx_bus_new(plx_bus **ret, const char *address, const char *description);
+
+/**
+ * plx_bus_free() - disconnect and free
+ * @bus:        connection or NULL
+ *
+ * Pending async calls are dropped without their callbacks running; slots
+ * stay valid for plx_slot_free() but are inert.
+ *
+ * Return: NULL.
+ */
+plx_bus *plx_bus_free(plx_bus *bus);
+
+/**
+ * plx_bus_get_unique_id() - the id the broker gave this connection
+ * @bus:        connection
+ *
+ * Return: e.g. ":42", valid as long as @bus.
+ */
+const char *plx_bus_get_unique_id(plx_bus *bus);
+
+/**
+ * plx_bus_flush() - write out the outgoing queue, blocking
+ * @bus:        connection
+ *
+ * Return: 0 when the queue is empty, negative errno otherwise.
+ */
+int plx_bus_flush(plx_bus *bus);
+
+/* --- Event loop integration --------------------------------------------- */
+
+/**
+ * plx_bus_get_fd() - the socket to watch
+ *
+ * Return: the fd (owned by @bus), or -ENOTCONN.
+ */
+int plx_bus_get_fd(plx_bus *bus);
+
+/**
+ * plx_bus_get_events() - poll events to wait for on plx_bus_get_fd()
+ *
+ * Return: POLLIN, plus POLLOUT while outgoing frames are queued (the same
+ * bit values as EPOLLIN/EPOLLOUT), or -ENOTCONN.
+ */
+int plx_bus_get_events(plx_bus *bus);
+
+/**
+ * plx_bus_get_timeout() - how long the caller may sleep
+ * @bus:        connection
+ * @ret_ms:     relative milliseconds until plx_bus_process() must run again,
+ *              rounded up, ready to pass to poll() or epoll_wait(); -1 when
+ *              there is no deadline; 0 when work is ready now
+ *
+ * Return: 0, or -ENOTCONN.
+ */
+int plx_bus_get_timeout(plx_bus *bus, int *ret_ms);
+
+/**
+ * plx_bus_process() - do one step of work without blocking
+ * @bus:        connection
+ *
+ * Writes queued frames, reads what has arrived, expires timed-out calls and
+ * dispatches at most one received message to its callback.
+ *
+ * Return: 1 if something was done (call again), 0 if idle (wait for the fd
+ * or the timeout), -ECONNRESET once the broker has gone, or a negative value
+ * returned by a callback.
+ */
+int plx_bus_process(plx_bus *bus);
+
+/**
+ * plx_bus_run() - process and wait until plx_bus_exit() or an error
+ *
+ * Return: the code given to plx_bus_exit(), or a negative errno.
+ */
+int plx_bus_run(plx_bus *bus);
+
+/**
+ * plx_bus_exit() - make plx_bus_run() return @code
+ */
+void plx_bus_exit(plx_bus *bus, int code);
+
+/**
+ * plx_bus_attach_event() - let an sd-event loop drive @bus
+ * @bus:        connection
+ * @event:      the loop, or NULL for the thread's default loop; a reference is
+ *              taken
+ * @priority:   priority of the sources (SD_EVENT_PRIORITY_NORMAL is 0)
+ *
+ * Callbacks run from the loop. A negative callback result or a lost
+ * connection makes the loop exit with that value.
+ *
+ * Return: 0, -EBUSY if already attached, or a negative errno.
+ */
+int plx_bus_attach_event(plx_bus *bus, sd_event *event, int64_t priority);
+
+/**
+ * plx_bus_detach_event() - undo plx_bus_attach_event()
+ *
+ * Return: 0 (also when not attached).
+ */
+int plx_bus_detach_event(plx_bus *bus);
+
+/* --- Calls -------------------------------------------------------------- */
+
+/**
+ * plx_bus_call() - call a method and wait for the answer
+ * @bus:         connection
+ * @destination: unique id of the callee, or PLX_BROKER; borrowed
+ * @member:      method name; borrowed
+ * @payload:     request bytes, may be NULL if @size is 0; borrowed
+ * @size:        their length
+ * @timeout_usec: how long to wait, or PLX_TIMEOUT_DEFAULT
+ * @ret_reply:   optional; receives a new reference to the REPLY, or to the
+ *               ERROR when -EREMOTEIO is returned
+ *
+ * Messages that arrive meanwhile are queued and dispatched later by
+ * plx_bus_process().
+ *
+ * Return: 0 on a REPLY, -EREMOTEIO on an ERROR (see plx_msg_get_error_name()),
+ * -ETIMEDOUT, -ECONNRESET, -ENOBUFS (outgoing or incoming queue full),
+ * -EMSGSIZE (frame too large), -EINVAL.
+ */
+int plx_bus_call(plx_bus *bus, const char *destination, const char *member,
+                 const void *payload, size_t size, uint64_t timeout_usec,
+                 plx_msg **ret_reply);
+
+/**
+ * plx_bus_call_async() - call a method; @callback gets the answer
+ * @bus:         connection
+ * @ret_slot:    optional; a handle that cancels the call when freed. When
+ *               NULL the call is owned by @bus.
+ * @destination: as for plx_bus_call()
+ * @member:      as for plx_bus_call()
+ * @payload:     as for plx_bus_call()
+ * @size:        as for plx_bus_call()
+ * @timeout_usec: as for plx_bus_call(); on expiry @callback gets a local
+ *               PLX_ERROR_TIMEOUT error
+ * @callback:    runs exactly once with the REPLY or ERROR, unless the slot is
+ *               freed or @bus is freed first. If the connection is lost it
+ *               gets a local PLX_ERROR_DISCONNECTED error.
+ * @userdata:    handed to @callback
+ *
+ * Return: 0, or as plx_bus_call() for errors detected before sending.
+ */
+int plx_bus_call_async(plx_bus *bus, plx_slot **ret_slot, const char *destination,
+                       const char *member, const void *payload, size_t size,
+                       uint64_t timeout_usec, plx_reply_fn callback, void *userdata);
+
+/**
+ * plx_bus_send_call() - send a call that expects no reply
+ *
+ * Delivery failures still come back as ERROR frames, to the handler set with
+ * plx_bus_set_error_handler().
+ *
+ * Return: 0, or as plx_bus_call().
+ */
+int plx_bus_send_call(plx_bus *bus, const char *destination, const char *member,
+                      const void *payload, size_t size);
+
+/**
+ * plx_bus_add_method() - handle calls to @member
+ * @bus:        connection
+ * @ret_slot:   optional; freeing it unregisters the handler. When NULL the
+ *              registration lives as long as @bus.
+ * @member:     method name, 1..255 bytes; copied
+ * @callback:   the handler
+ * @userdata:   handed to @callback
+ *
+ * Calls to members with no handler are answered with PLX_ERROR_UNKNOWN_METHOD.
+ *
+ * Return: 0, -EEXIST if @member has a handler, -EINVAL, -ENOMEM.
+ */
+int plx_bus_add_method(plx_bus *bus, plx_slot **ret_slot, const char *member,
+                       plx_method_fn callback, void *userdata);
+
+/**
+ * plx_msg_reply() - answer @call with a REPLY
+ * @call:       a CALL received by a method handler; borrowed
+ * @payload:    reply bytes; borrowed
+ * @size:       their length
+ *
+ * Return: 0, -EALREADY if @call was answered, -EINVAL if it is not a CALL,
+ * -ENOBUFS, -EMSGSIZE, -ECONNRESET. A call sent with no reply expected is
+ * "answered" by doing nothing, and 0 is returned.
+ */
+int plx_msg_reply(plx_msg *call, const void *payload, size_t size);
+
+/**
+ * plx_msg_reply_error() - answer @call with an ERROR
+ * @call:       a CALL received by a method handler; borrowed
+ * @name:       error name, e.g. "org.example.Error.NotFound"; borrowed
+ * @message:    human-readable text, may be NULL; borrowed
+ *
+ * Return: as plx_msg_reply().
+ */
+int plx_msg_reply_error(plx_msg *call, const char *name, const char *message);
+
+/* --- Publish / subscribe ------------------------------------------------ */
+
+/**
+ * plx_bus_publish() - publish a SIGNAL on @topic
+ * @bus:        connection
+ * @topic:      levels separated by '/', no wildcards, not under "plexus/"
+ * @payload:    borrowed
+ * @size:       its length
+ *
+ * Return: 0 once queued for the broker; -EINVAL for a bad topic, -ENOBUFS,
+ * -EMSGSIZE, -ECONNRESET. Subscribers that could not take the signal are
+ * reported by an ERROR to the handler set with plx_bus_set_error_handler().
+ */
+int plx_bus_publish(plx_bus *bus, const char *topic, const void *payload, size_t size);
+
+/**
+ * plx_bus_subscribe() - receive signals whose topic matches @pattern
+ * @bus:        connection
+ * @ret_slot:   optional; freeing it unsubscribes. When NULL the subscription
+ *              lives as long as @bus.
+ * @pattern:    topic pattern; '+' matches one level, a final '#' the rest
+ * @callback:   runs for each matching signal
+ * @userdata:   handed to @callback
+ *
+ * Blocks until the broker has confirmed the subscription, so a signal
+ * published after this returns is delivered.
+ *
+ * Return: 0, -EINVAL for a bad pattern, -EREMOTEIO if the broker refused
+ * (e.g. too many subscriptions), or as plx_bus_call().
+ */
+int plx_bus_subscribe(plx_bus *bus, plx_slot **ret_slot, const char *pattern,
+                      plx_signal_fn callback, void *userdata);
+
+/**
+ * plx_bus_set_error_handler() - receive ERRORs that answer no pending call
+ * @bus:        connection
+ * @callback:   the handler, or NULL to drop such errors (they are counted)
+ * @userdata:   handed to @callback
+ */
+void plx_bus_set_error_handler(plx_bus *bus, plx_error_fn callback, void *userdata);
+
+/**
+ * plx_bus_get_n_missed() - frames the broker could not deliver to us
+ *
+ * The broker numbers the frames it delivers to each connection; a gap means
+ * it dropped some (e.g. signals while our queue was full).
+ *
+ * Return: the number of frames missed since connecting.
+ */
+uint64_t plx_bus_get_n_missed(plx_bus *bus);
+
+/**
+ * plx_slot_free() - cancel what @slot stands for
+ * @slot:       a slot or NULL
+ *
+ * Return: NULL.
+ */
+plx_slot *plx_slot_free(plx_slot *slot);
+
+/* --- Messages ----------------------------------------------------------- */
+
+plx_msg *plx_msg_ref(plx_msg *msg);
+plx_msg *plx_msg_unref(plx_msg *msg);
+
+/* PLX_MSG_CALL, PLX_MSG_REPLY, PLX_MSG_ERROR or PLX_MSG_SIGNAL. */
+int plx_msg_get_kind(plx_msg *msg);
+uint64_t plx_msg_get_serial(plx_msg *msg);
+uint64_t plx_msg_get_reply_serial(plx_msg *msg);
+/* Unique id of the sender as stamped by the broker ("plexus" for the broker). */
+const char *plx_msg_get_sender(plx_msg *msg);
+const char *plx_msg_get_destination(plx_msg *msg);
+/* Method name of a CALL; NULL for other kinds. */
+const char *plx_msg_get_member(plx_msg *msg);
+/* Topic of a SIGNAL; NULL for other kinds. */
+const char *plx_msg_get_topic(plx_msg *msg);
+/* Error name of an ERROR; NULL for other kinds. */
+const char *plx_msg_get_error_name(plx_msg *msg);
+/* Error text of an ERROR (NUL-terminated copy of its payload); NULL otherwise. */
+const char *plx_msg_get_error_message(plx_msg *msg);
+/* Payload bytes; *ret_size gets their length. Valid as long as @msg. */
+const void *plx_msg_get_payload(plx_msg *msg, size_t *ret_size);
+/* Bus-wide sequence number fixing the order of all frames. */
+uint64_t plx_msg_get_sequence(plx_msg *msg);
+/* Per-connection delivery counter: 1, 2, 3, ... with gaps for missed frames. */
+uint64_t plx_msg_get_delivery(plx_msg *msg);
+uid_t plx_msg_get_sender_uid(plx_msg *msg);
+pid_t plx_msg_get_sender_pid(plx_msg *msg);
+/* Milliseconds the caller waits for a CALL, 0 for other kinds. */
+uint32_t plx_msg_get_timeout_ms(plx_msg *msg);
+/* Whether a CALL expects no reply. */
+int plx_msg_get_no_reply(plx_msg *msg);
+/* The connection that received @msg, or NULL for a locally made error. */
+plx_bus *plx_msg_get_bus(plx_msg *msg);
+
+/* --- Cleanup helpers ---------------------------------------------------- */
+
+static inline void plx_bus_freep(plx_bus **p) {
+        if (*p)
+                plx_bus_free(*p);
+}
+
+static inline void plx_msg_unrefp(plx_msg **p) {
+        if (*p)
+                plx_msg_unref(*p);
+}
+
+static inline void plx_slot_freep(plx_slot **p) {
+        if (*p)
+                plx_slot_free(*p);
+}
+
+#ifdef __cplusplus
+}
+#endif

@@ -1,0 +1,244 @@
+/*
+ * plx_msg: a received (or locally made) message. One allocation holds the
+ * header fields, the strings and the payload; a message references the bus
+ * it came from, so it stays readable after plx_bus_free().
+ */
+
+#include <assert.h>
+#include <errno.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "bus-internal.h"
+
+static char *put_string(uint8_t **cursor, const char *s) {
+        size_t n = strlen(s) + 1;
+        char *dst = (char *)*cursor;
+
+        memcpy(dst, s, n);
+        *cursor += n;
+        return dst;
+}
+
+/**
+ * msg_new_from_frame() - build a message from a decoded frame
+ * @ret:        the message, one reference, written on success
+ * @bus:        the bus it arrived on; a reference is taken
+ * @h:          the decoded header, borrowed
+ * @payload:    payload bytes, copied
+ * @payload_len: their length
+ *
+ * Return: 0 or -ENOMEM.
+ */
+int msg_new_from_frame(plx_msg **ret, plx_bus *bus, const Plexus__Header *h,
+                       const uint8_t *payload, size_t payload_len) {
+        size_t strings = strlen(h->sender) + strlen(h->destination) + strlen(h->member) +
+                         strlen(h->error_name) + 4;
+        uint8_t *cursor;
+        plx_msg *m;
+
+        m = malloc(sizeof(*m) + strings + payload_len + 1);
+        if (!m)
+                return -ENOMEM;
+
+        *m = (plx_msg) {
+                .n_refs = 1,
+                .bus = bus_ref(bus),
+                .kind = h->kind,
+                .flags = h->flags,
+                .timeout_ms = h->timeout_ms,
+                .serial = h->serial,
+                .reply_serial = h->reply_serial,
+                .sequence = h->sequence,
+                .delivery = h->delivery,
+                .sender_uid = (uid_t)h->sender_uid,
+                .sender_pid = (pid_t)h->sender_pid,
+                .payload_len = payload_len,
+        };
+        list_init(&m->link);
+
+        cursor = m->data;
+        m->sender = put_string(&cursor, h->sender);
+        m->destination = put_string(&cursor, h->destination);
+        m->member = put_string(&cursor, h->member);
+        m->error_name = put_string(&cursor, h->error_name);
+        m->payload = cursor;
+        if (payload_len)
+                memcpy(cursor, payload, payload_len);
+        /* NUL after the payload: an ERROR's payload is its message text. */
+        cursor[payload_len] = 0;
+        if (h->kind == PLEXUS__KIND__KIND_ERROR)
+                m->error_message = (const char *)cursor;
+
+        *ret = m;
+        return 0;
+}
+
+/**
+ * msg_new_local_error() - an ERROR made by libplexus itself
+ * @ret:        the message, written on success
+ * @bus:        the bus (a reference is taken), or NULL
+ * @reply_serial: the call it answers
+ * @name:       error name
+ * @message:    error text
+ *
+ * The sender of such an error is NULL: it did not come over the bus.
+ *
+ * Return: 0 or -ENOMEM.
+ */
+int msg_new_local_error(plx_msg **ret, plx_bus *bus, uint64_t reply_serial,
+                        const char *name, const char *message) {
+        Plexus__Header h = PLEXUS__HEADER__INIT;
+        int r;
+
+        h.kind = PLEXUS__KIND__KIND_ERROR;
+        h.reply_serial = reply_serial;
+        h.error_name = (char *)name;
+        if (bus)
+                h.destination = bus->unique_id;
+        r = msg_new_from_frame(ret, bus, &h, (const uint8_t *)message, strlen(message));
+        if (r < 0)
+                return r;
+        (*ret)->sender = NULL;
+        return 0;
+}
+
+_public_ plx_msg *plx_msg_ref(plx_msg *msg) {
+        if (msg)
+                msg->n_refs++;
+        return msg;
+}
+
+_public_ plx_msg *plx_msg_unref(plx_msg *msg) {
+        if (!msg || --msg->n_refs > 0)
+                return NULL;
+        assert(!list_is_linked(&msg->link));
+        bus_unref(msg->bus);
+        free(msg);
+        return NULL;
+}
+
+_public_ int plx_msg_get_kind(plx_msg *msg) {
+        assert_return(msg, -EINVAL);
+        return msg->kind;
+}
+
+_public_ uint64_t plx_msg_get_serial(plx_msg *msg) {
+        return msg ? msg->serial : 0;
+}
+
+_public_ uint64_t plx_msg_get_reply_serial(plx_msg *msg) {
+        return msg ? msg->reply_serial : 0;
+}
+
+_public_ const char *plx_msg_get_sender(plx_msg *msg) {
+        return msg ? msg->sender : NULL;
+}
+
+_public_ const char *plx_msg_get_destination(plx_msg *msg) {
+        return msg ? msg->destination : NULL;
+}
+
+_public_ const char *plx_msg_get_member(plx_msg *msg) {
+        return msg && msg->kind == PLX_MSG_CALL ? msg->member : NULL;
+}
+
+_public_ const char *plx_msg_get_topic(plx_msg *msg) {
+        return msg && msg->kind == PLX_MSG_SIGNAL ? msg->member : NULL;
+}
+
+_public_ const char *plx_msg_get_error_name(plx_msg *msg) {
+        return msg && msg->kind == PLX_MSG_ERROR ? msg->error_name : NULL;
+}
+
+_public_ const char *plx_msg_get_error_message(plx_msg *msg) {
+        return msg && msg->kind == PLX_MSG_ERROR ? msg->error_message : NULL;
+}
+
+_public_ const void *plx_msg_get_payload(plx_msg *msg, size_t *ret_size) {
+        if (!msg) {
+                if (ret_size)
+                        *ret_size = 0;
+                return NULL;
+        }
+        if (ret_size)
+                *ret_size = msg->payload_len;
+        return msg->payload;
+}
+
+_public_ uint64_t plx_msg_get_sequence(plx_msg *msg) {
+        return msg ? msg->sequence : 0;
+}
+
+_public_ uint64_t plx_msg_get_delivery(plx_msg *msg) {
+        return msg ? msg->delivery : 0;
+}
+
+_public_ uid_t plx_msg_get_sender_uid(plx_msg *msg) {
+        return msg ? msg->sender_uid : (uid_t)-1;
+}
+
+_public_ pid_t plx_msg_get_sender_pid(plx_msg *msg) {
+        return msg ? msg->sender_pid : 0;
+}
+
+_public_ uint32_t plx_msg_get_timeout_ms(plx_msg *msg) {
+        return msg && msg->kind == PLX_MSG_CALL ? msg->timeout_ms : 0;
+}
+
+_public_ int plx_msg_get_no_reply(plx_msg *msg) {
+        assert_return(msg, -EINVAL);
+        return msg->kind == PLX_MSG_CALL && (msg->flags & FRAME_FLAG_NO_REPLY);
+}
+
+_public_ plx_bus *plx_msg_get_bus(plx_msg *msg) {
+        return msg && msg->bus && msg->bus->fd >= 0 ? msg->bus : NULL;
+}
+
+static int reply_check(plx_msg *call) {
+        assert_return(call, -EINVAL);
+        assert_return(call->kind == PLX_MSG_CALL, -EINVAL);
+        if (call->replied)
+                return -EALREADY;
+        if (!call->bus || call->bus->fd < 0)
+                return -ECONNRESET;
+        return 0;
+}
+
+static int reply_send(plx_msg *call, Plexus__Kind kind, const char *name, const void *payload, size_t size) {
+        Plexus__Header h = PLEXUS__HEADER__INIT;
+        int r;
+
+        call->replied = true;
+        if (call->flags & FRAME_FLAG_NO_REPLY)
+                return 0;
+
+        h.kind = kind;
+        h.reply_serial = call->serial;
+        h.destination = (char *)call->sender;
+        if (name)
+                h.error_name = (char *)name;
+        r = bus_send_frame(call->bus, &h, payload, size);
+        if (r < 0)
+                call->replied = false;
+        return r;
+}
+
+_public_ int plx_msg_reply(plx_msg *call, const void *payload, size_t size) {
+        int r = reply_check(call);
+
+        if (r < 0)
+                return r;
+        assert_return(payload || size == 0, -EINVAL);
+        return reply_send(call, PLEXUS__KIND__KIND_REPLY, NULL, payload, size);
+}
+
+_public_ int plx_msg_reply_error(plx_msg *call, const char *name, const char *message) {
+        int r = reply_check(call);
+
+        if (r < 0)
+                return r;
+        assert_return(name && *name && strlen(name) <= FRAME_NAME_MAX, -EINVAL);
+        message = message ?: "";
+        return reply_send(call, PLEXUS__KIND__KIND_ERROR, name, message, strlen(message));
+}
