@@ -103,7 +103,8 @@ typedef int (*plx_error_fn)(plx_msg *error, void *userdata);
  * Blocks until the broker has answered HELLO (at most the default timeout).
  *
  * Return: 0, -ENOENT (no default address), -ECONNREFUSED/-ENOENT (no broker),
- * -EPROTO (version mismatch or malformed answer), -ETIMEDOUT, -ENOMEM.
+ * -EPROTO (version mismatch or malformed answer), -EUSERS (the broker is at
+ * its client limit), -ETIMEDOUT, -ENOMEM.
  */
 int plx_bus_new(plx_bus **ret, const char *address, const char *description);
 
@@ -224,9 +225,14 @@ int plx_bus_detach_event(plx_bus *bus);
  * Messages that arrive meanwhile are queued and dispatched later by
  * plx_bus_process().
  *
- * Return: 0 on a REPLY, -EREMOTEIO on an ERROR (see plx_msg_get_error_name()),
- * -ETIMEDOUT, -ECONNRESET, -ENOBUFS (outgoing or incoming queue full),
- * -EMSGSIZE (frame too large), -EINVAL.
+ * The broker enforces the timeout (capped at its maximum, 120 s by default)
+ * and answers with a PLX_ERROR_TIMEOUT error; libplexus gives up on its own
+ * one second later, should the broker not answer at all.
+ *
+ * Return: 0 on a REPLY; -EREMOTEIO on an ERROR (see plx_msg_get_error_name());
+ * -ETIMEDOUT when the broker's Timeout error arrives (*ret_reply is set) or
+ * the local deadline passes (*ret_reply is not set); -ECONNRESET, -ENOBUFS
+ * (outgoing or incoming queue full), -EMSGSIZE (frame too large), -EINVAL.
  */
 int plx_bus_call(plx_bus *bus, const char *destination, const char *member,
                  const void *payload, size_t size, uint64_t timeout_usec,
@@ -371,7 +377,10 @@ plx_msg *plx_msg_unref(plx_msg *msg);
 int plx_msg_get_kind(plx_msg *msg);
 uint64_t plx_msg_get_serial(plx_msg *msg);
 uint64_t plx_msg_get_reply_serial(plx_msg *msg);
-/* Unique id of the sender as stamped by the broker ("plexus" for the broker). */
+/*
+ * Unique id of the sender as stamped by the broker ("plexus" for the broker);
+ * NULL for errors made by libplexus itself (local timeout, lost connection).
+ */
 const char *plx_msg_get_sender(plx_msg *msg);
 const char *plx_msg_get_destination(plx_msg *msg);
 /* Method name of a CALL; NULL for other kinds. */
