@@ -386,7 +386,13 @@ static void peer_read(Peer *p) {
                                 loop_source_clear(&p->source, EPOLLIN);
                                 return;
                         }
-                        if (errno == EINTR)
+                        /*
+                         * A client that closes with frames unread in its
+                         * own socket makes ours report ECONNRESET once,
+                         * ahead of the frames it sent before closing: read
+                         * on, EOF comes after them.
+                         */
+                        if (errno == EINTR || errno == ECONNRESET)
                                 continue;
                         peer_log(p, LOG_DEBUG, "receive failed: %m");
                         peer_hangup(p);

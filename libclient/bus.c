@@ -180,15 +180,30 @@ static int read_frame(plx_bus *bus, plx_msg **ret) {
         ssize_t n;
         int r;
 
-        if (!bus->connected)
+        /*
+         * Read even after a failed send marked the connection lost: frames
+         * the broker sent before closing (e.g. the error saying why) are
+         * still in the socket, and EOF comes after them.
+         */
+        if (bus->fd < 0)
                 return 0;
 
-        n = recvmsg(bus->fd, &mh, MSG_DONTWAIT | MSG_CMSG_CLOEXEC);
-        if (n < 0) {
+        for (;;) {
+                n = recvmsg(bus->fd, &mh, MSG_DONTWAIT | MSG_CMSG_CLOEXEC);
+                if (n >= 0)
+                        break;
                 if (errno == EAGAIN || errno == EINTR)
                         return 0;
+                if (errno != ECONNRESET) {
+                        bus_connection_lost(bus);
+                        return -ECONNRESET;
+                }
+                /*
+                 * The broker closed while our frames sat unread in its
+                 * socket. The kernel reports that once, ahead of the frames
+                 * the broker sent before closing: read them, EOF follows.
+                 */
                 bus_connection_lost(bus);
-                return -ECONNRESET;
         }
         if (n == 0) {
                 bus_connection_lost(bus);
@@ -408,7 +423,7 @@ static int bus_connect(plx_bus *bus, const char *path) {
 _public_ int plx_bus_new(plx_bus **ret, const char *address, const char *description) {
         _cleanup_(plx_bus_freep) plx_bus *bus = NULL;
         char path[sizeof(((struct sockaddr_un *)NULL)->sun_path)];
-        uint64_t serial;
+        uint64_t serial = 0;
         int r;
 
         assert_return(ret, -EINVAL);
@@ -442,8 +457,9 @@ _public_ int plx_bus_new(plx_bus **ret, const char *address, const char *descrip
         if (r < 0)
                 return r;
         r = send_hello(bus, description, &serial);
-        if (r < 0)
+        if (r < 0 && r != -ECONNRESET)
                 return r;
+        /* Even if the broker hung up on us already, read why. */
         r = await_welcome(bus, serial);
         if (r < 0)
                 return r;
