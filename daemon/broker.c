@@ -201,7 +201,8 @@ void broker_begin_shutdown(Broker *b) {
         listener_close(b);
         router_broadcast(b, TOPIC_SHUTDOWN);
 
-        list_for_each_entry(p, &b->peers, link) {
+        /* Safe walk: a hangup moves the peer to the dead list. */
+        list_for_each_entry_safe(p, &b->peers, link) {
                 if (p->state == PEER_STATE_HELLO)
                         peer_hangup(p);
                 else

@@ -325,6 +325,7 @@ static void peer_flush(Peer *p) {
                                  message_payload(e->msg), e->msg->payload_len, e->delivery);
                 if (r == -EAGAIN || r == -ENOBUFS) {
                         loop_source_clear(&p->source, EPOLLOUT);
+                        peer_update_backpressure(p);
                         return;
                 }
                 if (r < 0) {

@@ -186,7 +186,8 @@ void router_broadcast(Broker *b, const char *topic) {
         stamp(b, &h, NULL);
         h.serial = h.sequence;
 
-        list_for_each_entry(p, &b->peers, link)
+        /* Safe walk: a failed send hangs the peer up, moving it off the list. */
+        list_for_each_entry_safe(p, &b->peers, link)
                 if (p->state == PEER_STATE_RUNNING)
                         send_one(b, p, &h, NULL, 0, true);
 }
