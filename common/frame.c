@@ -7,18 +7,36 @@
 
 #include <assert.h>
 #include <stdalign.h>
+#include <stdlib.h>
 #include <string.h>
 
 #include "frame.h"
 
+typedef struct ArenaChunk {
+        struct ArenaChunk *next;
+        _Alignas(max_align_t) uint8_t data[];
+} ArenaChunk;
+
 static void *arena_alloc(void *data, size_t size) {
         Arena *a = data;
         size_t start = (a->used + alignof(max_align_t) - 1) & ~(alignof(max_align_t) - 1);
+        ArenaChunk *c;
 
-        if (start > sizeof(a->block) || size > sizeof(a->block) - start)
+        if (start <= sizeof(a->block) && size <= sizeof(a->block) - start) {
+                a->used = start + size;
+                return a->block + start;
+        }
+
+        /* Pathological headers only; bounded, and all freed at arena_reset(). */
+        if (size > ARENA_OVERFLOW_MAX - a->n_overflow)
                 return NULL;
-        a->used = start + size;
-        return a->block + start;
+        c = malloc(sizeof(*c) + size);
+        if (!c)
+                return NULL;
+        c->next = a->overflow;
+        a->overflow = c;
+        a->n_overflow += size;
+        return c->data;
 }
 
 static void arena_free(void *data, void *ptr) {
@@ -38,15 +56,25 @@ void arena_init(Arena *a) {
                 .allocator_data = a,
         };
         a->used = 0;
+        a->overflow = NULL;
+        a->n_overflow = 0;
 }
 
 /**
  * arena_reset() - release everything allocated from @a
  * @a:          the arena
  *
- * Headers decoded into @a must not be used afterwards.
+ * Headers decoded into @a must not be used afterwards. Also the arena's
+ * destructor: an arena that is reset holds no heap memory.
  */
 void arena_reset(Arena *a) {
+        while (a->overflow) {
+                ArenaChunk *c = a->overflow;
+
+                a->overflow = c->next;
+                free(c);
+        }
+        a->n_overflow = 0;
         a->used = 0;
 }
 

@@ -68,14 +68,20 @@ typedef struct FrameView {
 
 /*
  * A bump allocator for decoded headers. Its memory is a fixed inline block,
- * large enough for any header within FRAME_HEADER_MAX, so decoding never
- * touches the heap; arena_reset() frees everything at once.
+ * enough for any ordinary header, so decoding does not touch the heap.
+ * protobuf-c needs far more for a header of many tiny (unknown or repeated)
+ * fields, about 50 bytes per field; such allocations go to the heap, up to
+ * ARENA_OVERFLOW_MAX in all, so every header within FRAME_HEADER_MAX still
+ * decodes. arena_reset() frees everything at once.
  */
 #define ARENA_SIZE (3u * FRAME_HEADER_MAX)
+#define ARENA_OVERFLOW_MAX (1024u * 1024u)
 
 typedef struct Arena {
         ProtobufCAllocator allocator;
         size_t used;
+        void *overflow;                 /* heap chunks, linked through their first word */
+        size_t n_overflow;              /* their total size */
         _Alignas(max_align_t) uint8_t block[ARENA_SIZE];
 } Arena;
 

@@ -406,6 +406,8 @@ plx_broker *plx_broker_free(plx_broker *b) {
         signals_restore(b);
         timer_queue_deinit(&b->timers);
         loop_deinit(&b->loop);
+        arena_reset(&b->arena);
+        arena_reset(&b->payload_arena);
         free(b->rx_buf);
         free(b);
         return NULL;

@@ -51,6 +51,7 @@ plx_bus *bus_ref(plx_bus *bus) {
 plx_bus *bus_unref(plx_bus *bus) {
         if (!bus || --bus->n_refs > 0)
                 return NULL;
+        arena_reset(&bus->arena);
         free(bus->rx_buf);
         free(bus);
         return NULL;
