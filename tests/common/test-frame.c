@@ -35,6 +35,7 @@ static int setup_arena(void **state) {
 }
 
 static int teardown_arena(void **state) {
+        arena_reset(*state);
         free(*state);
         return 0;
 }
