@@ -60,6 +60,35 @@ static void shutdown_deadline(Timer *t, uint64_t now) {
         b->state = BROKER_STATE_DONE;
 }
 
+static int signals_block(Broker *b) {
+        sigset_t mask;
+        int r;
+
+        sigemptyset(&mask);
+        sigaddset(&mask, SIGTERM);
+        sigaddset(&mask, SIGINT);
+        sigaddset(&mask, SIGHUP);
+
+        r = pthread_sigmask(SIG_BLOCK, &mask, &b->saved_sigmask);
+        if (r > 0)
+                return -r;
+        b->signals_blocked = true;
+
+        b->signal_fd = signalfd(-1, &mask, SFD_NONBLOCK | SFD_CLOEXEC);
+        if (b->signal_fd < 0)
+                return -errno;
+        return loop_source_add(&b->loop, &b->signal_source, LOOP_KIND_SIGNAL, b->signal_fd, EPOLLIN);
+}
+
+static void signals_restore(Broker *b) {
+        loop_source_remove(&b->signal_source);
+        b->signal_fd = plx_close(b->signal_fd);
+        if (b->signals_blocked) {
+                pthread_sigmask(SIG_SETMASK, &b->saved_sigmask, NULL);
+                b->signals_blocked = false;
+        }
+}
+
 static int config_check(const plx_broker_config *c) {
         if (!c->max_clients || !c->max_queue_frames || c->max_queue_bytes < FRAME_SIZE_MAX + 64 ||
             !c->max_pending_calls || !c->default_timeout_ms || !c->hello_timeout_ms ||
@@ -72,6 +101,10 @@ static int config_check(const plx_broker_config *c) {
  * plx_broker_new() - create a broker, listening but not yet running
  * @ret:        the broker, written on success
  * @config:     settings, copied; config->listen_fd is adopted on success
+ *
+ * With config->handle_signals, SIGTERM, SIGINT and SIGHUP are blocked in the
+ * calling thread from now until plx_broker_free(), and handled by
+ * plx_broker_run() through a signalfd.
  *
  * Return: 0, -EADDRINUSE if another broker is live at the address, -ENOENT
  * if there is no default address, -EINVAL for bad limits, or another
@@ -134,6 +167,16 @@ int plx_broker_new(plx_broker **ret, const plx_broker_config *config) {
         r = loop_source_add(&b->loop, &b->wakeup_source, LOOP_KIND_WAKEUP, b->wakeup_fd, EPOLLIN);
         if (r < 0)
                 return r;
+
+        /*
+         * Before the socket exists: a SIGTERM that arrives once clients can
+         * connect must take the clean shutdown path, not kill us.
+         */
+        if (config->handle_signals) {
+                r = signals_block(b);
+                if (r < 0)
+                        return r;
+        }
 
         if (config->listen_fd >= 0) {
                 r = listener_adopt(b, config->listen_fd);
@@ -297,52 +340,18 @@ static bool all_drained(Broker *b) {
         return true;
 }
 
-static int signals_block(Broker *b) {
-        sigset_t mask;
-        int r;
-
-        sigemptyset(&mask);
-        sigaddset(&mask, SIGTERM);
-        sigaddset(&mask, SIGINT);
-        sigaddset(&mask, SIGHUP);
-
-        r = pthread_sigmask(SIG_BLOCK, &mask, &b->saved_sigmask);
-        if (r > 0)
-                return -r;
-        b->signals_blocked = true;
-
-        b->signal_fd = signalfd(-1, &mask, SFD_NONBLOCK | SFD_CLOEXEC);
-        if (b->signal_fd < 0)
-                return -errno;
-        return loop_source_add(&b->loop, &b->signal_source, LOOP_KIND_SIGNAL, b->signal_fd, EPOLLIN);
-}
-
-static void signals_restore(Broker *b) {
-        loop_source_remove(&b->signal_source);
-        b->signal_fd = plx_close(b->signal_fd);
-        if (b->signals_blocked) {
-                pthread_sigmask(SIG_SETMASK, &b->saved_sigmask, NULL);
-                b->signals_blocked = false;
-        }
-}
-
 /**
  * plx_broker_run() - serve clients until shut down
  * @b:          the broker
  *
- * With config.handle_signals, SIGTERM/SIGINT/SIGHUP are blocked in the
- * calling thread and read from a signalfd while this runs.
+ * With config.handle_signals, SIGTERM/SIGINT/SIGHUP were blocked by
+ * plx_broker_new() and are read from a signalfd here; call both from the
+ * same thread.
  *
  * Return: 0 after a clean shutdown, or a negative errno on a fatal error.
  */
 int plx_broker_run(plx_broker *b) {
         int r = 0;
-
-        if (b->config.handle_signals) {
-                r = signals_block(b);
-                if (r < 0)
-                        goto out;
-        }
 
         while (b->state != BROKER_STATE_DONE) {
                 List ready = LIST_INIT(ready);
@@ -374,7 +383,6 @@ int plx_broker_run(plx_broker *b) {
 out:
         if (r < 0)
                 broker_log(b, LOG_ERR, "event loop failed: %s", strerror(-r));
-        signals_restore(b);
         return r;
 }
 

@@ -35,7 +35,7 @@ typedef struct Peer Peer;
 typedef struct plx_broker_config {
         const char *address;            /* socket path to create; NULL: the default address */
         int listen_fd;                  /* an already listening socket to adopt, or -1 */
-        bool handle_signals;            /* SIGTERM/SIGINT/SIGHUP through a signalfd during run */
+        bool handle_signals;            /* SIGTERM/SIGINT/SIGHUP through a signalfd, from new to free */
 
         LogFn log_fn;                   /* NULL: no logging */
         void *log_userdata;

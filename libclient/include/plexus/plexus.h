@@ -247,8 +247,9 @@ int plx_bus_call(plx_bus *bus, const char *destination, const char *member,
  * @member:      as for plx_bus_call()
  * @payload:     as for plx_bus_call()
  * @size:        as for plx_bus_call()
- * @timeout_usec: as for plx_bus_call(); on expiry @callback gets a local
- *               PLX_ERROR_TIMEOUT error
+ * @timeout_usec: as for plx_bus_call(); on expiry @callback gets a
+ *               PLX_ERROR_TIMEOUT error: the broker's, or one made locally
+ *               (sender NULL) if the broker has not answered a second later
  * @callback:    runs exactly once with the REPLY or ERROR, unless the slot is
  *               freed or @bus is freed first. If the connection is lost it
  *               gets a local PLX_ERROR_DISCONNECTED error.

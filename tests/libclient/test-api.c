@@ -1,0 +1,342 @@
+/*
+ * The public API of libplexus, linked as a shared library and used through
+ * <plexus/plexus.h> only: every exported plx_* symbol (libplexus.sym) is
+ * called at least once against a real broker, the way c-rbtree's test-api
+ * uses every symbol of its ABI. Behaviour in depth is the integration
+ * suite's job; this test proves that the ABI is complete and callable.
+ *
+ * Everything runs in one process with two connections, "service" and
+ * "client", driven alternately: by a poll() loop over
+ * plx_bus_get_fd/get_events/get_timeout/process, by plx_bus_run(), and by an
+ * sd-event loop through plx_bus_attach_event().
+ */
+
+#include <errno.h>
+#include <poll.h>
+#include <setjmp.h>
+#include <stdarg.h>
+#include <stddef.h>
+#include <stdlib.h>
+#include <string.h>
+#include <systemd/sd-event.h>
+
+#include <cmocka.h>
+
+#include <plexus/plexus.h>
+
+#include "harness.h"
+
+typedef struct Api {
+        plx_bus *service;
+        plx_bus *client;
+
+        uint64_t call_serial;           /* of the last CALL the service saw */
+        bool call_checked;
+        bool no_reply_seen;
+
+        plx_msg *reply;
+        bool reply_done;
+
+        plx_msg *signal;
+        bool signal_done;
+
+        plx_msg *error;
+        bool error_done;
+} Api;
+
+static int on_echo(plx_msg *call, void *userdata) {
+        Api *api = userdata;
+        const void *p;
+        size_t n;
+
+        assert_int_equal(plx_msg_get_kind(call), PLX_MSG_CALL);
+        assert_int_not_equal(plx_msg_get_serial(call), 0);
+        assert_int_equal(plx_msg_get_reply_serial(call), 0);
+        assert_string_equal(plx_msg_get_sender(call), plx_bus_get_unique_id(api->client));
+        assert_string_equal(plx_msg_get_destination(call), plx_bus_get_unique_id(api->service));
+        assert_string_equal(plx_msg_get_member(call), "Echo");
+        assert_null(plx_msg_get_topic(call));
+        assert_null(plx_msg_get_error_name(call));
+        assert_null(plx_msg_get_error_message(call));
+        assert_int_not_equal(plx_msg_get_sequence(call), 0);
+        assert_int_not_equal(plx_msg_get_delivery(call), 0);
+        assert_int_equal(plx_msg_get_sender_uid(call), getuid());
+        assert_int_equal(plx_msg_get_sender_pid(call), getpid());
+        assert_ptr_equal(plx_msg_get_bus(call), api->service);
+
+        if (plx_msg_get_no_reply(call)) {
+                api->no_reply_seen = true;
+                /* A call that expects no reply is "answered" by doing nothing. */
+                assert_int_equal(plx_msg_reply(call, NULL, 0), 0);
+                return 0;
+        }
+
+        /* Every call to Echo with a reply is made with a 5 s timeout. */
+        assert_true(plx_msg_get_timeout_ms(call) > 0);
+        assert_true(plx_msg_get_timeout_ms(call) <= 5000);
+        api->call_serial = plx_msg_get_serial(call);
+        api->call_checked = true;
+        p = plx_msg_get_payload(call, &n);
+        assert_int_equal(plx_msg_reply(call, p, n), 0);
+        assert_int_equal(plx_msg_reply(call, p, n), -EALREADY);
+        return 0;
+}
+
+static int on_fail(plx_msg *call, void *userdata) {
+        return plx_msg_reply_error(call, "org.example.Error.Api", "as requested");
+}
+
+static int on_quit(plx_msg *call, void *userdata) {
+        Api *api = userdata;
+
+        plx_bus_exit(api->service, 7);
+        return 0;
+}
+
+static int on_reply(plx_msg *msg, void *userdata) {
+        Api *api = userdata;
+
+        api->reply = plx_msg_ref(msg);
+        api->reply_done = true;
+        return 0;
+}
+
+static int on_signal(plx_msg *msg, void *userdata) {
+        Api *api = userdata;
+
+        api->signal = plx_msg_ref(msg);
+        api->signal_done = true;
+        return 0;
+}
+
+static int on_error(plx_msg *msg, void *userdata) {
+        Api *api = userdata;
+
+        api->error = plx_msg_ref(msg);
+        api->error_done = true;
+        return 0;
+}
+
+/* Our own loop over both connections until *done, bounded. */
+static void poll_until(Api *api, const bool *done) {
+        uint64_t deadline = harness_now_ms() + (uint64_t)harness_timeout_ms(HARNESS_TIMEOUT_MS);
+        plx_bus *buses[2] = { api->service, api->client };
+
+        while (!*done) {
+                struct pollfd pfd[2];
+                int timeout = -1, r;
+
+                for (size_t i = 0; i < 2; i++) {
+                        int ms;
+
+                        while ((r = plx_bus_process(buses[i])) > 0)
+                                ;
+                        assert_int_equal(r, 0);
+                        assert_int_equal(plx_bus_get_timeout(buses[i], &ms), 0);
+                        if (ms >= 0 && (timeout < 0 || ms < timeout))
+                                timeout = ms;
+                        pfd[i].fd = plx_bus_get_fd(buses[i]);
+                        assert_true(pfd[i].fd >= 0);
+                        r = plx_bus_get_events(buses[i]);
+                        assert_true(r >= 0);
+                        assert_true(r & POLLIN);
+                        pfd[i].events = (short)r;
+                }
+                if (*done)
+                        break;
+                assert_true(harness_now_ms() < deadline);
+                if (timeout < 0 || timeout > 100)
+                        timeout = 100;
+                assert_true(poll(pfd, 2, timeout) >= 0);
+        }
+}
+
+static void test_null_destructors(void **state) {
+        plx_bus *bus = NULL;
+        plx_msg *msg = NULL;
+        plx_slot *slot = NULL;
+
+        assert_null(plx_bus_free(NULL));
+        assert_null(plx_msg_unref(NULL));
+        assert_null(plx_slot_free(NULL));
+        plx_bus_freep(&bus);
+        plx_msg_unrefp(&msg);
+        plx_slot_freep(&slot);
+}
+
+static void test_api(void **state) {
+        Harness *h = *state;
+        Api api = {};
+        plx_slot *method_slot = NULL, *sub_slot = NULL, *call_slot = NULL;
+        const void *p;
+        size_t n;
+        int ms;
+
+        /* Connection: the default address ($PLEXUS_BUS_ADDRESS) and an explicit one. */
+        assert_int_equal(plx_bus_new(&api.service, NULL, "api-service"), 0);
+        assert_int_equal(plx_bus_new(&api.client, h->address, NULL), 0);
+        assert_int_equal(plx_bus_get_unique_id(api.service)[0], ':');
+        assert_string_not_equal(plx_bus_get_unique_id(api.service), plx_bus_get_unique_id(api.client));
+        assert_true(plx_bus_get_fd(api.client) >= 0);
+        assert_true(plx_bus_get_events(api.client) & POLLIN);
+        assert_int_equal(plx_bus_get_timeout(api.client, &ms), 0);
+        assert_int_equal(plx_bus_flush(api.client), 0);
+        assert_int_equal(plx_bus_get_n_missed(api.client), 0);
+
+        /* Methods. */
+        assert_int_equal(plx_bus_add_method(api.service, NULL, "Echo", on_echo, &api), 0);
+        assert_int_equal(plx_bus_add_method(api.service, NULL, "Echo", on_echo, &api), -EEXIST);
+        assert_int_equal(plx_bus_add_method(api.service, &method_slot, "Fail", on_fail, &api), 0);
+        assert_int_equal(plx_bus_add_method(api.service, NULL, "Quit", on_quit, &api), 0);
+        assert_int_equal(plx_bus_add_method(api.service, NULL, "", on_fail, &api), -EINVAL);
+
+        /* Async call, own poll loop. */
+        assert_int_equal(plx_bus_call_async(api.client, &call_slot, plx_bus_get_unique_id(api.service), "Echo",
+                                            "ping", 4, 5000 * 1000, on_reply, &api), 0);
+        poll_until(&api, &api.reply_done);
+        assert_true(api.call_checked);
+        assert_int_equal(plx_msg_get_kind(api.reply), PLX_MSG_REPLY);
+        assert_int_equal(plx_msg_get_reply_serial(api.reply), api.call_serial);
+        assert_string_equal(plx_msg_get_sender(api.reply), plx_bus_get_unique_id(api.service));
+        p = plx_msg_get_payload(api.reply, &n);
+        assert_int_equal(n, 4);
+        assert_memory_equal(p, "ping", 4);
+        assert_ptr_equal(plx_msg_ref(api.reply), api.reply);
+        assert_null(plx_msg_unref(api.reply));
+        api.reply = plx_msg_unref(api.reply);
+        call_slot = plx_slot_free(call_slot);
+
+        /* Remote error through the async path; then the method is unregistered. */
+        api.reply_done = false;
+        assert_int_equal(plx_bus_call_async(api.client, NULL, plx_bus_get_unique_id(api.service), "Fail",
+                                            NULL, 0, PLX_TIMEOUT_DEFAULT, on_reply, &api), 0);
+        poll_until(&api, &api.reply_done);
+        assert_int_equal(plx_msg_get_kind(api.reply), PLX_MSG_ERROR);
+        assert_string_equal(plx_msg_get_error_name(api.reply), "org.example.Error.Api");
+        assert_string_equal(plx_msg_get_error_message(api.reply), "as requested");
+        api.reply = plx_msg_unref(api.reply);
+        method_slot = plx_slot_free(method_slot);
+        api.reply_done = false;
+        assert_int_equal(plx_bus_call_async(api.client, NULL, plx_bus_get_unique_id(api.service), "Fail",
+                                            NULL, 0, PLX_TIMEOUT_DEFAULT, on_reply, &api), 0);
+        poll_until(&api, &api.reply_done);
+        assert_string_equal(plx_msg_get_error_name(api.reply), PLX_ERROR_UNKNOWN_METHOD);
+        api.reply = plx_msg_unref(api.reply);
+
+        /* Sync call: the broker answers by itself. */
+        assert_int_equal(plx_bus_call(api.client, PLX_BROKER, "Ping", NULL, 0, PLX_TIMEOUT_DEFAULT, &api.reply), 0);
+        assert_string_equal(plx_msg_get_sender(api.reply), PLX_BROKER);
+        api.reply = plx_msg_unref(api.reply);
+
+        /* A call expecting no reply. */
+        assert_int_equal(plx_bus_send_call(api.client, plx_bus_get_unique_id(api.service), "Echo", "x", 1), 0);
+        poll_until(&api, &api.no_reply_seen);
+
+        /* Errors that answer no call. */
+        plx_bus_set_error_handler(api.client, on_error, &api);
+        assert_int_equal(plx_bus_send_call(api.client, ":999999", "Echo", NULL, 0), 0);
+        poll_until(&api, &api.error_done);
+        assert_string_equal(plx_msg_get_error_name(api.error), PLX_ERROR_SERVICE_UNKNOWN);
+        api.error = plx_msg_unref(api.error);
+        plx_bus_set_error_handler(api.client, NULL, NULL);
+
+        /* Publish/subscribe. */
+        assert_int_equal(plx_bus_subscribe(api.client, &sub_slot, "api/+", on_signal, &api), 0);
+        assert_int_equal(plx_bus_publish(api.service, "api/topic", "payload", 7), 0);
+        poll_until(&api, &api.signal_done);
+        assert_int_equal(plx_msg_get_kind(api.signal), PLX_MSG_SIGNAL);
+        assert_string_equal(plx_msg_get_topic(api.signal), "api/topic");
+        assert_null(plx_msg_get_member(api.signal));
+        assert_string_equal(plx_msg_get_sender(api.signal), plx_bus_get_unique_id(api.service));
+        assert_int_equal(plx_msg_get_timeout_ms(api.signal), 0);
+        assert_int_equal(plx_msg_get_no_reply(api.signal), 0);
+        p = plx_msg_get_payload(api.signal, &n);
+        assert_int_equal(n, 7);
+        assert_memory_equal(p, "payload", 7);
+        api.signal = plx_msg_unref(api.signal);
+        sub_slot = plx_slot_free(sub_slot);
+        assert_int_equal(plx_bus_get_n_missed(api.client), 0);
+
+        /* plx_bus_run() until a handler calls plx_bus_exit(). */
+        assert_int_equal(plx_bus_send_call(api.client, plx_bus_get_unique_id(api.service), "Quit", NULL, 0), 0);
+        assert_int_equal(plx_bus_flush(api.client), 0);
+        assert_int_equal(plx_bus_run(api.service), 7);
+
+        api.client = plx_bus_free(api.client);
+        api.service = plx_bus_free(api.service);
+        assert_null(api.client);
+}
+
+static int on_event_reply(plx_msg *msg, void *userdata) {
+        sd_event *event = userdata;
+
+        assert_int_equal(plx_msg_get_kind(msg), PLX_MSG_REPLY);
+        return sd_event_exit(event, 42);
+}
+
+static int on_event_timeout(sd_event_source *s, uint64_t usec, void *userdata) {
+        return sd_event_exit(sd_event_source_get_event(s), -ETIMEDOUT);
+}
+
+static void test_sd_event(void **state) {
+        Harness *h = *state;
+        sd_event *event = NULL;
+        sd_event_source *timeout = NULL;
+        plx_bus *service = NULL, *client = NULL;
+        Api api = {};
+
+        assert_int_equal(sd_event_new(&event), 0);
+        assert_int_equal(plx_bus_new(&service, h->address, "event-service"), 0);
+        assert_int_equal(plx_bus_new(&client, h->address, "event-client"), 0);
+        api.service = service;
+        api.client = client;
+        assert_int_equal(plx_bus_add_method(service, NULL, "Echo", on_echo, &api), 0);
+
+        assert_int_equal(plx_bus_attach_event(service, event, SD_EVENT_PRIORITY_NORMAL), 0);
+        assert_int_equal(plx_bus_attach_event(client, event, SD_EVENT_PRIORITY_NORMAL), 0);
+        assert_int_equal(plx_bus_attach_event(client, event, SD_EVENT_PRIORITY_NORMAL), -EBUSY);
+        assert_true(sd_event_add_time_relative(event, &timeout, CLOCK_MONOTONIC,
+                                               (uint64_t)harness_timeout_ms(HARNESS_TIMEOUT_MS) * 1000, 0,
+                                               on_event_timeout, NULL) >= 0);
+
+        assert_int_equal(plx_bus_call_async(client, NULL, plx_bus_get_unique_id(service), "Echo", "ev", 2,
+                                            5000 * 1000, on_event_reply, event), 0);
+        assert_int_equal(sd_event_loop(event), 42);
+        assert_true(api.call_checked);
+
+        assert_int_equal(plx_bus_detach_event(client), 0);
+        assert_int_equal(plx_bus_detach_event(client), 0);
+        assert_int_equal(plx_bus_detach_event(service), 0);
+        timeout = sd_event_source_unref(timeout);
+        plx_bus_free(client);
+        plx_bus_free(service);
+        event = sd_event_unref(event);
+}
+
+/* Attached with a NULL loop: the thread's default sd-event loop. */
+static void test_sd_event_default(void **state) {
+        Harness *h = *state;
+        sd_event *event = NULL;
+        plx_bus *bus = NULL;
+
+        assert_int_equal(plx_bus_new(&bus, h->address, "default-loop"), 0);
+        assert_int_equal(plx_bus_attach_event(bus, NULL, 0), 0);
+        assert_true(sd_event_default(&event) >= 0);
+        assert_int_equal(plx_bus_call_async(bus, NULL, PLX_BROKER, "Ping", NULL, 0, 5000 * 1000, on_event_reply,
+                                            event), 0);
+        assert_int_equal(sd_event_loop(event), 42);
+        assert_int_equal(plx_bus_detach_event(bus), 0);
+        plx_bus_free(bus);
+        event = sd_event_unref(event);
+}
+
+int main(void) {
+        const struct CMUnitTest tests[] = {
+                cmocka_unit_test(test_null_destructors),
+                cmocka_unit_test_setup_teardown(test_api, harness_setup, harness_teardown),
+                cmocka_unit_test_setup_teardown(test_sd_event, harness_setup, harness_teardown),
+                cmocka_unit_test_setup_teardown(test_sd_event_default, harness_setup, harness_teardown),
+        };
+
+        return cmocka_run_group_tests(tests, NULL, NULL);
+}
