@@ -4,6 +4,8 @@
 #
 #   tools/run-tests.sh              normal build in build/
 #   tools/run-tests.sh --sanitize   AddressSanitizer + UBSan build in build-sanitize/
+#   tools/run-tests.sh --valgrind   normal build, every test and every plexusd
+#                                   they start under valgrind (memcheck)
 #
 # Extra arguments after the option go to `meson test`.
 set -euo pipefail
@@ -13,16 +15,28 @@ tools/install-deps.sh
 
 dir=build
 setup=()
-if [ "${1:-}" = "--sanitize" ]; then
+testargs=()
+case "${1:-}" in
+--sanitize)
     shift
     dir=build-sanitize
     setup=(-Db_sanitize=address,undefined -Db_lundef=false)
     export ASAN_OPTIONS=detect_leaks=1:abort_on_error=1:strict_string_checks=1
     export UBSAN_OPTIONS=print_stacktrace=1:halt_on_error=1
-fi
+    ;;
+--valgrind)
+    shift
+    vg="valgrind -q --error-exitcode=99 --leak-check=full --errors-for-leak-kinds=definite"
+    # The integration harness runs plexusd under the same wrapper and
+    # stretches its own waits; a broker with valgrind errors exits 99.
+    export PLEXUS_TEST_BROKER_WRAPPER="$vg"
+    export PLEXUS_TEST_TIMEOUT_SCALE=5
+    testargs=(--wrapper "$vg" --timeout-multiplier 5)
+    ;;
+esac
 
 if [ ! -d "$dir" ]; then
     meson setup "$dir" --werror "${setup[@]}"
 fi
 meson compile -C "$dir"
-meson test -C "$dir" --print-errorlogs "$@"
+meson test -C "$dir" --print-errorlogs "${testargs[@]}" "$@"
