@@ -430,6 +430,29 @@ int harness_teardown(void **state) {
         return ret;
 }
 
+/* Two close-on-exec pipes, then fork(); on failure nothing is left open. */
+static int fork_with_pipes(int a[2], int b[2], pid_t *ret_pid) {
+        int r;
+
+        if (pipe2(a, O_CLOEXEC) < 0)
+                return -errno;
+        if (pipe2(b, O_CLOEXEC) < 0) {
+                r = -errno;
+                goto close_a;
+        }
+        fflush(NULL);
+        *ret_pid = fork();
+        if (*ret_pid >= 0)
+                return 0;
+        r = -errno;
+        close(b[0]);
+        close(b[1]);
+close_a:
+        close(a[0]);
+        close(a[1]);
+        return r;
+}
+
 /**
  * harness_child_fork() - run @fn in a child process
  * @ret:        the child, written on success
@@ -441,28 +464,11 @@ int harness_teardown(void **state) {
 int harness_child_fork(HarnessChild *ret, HarnessChildFn fn, void *userdata) {
         int report[2], control[2];
         pid_t pid;
+        int r;
 
-        if (pipe2(report, O_CLOEXEC) < 0)
-                return -errno;
-        if (pipe2(control, O_CLOEXEC) < 0) {
-                int r = -errno;
-
-                close(report[0]);
-                close(report[1]);
+        r = fork_with_pipes(report, control, &pid);
+        if (r < 0)
                 return r;
-        }
-
-        fflush(NULL);
-        pid = fork();
-        if (pid < 0) {
-                int r = -errno;
-
-                close(report[0]);
-                close(report[1]);
-                close(control[0]);
-                close(control[1]);
-                return r;
-        }
         if (pid == 0) {
                 child_reset(SIGKILL);
                 close(report[0]);
@@ -493,28 +499,11 @@ int harness_child_fork(HarnessChild *ret, HarnessChildFn fn, void *userdata) {
 int harness_child_spawn(HarnessChild *ret, char *const argv[]) {
         int out[2], err[2];
         pid_t pid;
+        int r;
 
-        if (pipe2(out, O_CLOEXEC) < 0)
-                return -errno;
-        if (pipe2(err, O_CLOEXEC) < 0) {
-                int r = -errno;
-
-                close(out[0]);
-                close(out[1]);
+        r = fork_with_pipes(out, err, &pid);
+        if (r < 0)
                 return r;
-        }
-
-        fflush(NULL);
-        pid = fork();
-        if (pid < 0) {
-                int r = -errno;
-
-                close(out[0]);
-                close(out[1]);
-                close(err[0]);
-                close(err[1]);
-                return r;
-        }
         if (pid == 0) {
                 child_reset(SIGKILL);
                 if (dup2(out[1], STDOUT_FILENO) < 0 || dup2(err[1], STDERR_FILENO) < 0)

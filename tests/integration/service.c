@@ -236,3 +236,17 @@ int service_fixture_teardown(void **state) {
         *state = NULL;
         return ret;
 }
+
+/**
+ * error_log_record() - an error handler that fills the ErrorLog @userdata
+ *
+ * Return: 0.
+ */
+int error_log_record(plx_msg *error, void *userdata) {
+        ErrorLog *log = userdata;
+
+        snprintf(log->name, sizeof(log->name), "%s", plx_msg_get_error_name(error));
+        log->n_errors++;
+        log->done = true;
+        return 0;
+}

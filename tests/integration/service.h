@@ -18,7 +18,10 @@
  *   Quit       -> REPLY, then plx_bus_run() returns
  */
 
+#include <stdbool.h>
 #include <stddef.h>
+
+#include <plexus/plexus.h>
 
 #include "harness.h"
 
@@ -46,3 +49,12 @@ int service_fixture_teardown(void **state);
 
 /* A cmocka test entry with the usual fixture. */
 #define SERVICE_TEST(fn) cmocka_unit_test_setup_teardown(fn, service_fixture_setup, service_fixture_teardown)
+
+/* Records the ERRORs a connection gets outside of calls (plx_bus_set_error_handler()). */
+typedef struct ErrorLog {
+        char name[256];                 /* of the last one */
+        unsigned int n_errors;
+        bool done;                      /* at least one arrived */
+} ErrorLog;
+
+int error_log_record(plx_msg *error, void *userdata);

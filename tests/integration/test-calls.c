@@ -258,27 +258,12 @@ static void test_sender_fields(void **state) {
         assert_int_not_equal(plx_msg_get_delivery(reply), 0);
 }
 
-typedef struct ErrorLog {
-        char name[256];
-        unsigned int n_errors;
-        bool done;
-} ErrorLog;
-
-static int on_error(plx_msg *error, void *userdata) {
-        ErrorLog *log = userdata;
-
-        snprintf(log->name, sizeof(log->name), "%s", plx_msg_get_error_name(error));
-        log->n_errors++;
-        log->done = true;
-        return 0;
-}
-
 /* A call that expects no reply: failures still come back, to the error handler. */
 static void test_send_call(void **state) {
         ServiceFixture *f = *state;
         ErrorLog log = {};
 
-        plx_bus_set_error_handler(f->bus, on_error, &log);
+        plx_bus_set_error_handler(f->bus, error_log_record, &log);
         assert_int_equal(plx_bus_send_call(f->bus, f->service_id, "Echo", "x", 1), 0);
         assert_int_equal(plx_bus_send_call(f->bus, ":777777", "Echo", "x", 1), 0);
         assert_int_equal(harness_bus_wait(f->bus, &log.done, harness_timeout_ms(HARNESS_TIMEOUT_MS)), 0);

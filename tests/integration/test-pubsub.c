@@ -267,21 +267,6 @@ static void test_unsubscribe(void **state) {
         free(rest);
 }
 
-typedef struct ErrorLog {
-        char name[256];
-        unsigned int n_errors;
-        bool done;
-} ErrorLog;
-
-static int on_error(plx_msg *error, void *userdata) {
-        ErrorLog *log = userdata;
-
-        snprintf(log->name, sizeof(log->name), "%s", plx_msg_get_error_name(error));
-        log->n_errors++;
-        log->done = true;
-        return 0;
-}
-
 /* Only the broker publishes under "plexus/"; bad topics and patterns are refused. */
 static void test_reserved_and_invalid(void **state) {
         static const char *const reserved[] = { "plexus/x", "plexus", "plexus/broker/shutdown" };
@@ -298,7 +283,7 @@ static void test_reserved_and_invalid(void **state) {
         for (size_t i = 0; i < sizeof(reserved) / sizeof(reserved[0]); i++) {
                 ErrorLog log = {};
 
-                plx_bus_set_error_handler(pub, on_error, &log);
+                plx_bus_set_error_handler(pub, error_log_record, &log);
                 r = plx_bus_publish(pub, reserved[i], "x", 1);
                 if (r == 0) {
                         /* Not refused locally: the broker must refuse it. */
