@@ -41,6 +41,7 @@ void plx_broker_config_init(plx_broker_config *c) {
                 .max_queue_bytes = BROKER_DEFAULT_MAX_QUEUE_BYTES,
                 .max_subscriptions = BROKER_DEFAULT_MAX_SUBSCRIPTIONS,
                 .max_pending_calls = BROKER_DEFAULT_MAX_PENDING_CALLS,
+                .max_names = BROKER_DEFAULT_MAX_NAMES,
                 .default_timeout_ms = BROKER_DEFAULT_TIMEOUT_MS,
                 .max_timeout_ms = BROKER_DEFAULT_MAX_TIMEOUT_MS,
                 .hello_timeout_ms = BROKER_DEFAULT_HELLO_TIMEOUT_MS,
@@ -91,7 +92,7 @@ static void signals_restore(Broker *b) {
 
 static int config_check(const plx_broker_config *c) {
         if (!c->max_clients || !c->max_queue_frames || c->max_queue_bytes < FRAME_SIZE_MAX + 64 ||
-            !c->max_pending_calls || !c->default_timeout_ms || !c->hello_timeout_ms ||
+            !c->max_pending_calls || !c->max_names || !c->default_timeout_ms || !c->hello_timeout_ms ||
             c->max_timeout_ms < c->default_timeout_ms)
                 return -EINVAL;
         return 0;
@@ -408,6 +409,7 @@ plx_broker *plx_broker_free(plx_broker *b) {
         htable_deinit(&b->pending);
         htable_deinit(&b->peers_by_id);
         topic_trie_deinit(&b->topics);
+        name_registry_deinit(&b->names);
         listener_close(b);
         loop_source_remove(&b->wakeup_source);
         b->wakeup_fd = plx_close(b->wakeup_fd);

@@ -24,6 +24,7 @@
 #include "list.h"
 #include "log.h"
 #include "loop.h"
+#include "name.h"
 #include "timer.h"
 #include "topic-trie.h"
 
@@ -46,6 +47,7 @@ typedef struct plx_broker_config {
         uint32_t max_queue_bytes;       /* per client, outgoing */
         uint32_t max_subscriptions;     /* per client */
         uint32_t max_pending_calls;     /* per client, calls awaiting a reply */
+        uint32_t max_names;             /* per client, names owned or queued for */
         uint32_t default_timeout_ms;    /* calls that give no timeout */
         uint32_t max_timeout_ms;        /* longer timeouts are capped */
         uint32_t hello_timeout_ms;      /* a client must say HELLO within this */
@@ -57,6 +59,12 @@ typedef struct plx_broker_config {
 #define BROKER_DEFAULT_MAX_QUEUE_BYTES (4u * 1024u * 1024u)
 #define BROKER_DEFAULT_MAX_SUBSCRIPTIONS 512u
 #define BROKER_DEFAULT_MAX_PENDING_CALLS 1024u
+#define BROKER_DEFAULT_MAX_NAMES 256u
+
+/* Leases and last wills of names, see docs/protocol.md. */
+#define NAME_LEASE_MIN_MS 10u
+#define NAME_LEASE_MAX_MS (3600u * 1000u)
+#define NAME_WILL_MAX 4096u
 #define BROKER_DEFAULT_TIMEOUT_MS 25000u
 #define BROKER_DEFAULT_MAX_TIMEOUT_MS 120000u
 #define BROKER_DEFAULT_HELLO_TIMEOUT_MS 10000u
@@ -75,8 +83,11 @@ typedef struct plx_broker_config {
 #define ERROR_LIMITS_EXCEEDED "plexus.Error.LimitsExceeded"
 #define ERROR_UNEXPECTED_REPLY "plexus.Error.UnexpectedReply"
 #define ERROR_TIMEOUT "plexus.Error.Timeout"
+#define ERROR_NAME_HAS_NO_OWNER "plexus.Error.NameHasNoOwner"
+#define ERROR_NAME_NOT_OWNED "plexus.Error.NameNotOwned"
 
 #define TOPIC_SHUTDOWN "plexus/broker/shutdown"
+#define TOPIC_NAMES_PREFIX "plexus/names/"
 
 typedef struct BrokerStats {
         uint64_t n_routed[6];           /* by Plexus__Kind */
@@ -85,6 +96,7 @@ typedef struct BrokerStats {
         uint64_t n_queue_full;          /* frames refused for a full queue */
         uint64_t n_unexpected_replies;
         uint64_t n_timeouts;
+        uint64_t n_leases_expired;
         uint64_t n_protocol_errors;     /* clients disconnected for bad input */
         uint64_t n_peers_peak;
 } BrokerStats;
@@ -132,6 +144,7 @@ struct Broker {
         size_t n_pending_free;
 
         TopicTrie topics;
+        NameRegistry names;
 
         uint64_t sequence;              /* bus-wide frame counter, see docs/protocol.md */
         Timer shutdown_timer;

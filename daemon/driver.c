@@ -127,7 +127,7 @@ static void method_unsubscribe(Broker *b, Peer *from, Plexus__Header *h, const u
         }
 }
 
-static void method_get_bus_info(Broker *b, Peer *from, Plexus__Header *h) {
+static void method_get_bus_info(Broker *b, Peer *from, Plexus__Header *h, const uint8_t *payload, size_t len) {
         Plexus__BusInfo info = PLEXUS__BUS_INFO__INIT;
         uint64_t routed = 0;
 
@@ -143,6 +143,358 @@ static void method_get_bus_info(Broker *b, Peer *from, Plexus__Header *h) {
                 router_send_reply(b, from, h->serial, &info.base);
 }
 
+/* --- Names ------------------------------------------------------------- */
+
+static void publish_change(Broker *b, const NameChange *c) {
+        Plexus__NameOwnerChanged ev = PLEXUS__NAME_OWNER_CHANGED__INIT;
+        char topic[sizeof(TOPIC_NAMES_PREFIX) + BUS_NAME_MAX];
+        uint8_t buf[3 * 256];
+        Peer *old_owner = c->old_owner, *new_owner = c->new_owner;
+
+        if (!c->changed)
+                return;
+
+        ev.name = (char *)c->name;
+        ev.old_owner = old_owner ? old_owner->unique_id : (char *)"";
+        ev.new_owner = new_owner ? new_owner->unique_id : (char *)"";
+        ev.reason = c->reason;
+        snprintf(topic, sizeof(topic), TOPIC_NAMES_PREFIX "%s", c->name);
+
+        broker_log(b, LOG_DEBUG, "name %s: %s -> %s", c->name,
+                   *ev.old_owner ? ev.old_owner : "(none)", *ev.new_owner ? ev.new_owner : "(none)");
+        router_publish(b, NULL, topic, buf, plexus__name_owner_changed__pack(&ev, buf), NULL);
+}
+
+/* Free an entry the registry let go of, and refund its owner. */
+static void entry_free(Broker *b, NameOwner *e) {
+        Peer *p;
+
+        if (!e)
+                return;
+        p = e->owner;
+        timer_disarm(&b->timers, &e->lease_timer);
+        p->n_names--;
+        name_owner_free(e);
+}
+
+/*
+ * @e leaves its name without the owner asking (disconnect, lease expiry):
+ * the last will goes out first, then the change of owner.
+ */
+static void entry_lose(Broker *b, NameOwner *e, int reason) {
+        Peer *p = e->owner;
+        NameChange change;
+
+        if (name_owner_is_primary(e) && e->will_topic)
+                router_publish(b, p, e->will_topic, e->will_payload, e->will_size, NULL);
+        name_owner_drop(&b->names, e, reason, &change);
+        entry_free(b, e);
+        publish_change(b, &change);
+}
+
+static void lease_expired(Timer *t, uint64_t now) {
+        NameOwner *e = container_of(t, NameOwner, lease_timer);
+        Peer *p = e->owner;
+        Broker *b = p->broker;
+
+        b->stats.n_leases_expired++;
+        peer_log(p, LOG_INFO, "lease on %s not renewed within %" PRIu64 " ms, releasing it",
+                 name_get(e->name), e->lease_usec / 1000);
+        entry_lose(b, e, PLEXUS__NAME_CHANGE_REASON__NAME_CHANGE_LEASE_EXPIRED);
+}
+
+/**
+ * driver_peer_gone() - release every name @p owns or waits for
+ */
+void driver_peer_gone(Broker *b, Peer *p) {
+        NameOwner *e;
+
+        while ((e = list_first_entry(&p->names, NameOwner, owner_link)))
+                entry_lose(b, e, PLEXUS__NAME_CHANGE_REASON__NAME_CHANGE_DISCONNECTED);
+}
+
+static int entry_set_terms(Broker *b, NameOwner *e, const Plexus__RequestNameRequest *req) {
+        char *topic = NULL;
+        void *payload = NULL;
+
+        if (*req->will_topic) {
+                topic = strdup(req->will_topic);
+                payload = req->will_payload.len ? malloc(req->will_payload.len) : NULL;
+                if (!topic || (req->will_payload.len && !payload)) {
+                        free(topic);
+                        free(payload);
+                        return -ENOMEM;
+                }
+                if (req->will_payload.len)
+                        memcpy(payload, req->will_payload.data, req->will_payload.len);
+        }
+        free(e->will_topic);
+        free(e->will_payload);
+        e->will_topic = topic;
+        e->will_payload = payload;
+        e->will_size = req->will_payload.len;
+
+        /* The latest request sets the lease; 0 removes it. */
+        e->lease_usec = (uint64_t)req->lease_ms * 1000u;
+        e->lease_timer.fn = lease_expired;
+        if (!e->lease_usec) {
+                timer_disarm(&b->timers, &e->lease_timer);
+                return 0;
+        }
+        return timer_arm(&b->timers, &e->lease_timer, now_usec() + e->lease_usec);
+}
+
+static const char *check_request(Broker *b, const Plexus__RequestNameRequest *req) {
+        if (!bus_name_is_well_known(req->name))
+                return "invalid well-known name";
+        if (req->flags & ~NAME_FLAGS_KNOWN)
+                return "unknown flags";
+        if (req->lease_ms && (req->lease_ms < NAME_LEASE_MIN_MS || req->lease_ms > NAME_LEASE_MAX_MS))
+                return "lease outside 10 ms .. 1 h";
+        if (*req->will_topic && (!topic_is_valid(req->will_topic) || topic_is_reserved(req->will_topic)))
+                return "invalid last-will topic";
+        if (!*req->will_topic && req->will_payload.len)
+                return "last-will payload without a topic";
+        if (req->will_payload.len > NAME_WILL_MAX)
+                return "last-will payload above 4096 bytes";
+        return NULL;
+}
+
+static void method_request_name(Broker *b, Peer *from, Plexus__Header *h, const uint8_t *payload, size_t len) {
+        Plexus__RequestNameReply reply = PLEXUS__REQUEST_NAME_REPLY__INIT;
+        Plexus__RequestNameRequest *req;
+        NameChange change;
+        NameOwner *e;
+        const char *why;
+        int r;
+
+        req = plexus__request_name_request__unpack(&b->payload_arena.allocator, len, payload);
+        why = req ? check_request(b, req) : "payload is not a plexus.RequestNameRequest";
+        if (why) {
+                router_send_error(b, from, h->serial, ERROR_INVALID_ARGS, "RequestName: %s", why);
+                return;
+        }
+        if (from->n_names >= b->config.max_names &&
+            !name_registry_find_entry(&b->names, req->name, from)) {
+                router_send_error(b, from, h->serial, ERROR_LIMITS_EXCEEDED,
+                                  "limit of %u names reached", b->config.max_names);
+                return;
+        }
+
+        r = name_registry_request(&b->names, req->name, from, req->flags, &e, &change);
+        if (r < 0) {
+                router_send_error(b, from, h->serial, ERROR_LIMITS_EXCEEDED, "broker out of memory");
+                return;
+        }
+        if (e) {
+                if (!list_is_linked(&e->owner_link)) {
+                        list_append(&from->names, &e->owner_link);
+                        from->n_names++;
+                }
+                if (entry_set_terms(b, e, req) < 0) {
+                        /* Without its lease the entry would outlive a hang: take it back. */
+                        NameChange undo;
+
+                        name_owner_drop(&b->names, e, PLEXUS__NAME_CHANGE_REASON__NAME_CHANGE_RELEASED, &undo);
+                        entry_free(b, e);
+                        entry_free(b, change.dropped);
+                        publish_change(b, &change);
+                        publish_change(b, &undo);
+                        router_send_error(b, from, h->serial, ERROR_LIMITS_EXCEEDED, "broker out of memory");
+                        return;
+                }
+        }
+        entry_free(b, change.dropped);
+
+        /* Watchers learn of the change before the requester learns of its success. */
+        publish_change(b, &change);
+        if (!(h->flags & FRAME_FLAG_NO_REPLY)) {
+                reply.result = (uint32_t)r;
+                router_send_reply(b, from, h->serial, &reply.base);
+        }
+}
+
+static Plexus__NameRequest *name_request(Broker *b, Peer *from, Plexus__Header *h,
+                                         const uint8_t *payload, size_t len) {
+        Plexus__NameRequest *req;
+
+        req = plexus__name_request__unpack(&b->payload_arena.allocator, len, payload);
+        if (!req || !bus_name_is_well_known(req->name)) {
+                router_send_error(b, from, h->serial, ERROR_INVALID_ARGS,
+                                  "%s needs a plexus.NameRequest with a valid well-known name", h->member);
+                return NULL;
+        }
+        return req;
+}
+
+static void method_release_name(Broker *b, Peer *from, Plexus__Header *h, const uint8_t *payload, size_t len) {
+        Plexus__ReleaseNameReply reply = PLEXUS__RELEASE_NAME_REPLY__INIT;
+        Plexus__NameRequest *req;
+        NameChange change;
+
+        req = name_request(b, from, h, payload, len);
+        if (!req)
+                return;
+
+        reply.result = (uint32_t)name_registry_release(&b->names, req->name, from, &change);
+        entry_free(b, change.dropped);
+        publish_change(b, &change);
+        if (!(h->flags & FRAME_FLAG_NO_REPLY))
+                router_send_reply(b, from, h->serial, &reply.base);
+}
+
+static void method_renew_name(Broker *b, Peer *from, Plexus__Header *h, const uint8_t *payload, size_t len) {
+        Plexus__NameRequest *req;
+        NameOwner *e;
+
+        req = name_request(b, from, h, payload, len);
+        if (!req)
+                return;
+
+        e = name_registry_find_entry(&b->names, req->name, from);
+        if (!e) {
+                router_send_error(b, from, h->serial, ERROR_NAME_NOT_OWNED,
+                                  "%s does not own or wait for %s", from->unique_id, req->name);
+                return;
+        }
+        if (e->lease_usec && timer_arm(&b->timers, &e->lease_timer, now_usec() + e->lease_usec) < 0) {
+                router_send_error(b, from, h->serial, ERROR_LIMITS_EXCEEDED, "broker out of memory");
+                return;
+        }
+        if (!(h->flags & FRAME_FLAG_NO_REPLY))
+                router_send_reply(b, from, h->serial, NULL);
+}
+
+static void method_get_name_owner(Broker *b, Peer *from, Plexus__Header *h, const uint8_t *payload, size_t len) {
+        Plexus__NameOwnerReply reply = PLEXUS__NAME_OWNER_REPLY__INIT;
+        Plexus__NameRequest *req;
+        Peer *owner = NULL;
+
+        req = plexus__name_request__unpack(&b->payload_arena.allocator, len, payload);
+        if (req && bus_name_is_unique_id(req->name)) {
+                owner = peer_find(b, req->name);
+        } else if (req && bus_name_is_well_known(req->name)) {
+                Name *n = name_registry_find(&b->names, req->name);
+
+                owner = n ? name_primary(n)->owner : NULL;
+        } else {
+                router_send_error(b, from, h->serial, ERROR_INVALID_ARGS,
+                                  "GetNameOwner needs a plexus.NameRequest with a valid name");
+                return;
+        }
+
+        if (!owner) {
+                router_send_error(b, from, h->serial, ERROR_NAME_HAS_NO_OWNER,
+                                  "%s has no owner", req->name);
+                return;
+        }
+        reply.owner = owner->unique_id;
+        if (!(h->flags & FRAME_FLAG_NO_REPLY))
+                router_send_reply(b, from, h->serial, &reply.base);
+}
+
+static void method_list_queued_owners(Broker *b, Peer *from, Plexus__Header *h,
+                                      const uint8_t *payload, size_t len) {
+        Plexus__NameOwners reply = PLEXUS__NAME_OWNERS__INIT;
+        _cleanup_(freep) char **ids = NULL;
+        Plexus__NameRequest *req;
+        NameOwner *e;
+        size_t n = 0;
+        Name *name;
+
+        req = name_request(b, from, h, payload, len);
+        if (!req)
+                return;
+        name = name_registry_find(&b->names, req->name);
+        if (!name) {
+                router_send_error(b, from, h->serial, ERROR_NAME_HAS_NO_OWNER, "%s has no owner", req->name);
+                return;
+        }
+
+        list_for_each_entry(e, name_owners(name), name_link)
+                n++;
+        ids = calloc(n, sizeof(*ids));
+        if (!ids) {
+                router_send_error(b, from, h->serial, ERROR_LIMITS_EXCEEDED, "broker out of memory");
+                return;
+        }
+        n = 0;
+        list_for_each_entry(e, name_owners(name), name_link)
+                ids[n++] = ((Peer *)e->owner)->unique_id;
+
+        reply.n_owners = n;
+        reply.owners = ids;
+        if (!(h->flags & FRAME_FLAG_NO_REPLY))
+                router_send_reply(b, from, h->serial, &reply.base);
+}
+
+static void method_list_names(Broker *b, Peer *from, Plexus__Header *h, const uint8_t *payload, size_t len) {
+        Plexus__NameList reply = PLEXUS__NAME_LIST__INIT;
+        _cleanup_(freep) Plexus__NameEntry *entries = NULL;
+        _cleanup_(freep) Plexus__NameEntry **ptrs = NULL;
+        _cleanup_(freep) char **queued = NULL;
+        size_t n_names = b->names.n_names, n_entries = 0, i = 0, q = 0;
+        Name *name;
+
+        name_registry_for_each(name, &b->names) {
+                NameOwner *e;
+
+                list_for_each_entry(e, name_owners(name), name_link)
+                        n_entries++;
+        }
+
+        entries = calloc(n_names ?: 1, sizeof(*entries));
+        ptrs = calloc(n_names ?: 1, sizeof(*ptrs));
+        queued = calloc(n_entries ?: 1, sizeof(*queued));
+        if (!entries || !ptrs || !queued) {
+                router_send_error(b, from, h->serial, ERROR_LIMITS_EXCEEDED, "broker out of memory");
+                return;
+        }
+
+        name_registry_for_each(name, &b->names) {
+                Plexus__NameEntry *entry = &entries[i];
+                NameOwner *e;
+
+                *entry = (Plexus__NameEntry) PLEXUS__NAME_ENTRY__INIT;
+                entry->name = (char *)name_get(name);
+                entry->owner = ((Peer *)name_primary(name)->owner)->unique_id;
+                entry->queued = queued + q;
+                list_for_each_entry(e, name_owners(name), name_link)
+                        if (e != name_primary(name))
+                                queued[q + entry->n_queued++] = ((Peer *)e->owner)->unique_id;
+                q += entry->n_queued;
+                ptrs[i++] = entry;
+        }
+
+        reply.n_names = i;
+        reply.names = ptrs;
+        if (!(h->flags & FRAME_FLAG_NO_REPLY))
+                router_send_reply(b, from, h->serial, &reply.base);
+}
+
+static void method_ping(Broker *b, Peer *from, Plexus__Header *h, const uint8_t *payload, size_t len) {
+        if (!(h->flags & FRAME_FLAG_NO_REPLY))
+                router_send_reply(b, from, h->serial, NULL);
+}
+
+typedef void (*MethodFn)(Broker *b, Peer *from, Plexus__Header *h, const uint8_t *payload, size_t len);
+
+static const struct {
+        const char *member;
+        MethodFn fn;
+} methods[] = {
+        { "Subscribe", method_subscribe },
+        { "Unsubscribe", method_unsubscribe },
+        { "Ping", method_ping },
+        { "GetBusInfo", method_get_bus_info },
+        { "RequestName", method_request_name },
+        { "ReleaseName", method_release_name },
+        { "RenewName", method_renew_name },
+        { "GetNameOwner", method_get_name_owner },
+        { "ListQueuedOwners", method_list_queued_owners },
+        { "ListNames", method_list_names },
+};
+
 /**
  * driver_call() - handle a CALL addressed to the broker
  * @b:          the broker
@@ -155,16 +507,12 @@ void driver_call(Broker *b, Peer *from, Plexus__Header *h, const uint8_t *payloa
         arena_reset(&b->payload_arena);
         b->stats.n_routed[PLEXUS__KIND__KIND_CALL]++;
 
-        if (strcmp(h->member, "Subscribe") == 0)
-                method_subscribe(b, from, h, payload, len);
-        else if (strcmp(h->member, "Unsubscribe") == 0)
-                method_unsubscribe(b, from, h, payload, len);
-        else if (strcmp(h->member, "Ping") == 0) {
-                if (!(h->flags & FRAME_FLAG_NO_REPLY))
-                        router_send_reply(b, from, h->serial, NULL);
-        } else if (strcmp(h->member, "GetBusInfo") == 0)
-                method_get_bus_info(b, from, h);
-        else
-                router_send_error(b, from, h->serial, ERROR_UNKNOWN_METHOD,
-                                  "the bus has no method \"%s\"", h->member);
+        for (size_t i = 0; i < ELEMENTSOF(methods); i++) {
+                if (strcmp(h->member, methods[i].member) == 0) {
+                        methods[i].fn(b, from, h, payload, len);
+                        return;
+                }
+        }
+        router_send_error(b, from, h->serial, ERROR_UNKNOWN_METHOD,
+                          "the bus has no method \"%s\"", h->member);
 }

@@ -2,8 +2,10 @@
 
 /*
  * The bus's own methods: the HELLO handshake and the CALLs addressed to
- * "plexus" (Subscribe, Unsubscribe, Ping, GetBusInfo). Requests and replies
- * are the protobuf messages of proto/plexus.proto.
+ * "plexus" (subscriptions, names, Ping, GetBusInfo), and what names need
+ * beyond the registry: leases, last wills, the change signals on
+ * "plexus/names/<name>", and hand-over when an owner goes away. Requests
+ * and replies are the protobuf messages of proto/plexus.proto.
  */
 
 #include <stddef.h>
@@ -13,3 +15,4 @@
 
 void driver_hello(Broker *b, Peer *p, Plexus__Header *h, const FrameView *f);
 void driver_call(Broker *b, Peer *from, Plexus__Header *h, const uint8_t *payload, size_t len);
+void driver_peer_gone(Broker *b, Peer *p);

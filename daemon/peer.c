@@ -67,6 +67,7 @@ int peer_new(Peer **ret, Broker *b, int fd) {
         list_init(&p->subscriptions);
         list_init(&p->calls_out);
         list_init(&p->calls_in);
+        list_init(&p->names);
         queue_init(&p->queue, b->config.max_queue_frames, b->config.max_queue_bytes);
         timer_init(&p->timer, peer_timer_fired);
         p->connected_usec = now_usec();
@@ -112,7 +113,7 @@ Peer *peer_free(Peer *p) {
 
         router_peer_gone(b, p);
         assert(list_is_empty(&p->calls_in) && list_is_empty(&p->calls_out));
-        assert(list_is_empty(&p->subscriptions));
+        assert(list_is_empty(&p->subscriptions) && list_is_empty(&p->names));
 
         timer_disarm(&b->timers, &p->timer);
         if (p->addressable)

@@ -70,6 +70,8 @@ struct Peer {
         List calls_out;                 /* PendingCall.caller_link */
         size_t n_calls_out;
         List calls_in;                  /* PendingCall.callee_link */
+        List names;                     /* NameOwner.owner_link: owned and queued for */
+        size_t n_names;
 
         Timer timer;                    /* HELLO deadline, then the CLOSING deadline */
         LogLimit log_limit;

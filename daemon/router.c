@@ -19,6 +19,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "bus-name.h"
 #include "driver.h"
 #include "peer.h"
 #include "pending.h"
@@ -152,6 +153,10 @@ int router_send_reply(Broker *b, Peer *to, uint64_t reply_serial, const Protobuf
 
         if (payload) {
                 n = protobuf_c_message_get_packed_size(payload);
+                if (n > FRAME_SEND_MAX)
+                        /* Until large messages exist, a reply must fit one frame. */
+                        return router_send_error(b, to, reply_serial, ERROR_LIMITS_EXCEEDED,
+                                                 "reply of %zu bytes exceeds the frame size", n);
                 if (n > sizeof(stack)) {
                         heap = malloc(n);
                         if (!heap)
@@ -197,13 +202,17 @@ void router_broadcast(Broker *b, const char *topic) {
  * @b:          the broker
  * @p:          a peer being freed
  *
- * Every caller waiting on @p gets a Disconnected error; calls @p made are
- * forgotten (their late replies are refused to the replier); subscriptions
- * leave the trie.
+ * Names @p owned go to the next in their queues (with last wills and change
+ * signals published); every caller waiting on @p gets a Disconnected error;
+ * calls @p made are forgotten (their late replies are refused to the
+ * replier); subscriptions leave the trie.
  */
 void router_peer_gone(Broker *b, Peer *p) {
         PendingCall *pc;
         Subscription *s;
+
+        /* Names first: last wills go out while the peer's identity is intact. */
+        driver_peer_gone(b, p);
 
         while ((pc = list_first_entry(&p->calls_in, PendingCall, callee_link))) {
                 Peer *caller = pc->caller;
@@ -240,10 +249,22 @@ static void route_call(Broker *b, Peer *from, Plexus__Header *h, const FrameView
                 return;
         }
 
-        callee = peer_find(b, h->destination);
+        if (bus_name_is_unique_id(h->destination)) {
+                callee = peer_find(b, h->destination);
+        } else if (bus_name_is_well_known(h->destination)) {
+                /* Resolved now: the owner at this point in the bus order gets it. */
+                Name *n = name_registry_find(&b->names, h->destination);
+
+                callee = n ? name_primary(n)->owner : NULL;
+        } else {
+                router_send_error(b, from, h->serial, ERROR_INVALID_ARGS,
+                                  "\"%s\" is neither a unique id nor a well-known name",
+                                  h->destination);
+                return;
+        }
         if (!callee || callee->state != PEER_STATE_RUNNING) {
                 router_send_error(b, from, h->serial, ERROR_SERVICE_UNKNOWN,
-                                  "no client %s on the bus", h->destination);
+                                  "%s is not on the bus", h->destination);
                 return;
         }
 
@@ -341,9 +362,61 @@ static void deliver_signal(Subscription *s, void *userdata) {
                 fo->n_full++;
 }
 
-static void route_signal(Broker *b, Peer *from, Plexus__Header *h, const FrameView *f) {
+/* Hand a stamped SIGNAL to every matching subscriber, once per client. */
+static void fan_out(Broker *b, const Plexus__Header *h, const void *payload, size_t size,
+                    SignalFanout *fo) {
         uint8_t header[FRAME_HEADER_MAX];
-        SignalFanout fo = { .b = b };
+
+        *fo = (SignalFanout) {
+                .b = b,
+                .sequence = h->sequence,
+                .frame = {
+                        .header = header,
+                        .header_len = frame_header_pack(h, header, sizeof(header)),
+                        .payload = payload,
+                        .payload_len = size,
+                },
+        };
+        assert(fo->frame.header_len > 0);
+
+        topic_trie_match(&b->topics, h->member, deliver_signal, fo);
+        out_frame_deinit(&fo->frame);
+
+        b->stats.n_routed[PLEXUS__KIND__KIND_SIGNAL]++;
+        b->stats.n_bytes_routed += size;
+        b->stats.n_queue_full += fo->n_full;
+}
+
+/**
+ * router_publish() - route a SIGNAL made by the broker
+ * @b:          the broker
+ * @as:         the client it is published for, stamped as sender (last
+ *              wills); NULL for the broker's own signals
+ * @topic:      a valid topic
+ * @payload:    borrowed
+ * @size:       its length
+ * @ret_n_matched: optional; how many clients matched
+ *
+ * Return: how many matching clients could not take the signal (queue full);
+ * they see a gap in their delivery counter.
+ */
+size_t router_publish(Broker *b, Peer *as, const char *topic, const void *payload, size_t size,
+                      size_t *ret_n_matched) {
+        Plexus__Header h = PLEXUS__HEADER__INIT;
+        SignalFanout fo;
+
+        h.kind = PLEXUS__KIND__KIND_SIGNAL;
+        h.member = (char *)topic;
+        stamp(b, &h, as);
+        h.serial = h.sequence;
+        fan_out(b, &h, payload, size, &fo);
+        if (ret_n_matched)
+                *ret_n_matched = fo.n_matched;
+        return fo.n_full;
+}
+
+static void route_signal(Broker *b, Peer *from, Plexus__Header *h, const FrameView *f) {
+        SignalFanout fo;
 
         if (!topic_is_valid(h->member)) {
                 router_send_error(b, from, h->serial, ERROR_INVALID_ARGS,
@@ -356,27 +429,13 @@ static void route_signal(Broker *b, Peer *from, Plexus__Header *h, const FrameVi
                 return;
         }
 
+        /* The client's own header goes out (serial, unknown fields), re-stamped. */
         stamp(b, h, from);
-        fo.sequence = h->sequence;
-        fo.frame = (OutFrame) {
-                .header = header,
-                .header_len = frame_header_pack(h, header, sizeof(header)),
-                .payload = f->payload,
-                .payload_len = f->payload_len,
-        };
-        assert(fo.frame.header_len > 0);
-
-        topic_trie_match(&b->topics, h->member, deliver_signal, &fo);
-        out_frame_deinit(&fo.frame);
-
-        b->stats.n_routed[PLEXUS__KIND__KIND_SIGNAL]++;
-        b->stats.n_bytes_routed += f->payload_len;
-        if (fo.n_full) {
-                b->stats.n_queue_full += fo.n_full;
+        fan_out(b, h, f->payload, f->payload_len, &fo);
+        if (fo.n_full)
                 router_send_error(b, from, h->serial, ERROR_QUEUE_FULL,
                                   "signal on %s missed by %zu of %zu subscribers (queue full)",
                                   h->member, fo.n_full, fo.n_matched);
-        }
 }
 
 /**

@@ -1,0 +1,28 @@
+#pragma once
+
+/*
+ * Processes and pipes for the benchmarks.
+ *
+ * Every measurement runs its peers (echo servers, subscribers, idle
+ * clients) as forked children, so that each message really crosses from one
+ * process to another as it would on a real system. Children die with their
+ * parent (PR_SET_PDEATHSIG), and every wait has a deadline, so a broker that
+ * stops answering fails the measurement instead of hanging the run.
+ *
+ * Pipes carry the little out-of-band coordination there is: a server's
+ * unique id, "ready", per-burst acknowledgements. They never carry
+ * measured traffic.
+ */
+
+#include <stddef.h>
+#include <sys/types.h>
+
+#define PROC_TIMEOUT_MS 60000
+
+pid_t proc_fork(void);
+int proc_wait(pid_t pid, int timeout_ms);
+int proc_read_exact(int fd, void *buf, size_t size, int timeout_ms);
+int proc_read_line(int fd, char *buf, size_t size, int timeout_ms);
+int proc_write_all(int fd, const void *buf, size_t size);
+long proc_rss_kib(pid_t pid);
+int proc_raise_fd_limit(size_t want);
