@@ -24,20 +24,24 @@
 typedef struct PlexusConn {
         BenchConn base;
         plx_bus *bus;
-        int error;                      /* first stray ERROR seen, as -errno */
 } PlexusConn;
 
 static PlexusConn *to_plexus(BenchConn *c) {
         return (PlexusConn *)c;
 }
 
+static int fail(BenchConn *c, int r) {
+        if (r < 0 && c->error == 0)
+                c->error = r;
+        return r;
+}
+
 static int on_stray_error(plx_msg *error, void *userdata) {
-        PlexusConn *pc = userdata;
+        BenchConn *c = userdata;
 
         fprintf(stderr, "plexus-bench: unexpected error %s: %s\n",
                 plx_msg_get_error_name(error), plx_msg_get_error_message(error) ?: "");
-        pc->error = -EIO;
-        return -EIO;
+        return fail(c, -EIO);
 }
 
 static int plexus_connect(BenchConn **ret, const char *address) {
@@ -54,7 +58,7 @@ static int plexus_connect(BenchConn **ret, const char *address) {
                 free(pc);
                 return r;
         }
-        plx_bus_set_error_handler(pc->bus, on_stray_error, pc);
+        plx_bus_set_error_handler(pc->bus, on_stray_error, &pc->base);
         *ret = &pc->base;
         return 0;
 }
@@ -139,9 +143,9 @@ static int on_async_reply(plx_msg *reply, void *userdata) {
         size_t n;
 
         if (plx_msg_get_kind(reply) != PLX_MSG_REPLY)
-                return reply_error(reply);
+                return fail(c, reply_error(reply));
         p = plx_msg_get_payload(reply, &n);
-        return c->on_reply(c->userdata, p, n);
+        return fail(c, c->on_reply(c->userdata, p, n));
 }
 
 static int plexus_call_async(BenchConn *c, const char *dest, const void *payload, size_t size) {
@@ -166,7 +170,7 @@ static int on_signal(plx_msg *signal, void *userdata) {
         size_t n;
 
         p = plx_msg_get_payload(signal, &n);
-        return c->on_signal(c->userdata, p, n);
+        return fail(c, c->on_signal(c->userdata, p, n));
 }
 
 static int plexus_subscribe(BenchConn *c) {
@@ -197,8 +201,10 @@ static int dispatch_all(PlexusConn *pc, int *ret_n) {
 
         while ((r = plx_bus_process(pc->bus)) > 0)
                 n++;
+        if (pc->base.error < 0)
+                return pc->base.error;
         if (r < 0)
-                return pc->error ?: r;
+                return r;
         *ret_n = n;
         return 0;
 }

@@ -171,10 +171,16 @@ static int sdbus_call(BenchConn *c, const char *dest, const void *payload, size_
         return r;
 }
 
+static int fail(BenchConn *c, int r) {
+        if (r < 0 && c->error == 0)
+                c->error = r;
+        return r;
+}
+
 static int on_async_reply(sd_bus_message *reply, void *userdata, sd_bus_error *error) {
         BenchConn *c = userdata;
 
-        return read_reply(reply, c->on_reply, c->userdata);
+        return fail(c, read_reply(reply, c->on_reply, c->userdata));
 }
 
 static int sdbus_call_async(BenchConn *c, const char *dest, const void *payload, size_t size) {
@@ -215,8 +221,8 @@ static int on_signal(sd_bus_message *m, void *userdata, sd_bus_error *error) {
 
         r = sd_bus_message_read_array(m, 'y', &p, &n);
         if (r < 0)
-                return r;
-        return c->on_signal(c->userdata, p, n);
+                return fail(c, r);
+        return fail(c, c->on_signal(c->userdata, p, n));
 }
 
 static int sdbus_subscribe(BenchConn *c) {
@@ -245,8 +251,10 @@ static int sdbus_flush(BenchConn *c) {
 static int dispatch_all(SdbusConn *sc, int *ret_n) {
         int r, n = 0;
 
-        while ((r = sd_bus_process(sc->bus, NULL)) > 0)
+        while ((r = sd_bus_process(sc->bus, NULL)) > 0 && sc->base.error == 0)
                 n++;
+        if (sc->base.error < 0)
+                return sc->base.error;
         if (r < 0)
                 return r;
         *ret_n = n;

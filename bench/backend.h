@@ -16,8 +16,9 @@
  * ends the server's loop. Signals go to one topic, or one
  * interface/member with a match rule on D-Bus.
  *
- * Callbacks get the payload borrowed; a negative return stops processing and
- * is returned by Backend.process() (or Backend.call()).
+ * Callbacks get the payload borrowed. A negative return is kept in
+ * BenchConn.error (sd-bus would only log it) and returned by every later
+ * Backend.process(); Backend.call() returns it directly.
  */
 
 #include <stdbool.h>
@@ -34,6 +35,7 @@ struct BenchConn {
         const Backend *backend;
         bool quit;                      /* the echo service got Quit */
         uint64_t n_bad;                 /* echo requests that failed payload_check() */
+        int error;                      /* first failure inside a callback, negative */
         bench_payload_fn on_reply;      /* answers to call_async() */
         bench_payload_fn on_signal;     /* signals after subscribe() */
         void *userdata;

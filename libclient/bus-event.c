@@ -34,8 +34,7 @@ static int time_callback(sd_event_source *s, uint64_t usec, void *userdata) {
 
 static int prepare_callback(sd_event_source *s, void *userdata) {
         plx_bus *bus = userdata;
-        uint64_t when = UINT64_MAX;
-        plx_slot *c;
+        uint64_t when;
         int r, events;
 
         events = plx_bus_get_events(bus);
@@ -45,10 +44,7 @@ static int prepare_callback(sd_event_source *s, void *userdata) {
         if (r < 0)
                 return r;
 
-        if (bus->n_rqueue > 0)
-                when = 0;
-        else if ((c = list_first_entry(&bus->deadlines, plx_slot, call.deadline_link)))
-                when = c->call.deadline;
+        when = bus->n_rqueue > 0 ? 0 : bus_next_deadline(bus);
 
         if (when == UINT64_MAX)
                 return sd_event_source_set_enabled(bus->time_source, SD_EVENT_OFF);

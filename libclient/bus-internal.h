@@ -78,6 +78,18 @@ struct plx_slot {
         };
 };
 
+/*
+ * A lease libplexus renews on the application's behalf, every third of its
+ * length, from plx_bus_process().
+ */
+typedef struct NameLease {
+        List link;              /* bus->leases */
+        uint64_t lease_usec;
+        uint64_t next_usec;     /* monotonic: when to renew */
+        uint64_t renew_serial;  /* serial of the RenewName in flight, 0 if none */
+        char name[];
+} NameLease;
+
 struct plx_bus {
         unsigned int n_refs;
         int fd;
@@ -98,6 +110,7 @@ struct plx_bus {
         List deadlines;         /* SLOT_CALL by deadline, earliest first */
         HTable methods;         /* SLOT_METHOD by member */
         List subscriptions;     /* SLOT_SUBSCRIPTION */
+        List leases;            /* NameLease.link */
 
         plx_error_fn error_handler;
         void *error_userdata;
@@ -139,6 +152,7 @@ struct plx_msg {
         const char *error_message;
         const uint8_t *payload;
         size_t payload_len;
+        void *name_change;      /* decoded plexus.NameOwnerChanged, on demand */
         uint8_t data[];         /* strings, then payload, then a NUL */
 };
 
@@ -148,7 +162,18 @@ plx_bus *bus_unref(plx_bus *bus);
 int bus_send_frame(plx_bus *bus, Plexus__Header *h, const void *payload, size_t size);
 int bus_read(plx_bus *bus, bool *ret_progress);
 int bus_wait(plx_bus *bus, uint64_t deadline);
+typedef bool (*BusMatchFn)(plx_msg *m, void *userdata);
+int bus_await(plx_bus *bus, uint64_t deadline, BusMatchFn match, void *userdata, plx_msg **ret);
 int bus_await_reply(plx_bus *bus, uint64_t serial, uint64_t deadline, plx_msg **ret);
+uint64_t bus_next_deadline(plx_bus *bus);
+int bus_call_broker(plx_bus *bus, const char *member, const ProtobufCMessage *request,
+                    plx_msg **ret_reply);
+
+void lease_add(plx_bus *bus, const char *name, uint64_t lease_usec);
+void lease_remove(plx_bus *bus, const char *name);
+int lease_renew_due(plx_bus *bus, uint64_t now, bool *ret_progress);
+void lease_clear(plx_bus *bus);
+uint64_t lease_next_deadline(plx_bus *bus);
 void bus_connection_lost(plx_bus *bus);
 int bus_dispatch(plx_bus *bus, plx_msg *m);
 

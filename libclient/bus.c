@@ -284,18 +284,21 @@ int bus_wait(plx_bus *bus, uint64_t deadline) {
 }
 
 /**
- * bus_await_reply() - read until the answer to @serial arrives
+ * bus_await() - read until a message @match accepts arrives
  * @bus:        the bus
- * @serial:     the CALL's serial
  * @deadline:   monotonic usec
- * @ret:        the REPLY or ERROR, written on success
+ * @match:      the test
+ * @userdata:   handed to @match
+ * @ret:        the message, written on success
  *
  * Everything else that arrives meanwhile is parked in the read queue.
  *
  * Return: 0, -ETIMEDOUT, -ECONNRESET, or -ENOBUFS when the read queue is
- * full (the answer may be behind messages nobody dispatches).
+ * full (what we wait for may be behind messages nobody dispatches).
  */
-int bus_await_reply(plx_bus *bus, uint64_t serial, uint64_t deadline, plx_msg **ret) {
+int bus_await(plx_bus *bus, uint64_t deadline, BusMatchFn match, void *userdata, plx_msg **ret) {
+        bool renewed = false;
+        uint64_t now;
         int r;
 
         for (;;) {
@@ -312,8 +315,7 @@ int bus_await_reply(plx_bus *bus, uint64_t serial, uint64_t deadline, plx_msg **
                 if (r < 0)
                         return r;
                 if (r > 0) {
-                        if ((m->kind == PLX_MSG_REPLY || m->kind == PLX_MSG_ERROR) &&
-                            m->reply_serial == serial) {
+                        if (match(m, userdata)) {
                                 *ret = m;
                                 return 0;
                         }
@@ -323,12 +325,47 @@ int bus_await_reply(plx_bus *bus, uint64_t serial, uint64_t deadline, plx_msg **
                 }
                 if (!bus->connected)
                         return -ECONNRESET;
-                if (now_usec() >= deadline)
+                now = now_usec();
+                if (now >= deadline)
                         return -ETIMEDOUT;
-                r = bus_wait(bus, deadline);
+                /* A long wait must not cost the application its leased names. */
+                r = lease_renew_due(bus, now, &renewed);
+                if (r < 0 && r != -ENOBUFS)
+                        return r;
+                r = bus_wait(bus, MIN(deadline, lease_next_deadline(bus)));
                 if (r < 0)
                         return r;
         }
+}
+
+static bool is_answer(plx_msg *m, void *userdata) {
+        const uint64_t *serial = userdata;
+
+        return (m->kind == PLX_MSG_REPLY || m->kind == PLX_MSG_ERROR) && m->reply_serial == *serial;
+}
+
+/**
+ * bus_await_reply() - read until the answer to @serial arrives
+ *
+ * Return: as bus_await().
+ */
+int bus_await_reply(plx_bus *bus, uint64_t serial, uint64_t deadline, plx_msg **ret) {
+        return bus_await(bus, deadline, is_answer, &serial, ret);
+}
+
+/**
+ * bus_next_deadline() - when plx_bus_process() must run next at the latest
+ *
+ * Return: monotonic usec, or UINT64_MAX for never.
+ */
+uint64_t bus_next_deadline(plx_bus *bus) {
+        uint64_t when = lease_next_deadline(bus);
+        plx_slot *s;
+
+        s = list_first_entry(&bus->deadlines, plx_slot, call.deadline_link);
+        if (s)
+                when = MIN(when, s->call.deadline);
+        return when;
 }
 
 static int send_hello(plx_bus *bus, const char *description, uint64_t *ret_serial) {
@@ -448,6 +485,7 @@ _public_ int plx_bus_new(plx_bus **ret, const char *address, const char *descrip
         list_init(&bus->slots);
         list_init(&bus->deadlines);
         list_init(&bus->subscriptions);
+        list_init(&bus->leases);
         arena_init(&bus->arena);
 
         bus->rx_buf = malloc(FRAME_SIZE_MAX);
@@ -499,6 +537,7 @@ _public_ plx_bus *plx_bus_free(plx_bus *bus) {
         }
         htable_deinit(&bus->calls);
         htable_deinit(&bus->methods);
+        lease_clear(bus);
 
         bus->fd = plx_close(bus->fd);
         bus_unref(bus);
@@ -523,8 +562,7 @@ _public_ int plx_bus_get_events(plx_bus *bus) {
 }
 
 _public_ int plx_bus_get_timeout(plx_bus *bus, int *ret_ms) {
-        plx_slot *s;
-        uint64_t now;
+        uint64_t now, when;
 
         assert_return(bus && ret_ms, -EINVAL);
         if (bus->fd < 0)
@@ -534,14 +572,13 @@ _public_ int plx_bus_get_timeout(plx_bus *bus, int *ret_ms) {
                 *ret_ms = 0;
                 return 0;
         }
-        s = list_first_entry(&bus->deadlines, plx_slot, call.deadline_link);
-        if (!s) {
+        when = bus_next_deadline(bus);
+        if (when == UINT64_MAX) {
                 *ret_ms = -1;
                 return 0;
         }
         now = now_usec();
-        *ret_ms = s->call.deadline <= now ? 0 :
-                  (int)MIN((s->call.deadline - now + 999) / 1000, (uint64_t)INT32_MAX);
+        *ret_ms = when <= now ? 0 : (int)MIN((when - now + 999) / 1000, (uint64_t)INT32_MAX);
         return 0;
 }
 
@@ -623,6 +660,11 @@ _public_ int plx_bus_process(plx_bus *bus) {
         r = slot_expire_calls(bus, now_usec(), &progress);
         if (r < 0)
                 return r;
+        if (bus->connected) {
+                r = lease_renew_due(bus, now_usec(), &progress);
+                if (r < 0 && r != -ECONNRESET && r != -ENOBUFS)
+                        return r;
+        }
 
         if (!bus->connected && bus->n_rqueue == 0)
                 return -ECONNRESET;

@@ -113,6 +113,8 @@ _public_ plx_msg *plx_msg_unref(plx_msg *msg) {
         if (!msg || --msg->n_refs > 0)
                 return NULL;
         assert(!list_is_linked(&msg->link));
+        if (msg->name_change)
+                plexus__name_owner_changed__free_unpacked(msg->name_change, NULL);
         bus_unref(msg->bus);
         free(msg);
         return NULL;
@@ -241,4 +243,30 @@ _public_ int plx_msg_reply_error(plx_msg *call, const char *name, const char *me
         assert_return(name && *name && strlen(name) <= FRAME_NAME_MAX, -EINVAL);
         message = message ?: "";
         return reply_send(call, PLEXUS__KIND__KIND_ERROR, name, message, strlen(message));
+}
+
+_public_ int plx_msg_get_name_change(plx_msg *msg, const char **ret_name, const char **ret_old_owner,
+                                     const char **ret_new_owner, int *ret_reason) {
+        Plexus__NameOwnerChanged *c;
+
+        assert_return(msg && msg->kind == PLX_MSG_SIGNAL, -EINVAL);
+        assert_return(msg->sender && strcmp(msg->sender, PLX_BROKER) == 0, -EINVAL);
+        assert_return(strncmp(msg->member, PLX_TOPIC_NAMES_PREFIX, strlen(PLX_TOPIC_NAMES_PREFIX)) == 0,
+                      -EINVAL);
+
+        if (!msg->name_change) {
+                msg->name_change = plexus__name_owner_changed__unpack(NULL, msg->payload_len, msg->payload);
+                if (!msg->name_change)
+                        return -EBADMSG;
+        }
+        c = msg->name_change;
+        if (ret_name)
+                *ret_name = c->name;
+        if (ret_old_owner)
+                *ret_old_owner = c->old_owner;
+        if (ret_new_owner)
+                *ret_new_owner = c->new_owner;
+        if (ret_reason)
+                *ret_reason = c->reason;
+        return 0;
 }

@@ -55,12 +55,17 @@ enum {
 #define PLX_ERROR_UNEXPECTED_REPLY "plexus.Error.UnexpectedReply"
 #define PLX_ERROR_TIMEOUT "plexus.Error.Timeout"
 #define PLX_ERROR_FAILED "plexus.Error.Failed"
+#define PLX_ERROR_NAME_HAS_NO_OWNER "plexus.Error.NameHasNoOwner"
+#define PLX_ERROR_NAME_NOT_OWNED "plexus.Error.NameNotOwned"
 
 /* The broker's own name, as a call destination. */
 #define PLX_BROKER "plexus"
 
 /* Topic on which the broker tells every client it is shutting down. */
 #define PLX_TOPIC_SHUTDOWN "plexus/broker/shutdown"
+
+/* Prefix of the topics on which the broker announces changes of name owners. */
+#define PLX_TOPIC_NAMES_PREFIX "plexus/names/"
 
 /* Pass as a timeout to use the default (25 s). */
 #define PLX_TIMEOUT_DEFAULT UINT64_MAX
@@ -369,6 +374,124 @@ uint64_t plx_bus_get_n_missed(plx_bus *bus);
  */
 plx_slot *plx_slot_free(plx_slot *slot);
 
+/* --- Well-known names -------------------------------------------------- */
+
+/*
+ * A well-known name is reverse-DNS style ("org.example.Printer"): two or more
+ * elements of [A-Za-z0-9_-] separated by '.', no element starting with a
+ * digit, 240 bytes at most, not under "plexus.". Each name has a primary
+ * owner and a queue of clients waiting for it; calls to a name go to its
+ * primary owner at the time the broker routes them.
+ */
+
+/* Flags of plx_bus_request_name(). */
+#define PLX_NAME_ALLOW_REPLACEMENT 0x1u /* a later PLX_NAME_REPLACE_EXISTING may take it over */
+#define PLX_NAME_REPLACE_EXISTING 0x2u  /* take it over if the owner allows replacement */
+#define PLX_NAME_DO_NOT_QUEUE 0x4u      /* fail with PLX_NAME_EXISTS instead of waiting */
+#define PLX_NAME_NO_AUTO_RENEW 0x10000u /* with a lease: libplexus does not renew it */
+
+/* Results of plx_bus_request_name(). */
+enum {
+        PLX_NAME_PRIMARY_OWNER = 1,
+        PLX_NAME_IN_QUEUE = 2,
+        PLX_NAME_EXISTS = 3,
+        PLX_NAME_ALREADY_OWNER = 4,
+};
+
+/* Results of plx_bus_release_name(). */
+enum {
+        PLX_NAME_RELEASED = 1,
+        PLX_NAME_NON_EXISTENT = 2,
+        PLX_NAME_NOT_OWNER = 3,
+};
+
+/* Why a name changed owner (plx_msg_get_name_change()). */
+enum {
+        PLX_NAME_CHANGE_REQUESTED = 1,          /* it had no owner, or the next in queue got it */
+        PLX_NAME_CHANGE_RELEASED = 2,           /* the old owner released it */
+        PLX_NAME_CHANGE_REPLACED = 3,           /* another client replaced the old owner */
+        PLX_NAME_CHANGE_DISCONNECTED = 4,       /* the old owner disconnected */
+        PLX_NAME_CHANGE_LEASE_EXPIRED = 5,      /* the old owner did not renew its lease */
+};
+
+/**
+ * plx_bus_request_name() - ask for a well-known name
+ * @bus:        connection
+ * @name:       the name; borrowed
+ * @flags:      PLX_NAME_ALLOW_REPLACEMENT, _REPLACE_EXISTING, _DO_NOT_QUEUE
+ *
+ * Blocks until the broker answers. Asking again updates the flags.
+ *
+ * Return: PLX_NAME_PRIMARY_OWNER, _IN_QUEUE, _EXISTS or _ALREADY_OWNER;
+ * -EINVAL for a bad name or flags, -EDQUOT at the broker's limit of names
+ * per client, or as plx_bus_call().
+ */
+int plx_bus_request_name(plx_bus *bus, const char *name, uint32_t flags);
+
+/**
+ * plx_bus_request_name_lease() - ask for a name held under a lease
+ * @bus:        connection
+ * @name:       the name; borrowed
+ * @flags:      as for plx_bus_request_name(), plus PLX_NAME_NO_AUTO_RENEW
+ * @lease_usec: the lease, 10 ms to 1 h; 0 for none
+ * @will_topic: last will: if the name is lost involuntarily (lease expiry or
+ *              disconnect) while this client owns it, the broker publishes
+ *              @will_payload on this topic with this client as sender;
+ *              NULL for none. Borrowed.
+ * @will_payload: up to 4096 bytes; borrowed
+ * @will_size:  their length
+ *
+ * The broker releases the name (or this client's place in its queue) when
+ * the lease is not renewed in time. libplexus renews it every third of the
+ * lease from plx_bus_process(), unless PLX_NAME_NO_AUTO_RENEW is given; a
+ * client that stops processing loses the name, which is the point.
+ *
+ * Return: as plx_bus_request_name().
+ */
+int plx_bus_request_name_lease(plx_bus *bus, const char *name, uint32_t flags, uint64_t lease_usec,
+                               const char *will_topic, const void *will_payload, size_t will_size);
+
+/**
+ * plx_bus_renew_name() - renew the lease on @name now
+ *
+ * Return: 0; -ENXIO if this client neither owns nor waits for @name (any
+ * more); or as plx_bus_call().
+ */
+int plx_bus_renew_name(plx_bus *bus, const char *name);
+
+/**
+ * plx_bus_release_name() - give up @name, owned or waited for
+ *
+ * Return: PLX_NAME_RELEASED, _NON_EXISTENT or _NOT_OWNER, or as
+ * plx_bus_call().
+ */
+int plx_bus_release_name(plx_bus *bus, const char *name);
+
+/**
+ * plx_bus_get_name_owner() - the unique id owning @name now
+ * @bus:        connection
+ * @name:       a well-known name or a unique id
+ * @ret_owner:  optional; receives a copy to free()
+ *
+ * Return: 0, -ENXIO if nobody owns it, or as plx_bus_call().
+ */
+int plx_bus_get_name_owner(plx_bus *bus, const char *name, char **ret_owner);
+
+/**
+ * plx_bus_wait_for_name() - wait until @name has an owner
+ * @bus:        connection
+ * @name:       a well-known name
+ * @timeout_usec: how long to wait, or PLX_TIMEOUT_DEFAULT
+ * @ret_owner:  optional; receives the owner's unique id, to free()
+ *
+ * Watches "plexus/names/<name>" and asks for the owner, so an owner that
+ * appears at any moment is seen. Messages that arrive meanwhile are queued
+ * for plx_bus_process().
+ *
+ * Return: 0, -ETIMEDOUT, -EINVAL, or as plx_bus_call().
+ */
+int plx_bus_wait_for_name(plx_bus *bus, const char *name, uint64_t timeout_usec, char **ret_owner);
+
 /* --- Messages ----------------------------------------------------------- */
 
 plx_msg *plx_msg_ref(plx_msg *msg);
@@ -406,6 +529,22 @@ uint32_t plx_msg_get_timeout_ms(plx_msg *msg);
 int plx_msg_get_no_reply(plx_msg *msg);
 /* The connection that received @msg, or NULL for a locally made error. */
 plx_bus *plx_msg_get_bus(plx_msg *msg);
+
+/**
+ * plx_msg_get_name_change() - read a change-of-owner signal
+ * @msg:        a SIGNAL from the broker on PLX_TOPIC_NAMES_PREFIX "<name>"
+ * @ret_name:   optional; the name
+ * @ret_old_owner: optional; the previous owner's unique id, "" if none
+ * @ret_new_owner: optional; the new owner's unique id, "" if none
+ * @ret_reason: optional; a PLX_NAME_CHANGE_* value
+ *
+ * Strings live as long as @msg.
+ *
+ * Return: 0, -EINVAL if @msg is not such a signal, -EBADMSG if its payload
+ * cannot be read.
+ */
+int plx_msg_get_name_change(plx_msg *msg, const char **ret_name, const char **ret_old_owner,
+                            const char **ret_new_owner, int *ret_reason);
 
 /* --- Cleanup helpers ---------------------------------------------------- */
 
