@@ -456,8 +456,8 @@ static int collect(int fd, char want, unsigned n, int timeout_ms) {
  * Return: 0 or negative errno.
  */
 int measure_fanout(const Backend *be, const BenchOptions *o) {
-        _cleanup_(freep) pid_t *pids = NULL;
-        _cleanup_(freep) uint8_t *buf = NULL;
+        pid_t *pids = NULL;
+        uint8_t *buf = NULL;
         unsigned warmup = o->burst ? (o->warmup + o->burst - 1) / o->burst * o->burst : 0;
         uint64_t total = (uint64_t)warmup + o->iterations;
         int ready[2] = { -1, -1 }, ack[2] = { -1, -1 };
@@ -473,8 +473,10 @@ int measure_fanout(const Backend *be, const BenchOptions *o) {
                 return -EINVAL;
         buf = malloc(o->size);
         pids = calloc(o->subscribers, sizeof(*pids));
-        if (!buf || !pids)
-                return -ENOMEM;
+        if (!buf || !pids) {
+                r = -ENOMEM;
+                goto finish;
+        }
         if (pipe2(ready, O_CLOEXEC) < 0 || pipe2(ack, O_CLOEXEC) < 0) {
                 r = -errno;
                 goto finish;
@@ -544,6 +546,8 @@ finish:
                 if (proc_wait(pids[i], PROC_TIMEOUT_MS) != 0)
                         failed++;
         }
+        free(pids);
+        free(buf);
         if (r < 0) {
                 fprintf(stderr, "plexus-bench: fanout: %s\n", strerror(-r));
                 return r;
@@ -665,9 +669,8 @@ static int holder_main(const Backend *be, const char *address, unsigned n, int r
  * Return: 0 or negative errno.
  */
 int measure_idle(const Backend *be, const BenchOptions *o) {
-        _cleanup_(samples_deinit) Samples base = SAMPLES_NULL;
-        _cleanup_(samples_deinit) Samples idle = SAMPLES_NULL;
-        _cleanup_(freep) pid_t *pids = NULL;
+        Samples base = SAMPLES_NULL, idle = SAMPLES_NULL;
+        pid_t *pids = NULL;
         unsigned per = o->per_process ? o->per_process : 500;
         unsigned n_holders = (o->clients + per - 1) / per;
         int ready[2] = { -1, -1 }, stop[2] = { -1, -1 };
@@ -682,18 +685,18 @@ int measure_idle(const Backend *be, const BenchOptions *o) {
         r = samples_init(&base, o->iterations);
         if (r >= 0)
                 r = samples_init(&idle, o->iterations);
-        if (r < 0)
-                return r;
-        pids = calloc(n_holders ? n_holders : 1, sizeof(*pids));
-        if (!pids)
-                return -ENOMEM;
-
-        r = server_start(be, o->address, &srv);
-        if (r < 0) {
-                fprintf(stderr, "plexus-bench: cannot start the echo server: %s\n", strerror(-r));
-                return r;
+        if (r >= 0) {
+                pids = calloc(n_holders ? n_holders : 1, sizeof(*pids));
+                if (!pids)
+                        r = -ENOMEM;
         }
-        r = be->connect(&c, o->address);
+        if (r >= 0) {
+                r = server_start(be, o->address, &srv);
+                if (r < 0)
+                        fprintf(stderr, "plexus-bench: cannot start the echo server: %s\n", strerror(-r));
+        }
+        if (r >= 0)
+                r = be->connect(&c, o->address);
         if (r >= 0)
                 r = rtt_run(be, c, srv.id, 64, o->warmup, o->iterations, &base);
         if (r < 0)
@@ -747,15 +750,18 @@ finish:
                 if (proc_wait(pids[i], 4 * PROC_TIMEOUT_MS) != 0)
                         failed++;
         }
+        free(pids);
+        if (r >= 0 && q < 0)
+                r = q;
+        if (r >= 0 && failed) {
+                fprintf(stderr, "plexus-bench: idle: %d holder processes failed\n", failed);
+                r = -EPROTO;
+        }
         if (r < 0) {
                 fprintf(stderr, "plexus-bench: idle: %s\n", strerror(-r));
+                samples_deinit(&base);
+                samples_deinit(&idle);
                 return r;
-        }
-        if (q < 0)
-                return q;
-        if (failed) {
-                fprintf(stderr, "plexus-bench: idle: %d holder processes failed\n", failed);
-                return -EPROTO;
         }
 
         p99_base = samples_percentile_us(&base, 99);
@@ -767,5 +773,7 @@ finish:
         print_latency("base_", &base);
         print_latency("idle_", &idle);
         printf(" p99_ratio=%.3f\n", p99_base > 0 ? p99_idle / p99_base : 0);
+        samples_deinit(&base);
+        samples_deinit(&idle);
         return 0;
 }
