@@ -462,7 +462,7 @@ int measure_fanout(const Backend *be, const BenchOptions *o) {
         uint64_t total = (uint64_t)warmup + o->iterations;
         int ready[2] = { -1, -1 }, ack[2] = { -1, -1 };
         BenchConn *c = NULL;
-        uint64_t t0 = 0, ns;
+        uint64_t t0 = 0, ns = 0;
         unsigned n_started = 0;
         int r = 0, failed = 0;
 

@@ -72,6 +72,10 @@ static inline void list_splice(List *to, List *from) {
              _n != (head) && ((pos) = list_entry(_n, __typeof__(*(pos)), member), 1); \
              _n = _nn, _nn = _n->next)
 
+/*
+ * A loop that runs to the end leaves @pos at the last entry, not at NULL:
+ * search with a function that returns from inside the loop.
+ */
 #define list_for_each_entry(pos, head, member)                                  \
         for (List *_n = (head)->next;                                           \
              _n != (head) && ((pos) = list_entry(_n, __typeof__(*(pos)), member), 1); \

@@ -64,16 +64,19 @@ Name *name_registry_find(NameRegistry *r, const char *name) {
 /**
  * name_registry_find_entry() - @owner's entry for @name, primary or queued
  */
-NameOwner *name_registry_find_entry(NameRegistry *r, const char *name, void *owner) {
-        Name *n = name_registry_find(r, name);
+static NameOwner *name_find_entry(Name *n, void *owner) {
         NameOwner *e;
 
-        if (!n)
-                return NULL;
         list_for_each_entry(e, &n->owners, name_link)
                 if (e->owner == owner)
                         return e;
         return NULL;
+}
+
+NameOwner *name_registry_find_entry(NameRegistry *r, const char *name, void *owner) {
+        Name *n = name_registry_find(r, name);
+
+        return n ? name_find_entry(n, owner) : NULL;
 }
 
 static void change_init(NameChange *c) {
@@ -183,11 +186,7 @@ int name_registry_request(NameRegistry *r, const char *name, void *owner, uint32
                 return NAME_RESULT_ALREADY_OWNER;
         }
 
-        list_for_each_entry(e, &n->owners, name_link)
-                if (e->owner == owner)
-                        break;
-        if (&e->name_link == &n->owners)
-                e = NULL;
+        e = name_find_entry(n, owner);
 
         if ((flags & NAME_FLAG_REPLACE_EXISTING) && (primary->flags & NAME_FLAG_ALLOW_REPLACEMENT)) {
                 if (!e) {
