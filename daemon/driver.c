@@ -198,8 +198,10 @@ static void lease_expired(Timer *t, uint64_t now) {
         Broker *b = p->broker;
 
         b->stats.n_leases_expired++;
-        peer_log(p, LOG_INFO, "lease on %s not renewed within %" PRIu64 " ms, releasing it",
-                 name_get(e->name), e->lease_usec / 1000);
+        /* A client holding many leases may lose them all at once: one line each, rate-limited. */
+        if (log_limit_pass(&p->log_limit, &b->log, now))
+                peer_log(p, LOG_INFO, "lease on %s not renewed within %" PRIu64 " ms, releasing it",
+                         name_get(e->name), e->lease_usec / 1000);
         entry_lose(b, e, PLEXUS__NAME_CHANGE_REASON__NAME_CHANGE_LEASE_EXPIRED);
 }
 

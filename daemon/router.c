@@ -297,6 +297,9 @@ static void route_call(Broker *b, Peer *from, Plexus__Header *h, const FrameView
                 if (pc)
                         pending_call_free(b, pc);
                 b->stats.n_queue_full++;
+                if (log_limit_pass(&callee->log_limit, &b->log, now_usec()))
+                        peer_log(callee, LOG_DEBUG, "queue full (%zu frames, %zu bytes), refusing a call from %s",
+                                 callee->queue.n_entries, callee->queue.n_bytes, from->unique_id);
                 router_send_error(b, from, h->serial, ERROR_QUEUE_FULL,
                                   "%s is not reading its messages", callee->unique_id);
         }
