@@ -6,12 +6,9 @@
  * and runs until SIGTERM or SIGINT, then exits 0. If the broker goes away
  * first it exits 1; if it cannot connect at all, 2.
  *
- * Discovery: the bus has no well-known names yet, so a client must learn
- * the service's unique id some other way. Besides "--to ID" and
- * $PLEXUS_ECHO_SERVICE, echo-client can ask on the bus: it publishes any
- * signal on "examples/echo/discover", and every echo-service answers by
- * publishing its unique id as the payload of a signal on
- * "examples/echo/announce". The first announcement wins.
+ * It owns the well-known name "org.example.Echo", which is how echo-client
+ * finds it. A second echo-service waits in the name's queue and takes over
+ * when the first one goes away.
  *
  * The service is driven by an sd-event loop: plx_bus_attach_event() hooks the
  * connection into it, and sd-event's signal sources turn SIGTERM/SIGINT into
@@ -26,8 +23,7 @@
 
 #include <plexus/plexus.h>
 
-#define TOPIC_DISCOVER "examples/echo/discover"
-#define TOPIC_ANNOUNCE "examples/echo/announce"
+#define ECHO_NAME "org.example.Echo"
 
 static int on_echo(plx_msg *call, void *userdata) {
         const void *payload;
@@ -35,13 +31,6 @@ static int on_echo(plx_msg *call, void *userdata) {
 
         payload = plx_msg_get_payload(call, &size);
         return plx_msg_reply(call, payload, size);
-}
-
-static int on_discover(plx_msg *signal, void *userdata) {
-        plx_bus *bus = userdata;
-        const char *id = plx_bus_get_unique_id(bus);
-
-        return plx_bus_publish(bus, TOPIC_ANNOUNCE, id, strlen(id));
 }
 
 static int on_terminate(sd_event_source *s, const struct signalfd_siginfo *si, void *userdata) {
@@ -89,11 +78,14 @@ int main(int argc, char **argv) {
                 fprintf(stderr, "echo-service: cannot register Echo: %s\n", strerror(-r));
                 return 1;
         }
-        r = plx_bus_subscribe(bus, NULL, TOPIC_DISCOVER, on_discover, bus);
+        /* Methods first: calls to the name may arrive as soon as we own it. */
+        r = plx_bus_request_name(bus, ECHO_NAME, 0);
         if (r < 0) {
-                fprintf(stderr, "echo-service: cannot subscribe to %s: %s\n", TOPIC_DISCOVER, strerror(-r));
+                fprintf(stderr, "echo-service: cannot request %s: %s\n", ECHO_NAME, strerror(-r));
                 return 1;
         }
+        if (r == PLX_NAME_IN_QUEUE)
+                fprintf(stderr, "echo-service: %s is taken, waiting for it in the queue\n", ECHO_NAME);
         r = plx_bus_attach_event(bus, event, SD_EVENT_PRIORITY_NORMAL);
         if (r < 0) {
                 fprintf(stderr, "echo-service: cannot attach to the event loop: %s\n", strerror(-r));

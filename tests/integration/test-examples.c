@@ -1,6 +1,6 @@
 /*
  * The example programs end to end against a real broker: echo-service with
- * echo-client (discovery, --to, $PLEXUS_ECHO_SERVICE, a remote error, no
+ * echo-client (by name, --to, $PLEXUS_ECHO_SERVICE, a remote error, no
  * bus), and publisher with subscribers on wildcard patterns. The programs
  * are found through $ECHO_SERVICE, $ECHO_CLIENT, $PUBLISHER and $SUBSCRIBER
  * and reach the broker through $PLEXUS_BUS_ADDRESS, which harness_setup()
@@ -57,7 +57,7 @@ static void test_echo(void **state) {
         assert_int_equal(strncmp(line, "ready :", 7), 0);
         snprintf(id, sizeof(id), "%s", line + 6);
 
-        /* Discovery. */
+        /* By the service's well-known name. */
         assert_int_equal(run((char *[]) { client, (char *)"hello, plexus", NULL }, out, sizeof(out),
                              err, sizeof(err)), 0);
         assert_string_equal(out, "hello, plexus\n");
