@@ -14,6 +14,8 @@
  */
 
 #include <errno.h>
+#include <inttypes.h>
+#include <stdarg.h>
 #include <stdio.h>
 #include <signal.h>
 #include <stdlib.h>
@@ -24,6 +26,7 @@
 
 #include "address.h"
 #include "broker.h"
+#include "config.h"
 #include "listener.h"
 #include "peer.h"
 #include "pending.h"
@@ -90,6 +93,63 @@ static void signals_restore(Broker *b) {
         }
 }
 
+/**
+ * broker_notify() - tell the service manager something
+ * @b:          the broker
+ * @fmt:        printf format of the state, e.g. "READY=1"
+ *
+ * A no-op unless the embedder gave a notify function.
+ */
+void broker_notify(Broker *b, const char *fmt, ...) {
+        char state[256];
+        va_list ap;
+
+        if (!b->config.notify_fn)
+                return;
+        va_start(ap, fmt);
+        vsnprintf(state, sizeof(state), fmt, ap);
+        va_end(ap);
+        b->config.notify_fn(b->config.notify_userdata, state);
+}
+
+static void watchdog_ping(Timer *t, uint64_t now) {
+        Broker *b = container_of(t, Broker, watchdog_timer);
+
+        /* Fired from the loop's own timer: a hung loop sends nothing, as it should. */
+        broker_notify(b, "WATCHDOG=1");
+        if (timer_arm(&b->timers, &b->watchdog_timer, now + b->config.watchdog_usec / 2) < 0)
+                broker_log(b, LOG_WARNING, "cannot re-arm the watchdog timer, pings stop");
+}
+
+static uint64_t frames_routed(Broker *b) {
+        uint64_t n = 0;
+
+        for (size_t i = 0; i < ELEMENTSOF(b->stats.n_routed); i++)
+                n += b->stats.n_routed[i];
+        return n;
+}
+
+#define STATUS_INTERVAL_USEC (1000u * 1000u)
+
+/* STATUS= with live counts, sent only when they changed. */
+static void status_refresh(Broker *b) {
+        char status[sizeof(b->status)];
+
+        snprintf(status, sizeof(status), "%zu clients, %zu names, %" PRIu64 " messages routed",
+                 b->n_peers, b->names.n_names, frames_routed(b));
+        if (strcmp(status, b->status) != 0) {
+                memcpy(b->status, status, sizeof(status));
+                broker_notify(b, "STATUS=%s", status);
+        }
+}
+
+static void status_tick(Timer *t, uint64_t now) {
+        Broker *b = container_of(t, Broker, status_timer);
+
+        status_refresh(b);
+        (void)timer_arm(&b->timers, &b->status_timer, now + STATUS_INTERVAL_USEC);
+}
+
 static int config_check(const plx_broker_config *c) {
         if (!c->max_clients || !c->max_queue_frames || c->max_queue_bytes < FRAME_SIZE_MAX + 64 ||
             !c->max_pending_calls || !c->max_names || !c->default_timeout_ms || !c->hello_timeout_ms ||
@@ -116,16 +176,14 @@ int plx_broker_new(plx_broker **ret, const plx_broker_config *config) {
         char address[sizeof(((struct sockaddr_un *)NULL)->sun_path)];
         int r;
 
-        r = config_check(config);
-        if (r < 0)
-                return r;
-
         b = calloc(1, sizeof(*b));
         if (!b)
                 return -ENOMEM;
 
         b->config = *config;
         b->config.address = NULL;
+        b->config.config_path = NULL;
+        b->base = b->config;
         b->log = (Log) {
                 .fn = config->log_fn,
                 .userdata = config->log_userdata,
@@ -145,8 +203,26 @@ int plx_broker_new(plx_broker **ret, const plx_broker_config *config) {
         b->start_usec = now_usec();
         b->cred = (struct ucred) { .pid = getpid(), .uid = geteuid(), .gid = getegid() };
         timer_init(&b->shutdown_timer, shutdown_deadline);
+        timer_init(&b->watchdog_timer, watchdog_ping);
+        timer_init(&b->status_timer, status_tick);
         arena_init(&b->arena);
         arena_init(&b->payload_arena);
+
+        if (config->config_path) {
+                char err[256];
+
+                b->config_path = strdup(config->config_path);
+                if (!b->config_path)
+                        return -ENOMEM;
+                r = config_load(&b->config, b->config_path, config->config_required, err, sizeof(err));
+                if (r < 0) {
+                        broker_log(b, LOG_ERR, "%s: %s", b->config_path, err);
+                        return r;
+                }
+        }
+        r = config_check(&b->config);
+        if (r < 0)
+                return r;
 
         r = topic_trie_init(&b->topics);
         if (r < 0)
@@ -241,6 +317,7 @@ void broker_begin_shutdown(Broker *b) {
                 return;
 
         broker_log(b, LOG_INFO, "shutting down, %zu clients connected", b->n_peers);
+        broker_notify(b, "STOPPING=1");
         b->state = BROKER_STATE_DRAINING;
         listener_close(b);
         router_broadcast(b, TOPIC_SHUTDOWN);
@@ -256,6 +333,43 @@ void broker_begin_shutdown(Broker *b) {
         if (timer_arm(&b->timers, &b->shutdown_timer,
                       now_usec() + (uint64_t)b->config.shutdown_timeout_ms * 1000u) < 0)
                 b->state = BROKER_STATE_DONE;
+}
+
+/**
+ * broker_reload() - re-read the configuration file (SIGHUP)
+ * @b:          the broker
+ *
+ * The file is applied on top of the configuration the broker was created
+ * with, so a key removed from the file returns to its default. A broken
+ * file changes nothing. No client is dropped: new limits apply to what
+ * clients do from now on (a lower client limit refuses new connections, a
+ * lower queue limit refuses new frames).
+ */
+void broker_reload(Broker *b) {
+        plx_broker_config c = b->base;
+        char err[256];
+        Peer *p;
+        int r;
+
+        broker_notify(b, "RELOADING=1\nMONOTONIC_USEC=%" PRIu64, now_usec());
+
+        if (!b->config_path) {
+                broker_log(b, LOG_INFO, "reload: no configuration file, nothing to do");
+        } else if ((r = config_load(&c, b->config_path, b->base.config_required, err, sizeof(err))) < 0 ||
+                   (r = config_check(&c)) < 0) {
+                broker_log(b, LOG_ERR, "reload: %s: %s, keeping the old configuration", b->config_path,
+                           r == -EINVAL && !err[0] ? "invalid limits" : err);
+        } else {
+                b->config = c;
+                b->stats.n_reloads++;
+                list_for_each_entry(p, &b->peers, link) {
+                        p->queue.max_entries = c.max_queue_frames;
+                        p->queue.max_bytes = c.max_queue_bytes;
+                }
+                broker_log(b, LOG_INFO, "reload: configuration read from %s", b->config_path);
+        }
+
+        broker_notify(b, "READY=1");
 }
 
 static int dispatch_signal(Broker *b) {
@@ -288,7 +402,7 @@ static int dispatch_signal(Broker *b) {
                         }
                         break;
                 case SIGHUP:
-                        broker_log(b, LOG_INFO, "SIGHUP: this version has no configuration to reload, ignoring");
+                        broker_reload(b);
                         break;
                 }
         }
@@ -352,7 +466,17 @@ static bool all_drained(Broker *b) {
  * Return: 0 after a clean shutdown, or a negative errno on a fatal error.
  */
 int plx_broker_run(plx_broker *b) {
+        uint64_t now = now_usec();
         int r = 0;
+
+        /* The socket listens and the loop is about to turn: clients are served from here on. */
+        status_refresh(b);
+        broker_notify(b, "READY=1");
+        if (b->config.notify_fn && timer_arm(&b->timers, &b->status_timer, now + STATUS_INTERVAL_USEC) < 0)
+                return -ENOMEM;
+        if (b->config.watchdog_usec &&
+            timer_arm(&b->timers, &b->watchdog_timer, now + b->config.watchdog_usec / 2) < 0)
+                return -ENOMEM;
 
         while (b->state != BROKER_STATE_DONE) {
                 List ready = LIST_INIT(ready);
@@ -405,6 +529,9 @@ plx_broker *plx_broker_free(plx_broker *b) {
         free_dead_peers(b);
 
         timer_disarm(&b->timers, &b->shutdown_timer);
+        timer_disarm(&b->timers, &b->watchdog_timer);
+        timer_disarm(&b->timers, &b->status_timer);
+        free(b->config_path);
         pending_flush_free_list(b);
         htable_deinit(&b->pending);
         htable_deinit(&b->peers_by_id);

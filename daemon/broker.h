@@ -42,6 +42,14 @@ typedef struct plx_broker_config {
         void *log_userdata;
         int log_level;                  /* LOG_INFO by default */
 
+        const char *config_path;        /* INI file applied at start and on SIGHUP, or NULL */
+        bool config_required;           /* a missing file is an error (else: defaults) */
+
+        /* Service manager notifications ("READY=1", "STATUS=...", ...), e.g. sd_notify(). */
+        void (*notify_fn)(void *userdata, const char *state);
+        void *notify_userdata;
+        uint64_t watchdog_usec;         /* send WATCHDOG=1 every half of this; 0: never */
+
         uint32_t max_clients;
         uint32_t max_queue_frames;      /* per client, outgoing */
         uint32_t max_queue_bytes;       /* per client, outgoing */
@@ -97,6 +105,7 @@ typedef struct BrokerStats {
         uint64_t n_unexpected_replies;
         uint64_t n_timeouts;
         uint64_t n_leases_expired;
+        uint64_t n_reloads;
         uint64_t n_protocol_errors;     /* clients disconnected for bad input */
         uint64_t n_peers_peak;
 } BrokerStats;
@@ -148,6 +157,11 @@ struct Broker {
 
         uint64_t sequence;              /* bus-wide frame counter, see docs/protocol.md */
         Timer shutdown_timer;
+        Timer watchdog_timer;
+        Timer status_timer;
+        char status[128];               /* last STATUS= sent */
+        plx_broker_config base;         /* the configuration before the file was applied */
+        char *config_path;
         uint64_t start_usec;
         struct ucred cred;              /* the broker's own, stamped on frames it sends */
         BrokerStats stats;
@@ -166,6 +180,8 @@ PLX_DEFINE_CLEANUP(plx_broker *, plx_broker_free);
 const char *plx_broker_get_address(plx_broker *b);
 
 void broker_begin_shutdown(Broker *b);
+void broker_reload(Broker *b);
+void broker_notify(Broker *b, const char *fmt, ...) _printf_(2, 3);
 void broker_listener_resume(Broker *b);
 
 #define broker_log(b, prio, ...) log_emit(&(b)->log, (prio), __VA_ARGS__)

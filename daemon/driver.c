@@ -8,7 +8,7 @@
 #include <stdio.h>
 #include <string.h>
 
-#include "config.h"
+#include "build-config.h"
 #include "driver.h"
 #include "peer.h"
 #include "router.h"

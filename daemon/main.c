@@ -12,9 +12,11 @@
 #include <systemd/sd-daemon.h>
 
 #include "broker.h"
+#include "build-config.h"
 #include "config.h"
 
 static const char *arg_address;
+static const char *arg_config;
 static int arg_log_level = LOG_INFO;
 
 static void log_stderr(void *userdata, int priority, const char *line) {
@@ -22,11 +24,18 @@ static void log_stderr(void *userdata, int priority, const char *line) {
         fprintf(stderr, "<%d>%s\n", priority, line);
 }
 
+static void notify(void *userdata, const char *state) {
+        /* Not under a service manager, or it went away: nothing to tell. */
+        (void)sd_notify(0, state);
+}
+
 static void help(void) {
         printf("Usage: %s [OPTIONS]\n\n"
                "The Plexus message bus broker.\n\n"
                "  -a --address PATH   Listen on PATH (default: $PLEXUS_BUS_ADDRESS,\n"
                "                      else $XDG_RUNTIME_DIR/plexus/bus, else /run/plexus/bus as root)\n"
+               "  -c --config FILE    Read limits from FILE (default: " CONFIG_DEFAULT_PATH ",\n"
+               "                      if it exists); SIGHUP reads it again\n"
                "  -v --verbose        Log debug messages\n"
                "  -h --help           Show this help\n"
                "     --version        Show the version\n",
@@ -37,6 +46,7 @@ static int parse_argv(int argc, char **argv) {
         enum { ARG_VERSION = 0x100 };
         static const struct option options[] = {
                 { "address", required_argument, NULL, 'a' },
+                { "config", required_argument, NULL, 'c' },
                 { "verbose", no_argument, NULL, 'v' },
                 { "help", no_argument, NULL, 'h' },
                 { "version", no_argument, NULL, ARG_VERSION },
@@ -44,10 +54,13 @@ static int parse_argv(int argc, char **argv) {
         };
         int c;
 
-        while ((c = getopt_long(argc, argv, "a:vh", options, NULL)) >= 0) {
+        while ((c = getopt_long(argc, argv, "a:c:vh", options, NULL)) >= 0) {
                 switch (c) {
                 case 'a':
                         arg_address = optarg;
+                        break;
+                case 'c':
+                        arg_config = optarg;
                         break;
                 case 'v':
                         arg_log_level = LOG_DEBUG;
@@ -121,6 +134,11 @@ int main(int argc, char **argv) {
         config.handle_signals = true;
         config.log_fn = log_stderr;
         config.log_level = arg_log_level;
+        config.config_path = arg_config ?: CONFIG_DEFAULT_PATH;
+        config.config_required = arg_config != NULL;
+        config.notify_fn = notify;
+        if (sd_watchdog_enabled(0, &config.watchdog_usec) <= 0)
+                config.watchdog_usec = 0;
 
         r = plx_broker_new(&b, &config);
         if (r == -EADDRINUSE) {
@@ -132,6 +150,11 @@ int main(int argc, char **argv) {
                 fprintf(stderr, "<3>no bus address: set PLEXUS_BUS_ADDRESS or XDG_RUNTIME_DIR, or use --address\n");
                 return EXIT_FAILURE;
         }
+        if (r == -EINVAL && config.config_path) {
+                /* The broker logged what is wrong with the file. */
+                fprintf(stderr, "<3>cannot start the broker: invalid configuration\n");
+                return EXIT_FAILURE;
+        }
         if (r < 0) {
                 fprintf(stderr, "<3>cannot start the broker: %s\n", strerror(-r));
                 return EXIT_FAILURE;
@@ -139,10 +162,7 @@ int main(int argc, char **argv) {
 
         if (plx_broker_get_address(b))
                 fprintf(stderr, "<6>listening on %s\n", plx_broker_get_address(b));
-        (void)sd_notify(0, "READY=1");
 
         r = plx_broker_run(b);
-
-        (void)sd_notify(0, "STOPPING=1");
         return r < 0 ? EXIT_FAILURE : EXIT_SUCCESS;
 }

@@ -13,6 +13,7 @@ packages=(
     libprotobuf-c-dev
     libsystemd-dev
     libcmocka-dev
+    libinih-dev
     systemd
     valgrind
     python3

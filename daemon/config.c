@@ -1,0 +1,115 @@
+/*
+ * Configuration file parsing (see config.h). libinih does the lexing; this
+ * file maps keys onto plx_broker_config and checks their ranges.
+ */
+
+#include <errno.h>
+#include <ini.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "config.h"
+
+typedef struct Key {
+        const char *name;
+        size_t offset;          /* of a uint32_t in plx_broker_config */
+        uint32_t min;
+        uint32_t max;
+} Key;
+
+#define KEY(field, lo, hi) { #field, offsetof(plx_broker_config, field), (lo), (hi) }
+
+static const Key limits[] = {
+        KEY(max_clients, 1, 1000000),
+        KEY(max_queue_frames, 1, 1u << 24),
+        KEY(max_queue_bytes, FRAME_SIZE_MAX + 64, 1u << 31),
+        KEY(max_subscriptions, 1, 1u << 20),
+        KEY(max_pending_calls, 1, 1u << 20),
+        KEY(max_names, 1, 1u << 20),
+        KEY(default_timeout_ms, 1, 3600u * 1000u),
+        KEY(max_timeout_ms, 1, 24u * 3600u * 1000u),
+        KEY(hello_timeout_ms, 1, 3600u * 1000u),
+        KEY(shutdown_timeout_ms, 0, 3600u * 1000u),
+};
+
+typedef struct Parse {
+        plx_broker_config *config;
+        char *err;
+        size_t err_size;
+} Parse;
+
+/* Debian's libinih is built without line numbers for handlers: name the key instead. */
+static int handle(void *userdata, const char *section, const char *name, const char *value) {
+        Parse *p = userdata;
+        unsigned long long v;
+        char *end;
+
+        if (strcmp(section, "limits") != 0) {
+                snprintf(p->err, p->err_size, "unknown section [%s]", section);
+                return 0;
+        }
+        for (size_t i = 0; i < ELEMENTSOF(limits); i++) {
+                if (strcmp(name, limits[i].name) != 0)
+                        continue;
+                errno = 0;
+                v = strtoull(value, &end, 10);
+                if (errno || end == value || *end || *value == '-' || v < limits[i].min || v > limits[i].max) {
+                        snprintf(p->err, p->err_size, "%s = \"%s\": expected a number from %u to %u",
+                                 name, value, limits[i].min, limits[i].max);
+                        return 0;
+                }
+                *(uint32_t *)((char *)p->config + limits[i].offset) = (uint32_t)v;
+                return 1;
+        }
+        snprintf(p->err, p->err_size, "unknown key %s in [limits]", name);
+        return 0;
+}
+
+/**
+ * config_load() - apply the file at @path to @c
+ * @c:          the configuration; changed only on success
+ * @path:       the file
+ * @required:   whether a missing file is an error (else @c stays as it is)
+ * @err:        receives a description on failure
+ * @err_size:   its capacity
+ *
+ * Return: 0 (also for a missing optional file), -ENOENT for a missing
+ * required file, -EINVAL for a bad file, -ENOMEM.
+ */
+int config_load(plx_broker_config *c, const char *path, bool required, char *err, size_t err_size) {
+        plx_broker_config copy = *c;
+        Parse p = { .config = &copy, .err = err, .err_size = err_size };
+        FILE *f;
+        int r;
+
+        f = fopen(path, "re");
+        if (!f) {
+                r = -errno;
+                if (r == -ENOENT && !required)
+                        return 0;
+                snprintf(err, err_size, "cannot open: %s", strerror(-r));
+                return r;
+        }
+
+        err[0] = 0;
+        r = ini_parse_file(f, handle, &p);
+        fclose(f);
+        if (r == -2) {
+                snprintf(err, err_size, "out of memory");
+                return -ENOMEM;
+        }
+        if (r != 0) {
+                if (!err[0])
+                        snprintf(err, err_size, "line %d: not a section, key = value line or comment", r);
+                return -EINVAL;
+        }
+        if (copy.max_timeout_ms < copy.default_timeout_ms) {
+                snprintf(err, err_size, "max_timeout_ms (%u) is below default_timeout_ms (%u)",
+                         copy.max_timeout_ms, copy.default_timeout_ms);
+                return -EINVAL;
+        }
+
+        *c = copy;
+        return 0;
+}
