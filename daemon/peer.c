@@ -16,12 +16,14 @@
 
 #include <assert.h>
 #include <errno.h>
+#include <fcntl.h>
 #include <inttypes.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/socket.h>
 #include <sys/uio.h>
+#include <unistd.h>
 
 #include "peer.h"
 #include "pending.h"
@@ -129,6 +131,35 @@ Peer *peer_free(Peer *p) {
 
         broker_listener_resume(b);
         return NULL;
+}
+
+/**
+ * peer_comm() - the client process's name, for log lines
+ *
+ * Read from /proc on first use only, so that connecting costs no file
+ * access; a process that is gone by then shows as "?".
+ *
+ * Return: a string owned by @p.
+ */
+const char *peer_comm(Peer *p) {
+        char path[64];
+        ssize_t n = -1;
+        int fd;
+
+        if (p->comm[0])
+                return p->comm;
+
+        snprintf(path, sizeof(path), "/proc/%d/comm", (int)p->cred.pid);
+        fd = open(path, O_RDONLY | O_CLOEXEC);
+        if (fd >= 0) {
+                n = read(fd, p->comm, sizeof(p->comm) - 1);
+                close(fd);
+        }
+        if (n <= 0)
+                n = snprintf(p->comm, sizeof(p->comm), "?");
+        p->comm[n] = 0;
+        p->comm[strcspn(p->comm, "\n")] = 0;
+        return p->comm;
 }
 
 /**

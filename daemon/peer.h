@@ -57,6 +57,7 @@ struct Peer {
         List link;                      /* broker->peers, or broker->dead_peers */
 
         struct ucred cred;
+        char comm[16];                  /* the process's name, read when first logged */
         char description[PEER_DESCRIPTION_MAX];
         uint64_t connected_usec;
 
@@ -116,6 +117,13 @@ static inline bool peer_is_alive(const Peer *p) {
         return p->state == PEER_STATE_HELLO || p->state == PEER_STATE_RUNNING;
 }
 
+const char *peer_comm(Peer *p);
+
+/* Per-client lines name the client by unique id, pid, process name and description. */
 #define peer_log(p, prio, fmt, ...)                                                     \
-        broker_log((p)->broker, (prio), "client %s (pid %d, %s): " fmt,                 \
-                   (p)->unique_id, (int)(p)->cred.pid, (p)->description, ##__VA_ARGS__)
+        do {                                                                            \
+                if (log_enabled(&(p)->broker->log, (prio)))                             \
+                        broker_log((p)->broker, (prio), "client %s (pid %d, %s, \"%s\"): " fmt, \
+                                   (p)->unique_id, (int)(p)->cred.pid, peer_comm(p),      \
+                                   (p)->description, ##__VA_ARGS__);                    \
+        } while (0)
