@@ -29,6 +29,7 @@
 #define FRAME_HEADER_MAX 4096u                  /* encoded header, bytes */
 #define FRAME_SIZE_MAX (128u * 1024u)           /* whole datagram, bytes */
 #define FRAME_NAME_MAX 255u                     /* destination, sender, member, error name */
+#define FRAME_FDS_MAX 253u                      /* fds per frame: the kernel's SCM_MAX_FD */
 
 /*
  * The broker re-stamps headers (sender, sequence, delivery, credentials), so

@@ -42,6 +42,7 @@ void plx_broker_config_init(plx_broker_config *c) {
                 .max_clients = BROKER_DEFAULT_MAX_CLIENTS,
                 .max_queue_frames = BROKER_DEFAULT_MAX_QUEUE_FRAMES,
                 .max_queue_bytes = BROKER_DEFAULT_MAX_QUEUE_BYTES,
+                .max_queue_fds = BROKER_DEFAULT_MAX_QUEUE_FDS,
                 .max_subscriptions = BROKER_DEFAULT_MAX_SUBSCRIPTIONS,
                 .max_pending_calls = BROKER_DEFAULT_MAX_PENDING_CALLS,
                 .max_names = BROKER_DEFAULT_MAX_NAMES,
@@ -365,6 +366,7 @@ void broker_reload(Broker *b) {
                 list_for_each_entry(p, &b->peers, link) {
                         p->queue.max_entries = c.max_queue_frames;
                         p->queue.max_bytes = c.max_queue_bytes;
+                        p->queue.max_fds = c.max_queue_fds;
                 }
                 broker_log(b, LOG_INFO, "reload: configuration read from %s", b->config_path);
         }

@@ -53,6 +53,7 @@ typedef struct plx_broker_config {
         uint32_t max_clients;
         uint32_t max_queue_frames;      /* per client, outgoing */
         uint32_t max_queue_bytes;       /* per client, outgoing */
+        uint32_t max_queue_fds;         /* per client, passed fds waiting in its queue */
         uint32_t max_subscriptions;     /* per client */
         uint32_t max_pending_calls;     /* per client, calls awaiting a reply */
         uint32_t max_names;             /* per client, names owned or queued for */
@@ -65,6 +66,7 @@ typedef struct plx_broker_config {
 #define BROKER_DEFAULT_MAX_CLIENTS 16384u
 #define BROKER_DEFAULT_MAX_QUEUE_FRAMES 4096u
 #define BROKER_DEFAULT_MAX_QUEUE_BYTES (4u * 1024u * 1024u)
+#define BROKER_DEFAULT_MAX_QUEUE_FDS 1024u
 #define BROKER_DEFAULT_MAX_SUBSCRIPTIONS 512u
 #define BROKER_DEFAULT_MAX_PENDING_CALLS 1024u
 #define BROKER_DEFAULT_MAX_NAMES 256u
@@ -92,6 +94,7 @@ typedef struct plx_broker_config {
 #define ERROR_UNEXPECTED_REPLY "plexus.Error.UnexpectedReply"
 #define ERROR_TIMEOUT "plexus.Error.Timeout"
 #define ERROR_NAME_HAS_NO_OWNER "plexus.Error.NameHasNoOwner"
+#define ERROR_FDS_REJECTED "plexus.Error.FdsRejected"
 #define ERROR_NAME_NOT_OWNED "plexus.Error.NameNotOwned"
 
 #define TOPIC_SHUTDOWN "plexus/broker/shutdown"
@@ -106,6 +109,8 @@ typedef struct BrokerStats {
         uint64_t n_timeouts;
         uint64_t n_leases_expired;
         uint64_t n_reloads;
+        uint64_t n_fds_passed;          /* fds handed to receivers */
+        uint64_t n_fds_rejected;        /* frames refused for their fds */
         uint64_t n_protocol_errors;     /* clients disconnected for bad input */
         uint64_t n_peers_peak;
 } BrokerStats;

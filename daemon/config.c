@@ -24,6 +24,7 @@ static const Key limits[] = {
         KEY(max_clients, 1, 1000000),
         KEY(max_queue_frames, 1, 1u << 24),
         KEY(max_queue_bytes, FRAME_SIZE_MAX + 64, 1u << 31),
+        KEY(max_queue_fds, 0, 1u << 20),
         KEY(max_subscriptions, 1, 1u << 20),
         KEY(max_pending_calls, 1, 1u << 20),
         KEY(max_names, 1, 1u << 20),

@@ -3,6 +3,8 @@
  */
 
 #include <errno.h>
+#include <fcntl.h>
+#include <unistd.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -15,11 +17,15 @@
  * @header_len: its length
  * @payload:    payload, borrowed
  * @payload_len: its length
+ * @fds:        fds passed with the frame, borrowed: the message keeps
+ *              duplicates, so the frame's own fds can be closed as soon as
+ *              routing is done, however many queues share the message
+ * @n_fds:      how many
  *
- * Return: 0 or -ENOMEM.
+ * Return: 0, -ENOMEM, or -EMFILE/-ENFILE when the broker is out of fds.
  */
 int message_new(Message **ret, const void *header, size_t header_len,
-                const void *payload, size_t payload_len) {
+                const void *payload, size_t payload_len, const int *fds, size_t n_fds) {
         Message *m;
 
         m = malloc(sizeof(*m) + header_len + payload_len);
@@ -29,6 +35,26 @@ int message_new(Message **ret, const void *header, size_t header_len,
         m->n_refs = 1;
         m->header_len = (uint32_t)header_len;
         m->payload_len = (uint32_t)payload_len;
+        m->n_fds = 0;
+        m->fds = NULL;
+        if (n_fds) {
+                m->fds = malloc(n_fds * sizeof(int));
+                if (!m->fds) {
+                        free(m);
+                        return -ENOMEM;
+                }
+                for (; m->n_fds < n_fds; m->n_fds++) {
+                        int fd = fcntl(fds[m->n_fds], F_DUPFD_CLOEXEC, 3);
+
+                        if (fd < 0) {
+                                int r = -errno;
+
+                                message_unref(m);
+                                return r;
+                        }
+                        m->fds[m->n_fds] = fd;
+                }
+        }
         memcpy(m->data, header, header_len);
         if (payload_len)
                 memcpy(m->data + header_len, payload, payload_len);
@@ -51,7 +77,11 @@ Message *message_ref(Message *m) {
  * Return: NULL
  */
 Message *message_unref(Message *m) {
-        if (m && --m->n_refs == 0)
-                free(m);
+        if (!m || --m->n_refs > 0)
+                return NULL;
+        for (uint32_t i = 0; i < m->n_fds; i++)
+                close(m->fds[i]);
+        free(m->fds);
+        free(m);
         return NULL;
 }

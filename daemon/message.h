@@ -15,11 +15,13 @@ typedef struct Message {
         unsigned int n_refs;
         uint32_t header_len;
         uint32_t payload_len;
+        uint32_t n_fds;
+        int *fds;               /* the message's own duplicates, closed with it */
         uint8_t data[];         /* header, then payload */
 } Message;
 
 int message_new(Message **ret, const void *header, size_t header_len,
-                const void *payload, size_t payload_len);
+                const void *payload, size_t payload_len, const int *fds, size_t n_fds);
 Message *message_ref(Message *m);
 Message *message_unref(Message *m);
 

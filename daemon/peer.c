@@ -22,6 +22,8 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/socket.h>
+#include <poll.h>
+#include <sys/syscall.h>
 #include <sys/uio.h>
 #include <unistd.h>
 
@@ -39,6 +41,36 @@ static void peer_timer_fired(Timer *t, uint64_t now) {
         else if (p->state == PEER_STATE_CLOSING)
                 peer_log(p, LOG_DEBUG, "did not take its last frames in time, disconnecting");
         peer_hangup(p);
+}
+
+#ifndef SO_PEERPIDFD
+#define SO_PEERPIDFD 77
+#endif
+
+/*
+ * A pidfd for the process that connected. SO_PEERPIDFD (Linux 6.5) refers to
+ * exactly the process that called connect(); on older kernels pidfd_open()
+ * of the SO_PEERCRED pid is the fallback, which could, in the short window
+ * since connect(), name a process that reused the pid of one that exited.
+ */
+static int peer_open_pidfd(int fd, pid_t pid) {
+        socklen_t len = sizeof(int);
+        int pidfd = -1;
+
+        if (getsockopt(fd, SOL_SOCKET, SO_PEERPIDFD, &pidfd, &len) == 0 && pidfd >= 0)
+                return pidfd;
+        if (pid <= 0)
+                return -1;
+        pidfd = (int)syscall(SYS_pidfd_open, pid, 0);
+        return pidfd >= 0 ? pidfd : -1;
+}
+
+/* Whether the process behind @p's credentials still runs (as far as we can tell). */
+static bool peer_process_alive(Peer *p) {
+        struct pollfd pfd = { .fd = p->pidfd, .events = POLLIN };
+
+        /* A pidfd becomes readable when its process exits. */
+        return p->pidfd < 0 || (poll(&pfd, 1, 0) == 0);
 }
 
 /**
@@ -60,6 +92,7 @@ int peer_new(Peer **ret, Broker *b, int fd) {
 
         p->broker = b;
         p->fd = -1;
+        p->pidfd = -1;
         p->source = (LoopSource) LOOP_SOURCE_NULL(p->source);
         p->state = PEER_STATE_HELLO;
         p->id = b->next_peer_id++;
@@ -70,12 +103,13 @@ int peer_new(Peer **ret, Broker *b, int fd) {
         list_init(&p->calls_out);
         list_init(&p->calls_in);
         list_init(&p->names);
-        queue_init(&p->queue, b->config.max_queue_frames, b->config.max_queue_bytes);
+        queue_init(&p->queue, b->config.max_queue_frames, b->config.max_queue_bytes, b->config.max_queue_fds);
         timer_init(&p->timer, peer_timer_fired);
         p->connected_usec = now_usec();
 
         if (getsockopt(fd, SOL_SOCKET, SO_PEERCRED, &p->cred, &len) < 0)
                 return -errno;
+        p->pidfd = peer_open_pidfd(fd, p->cred.pid);
 
         r = timer_arm(&b->timers, &p->timer,
                       p->connected_usec + (uint64_t)b->config.hello_timeout_ms * 1000u);
@@ -127,6 +161,7 @@ Peer *peer_free(Peer *p) {
         queue_deinit(&p->queue);
         loop_source_remove(&p->source);
         p->fd = plx_close(p->fd);
+        p->pidfd = plx_close(p->pidfd);
         free(p);
 
         broker_listener_resume(b);
@@ -148,6 +183,11 @@ const char *peer_comm(Peer *p) {
 
         if (p->comm[0])
                 return p->comm;
+        /* /proc/PID of an exited client may already be someone else's. */
+        if (!peer_process_alive(p)) {
+                snprintf(p->comm, sizeof(p->comm), "?");
+                return p->comm;
+        }
 
         snprintf(path, sizeof(path), "/proc/%d/comm", (int)p->cred.pid);
         fd = open(path, O_RDONLY | O_CLOEXEC);
@@ -251,7 +291,12 @@ void peer_close(Peer *p) {
 }
 
 static int peer_sendmsg(Peer *p, const uint8_t *header, size_t header_len,
-                        const uint8_t *payload, size_t payload_len, uint64_t delivery) {
+                        const uint8_t *payload, size_t payload_len,
+                        const int *fds, size_t n_fds, uint64_t delivery) {
+        union {
+                struct cmsghdr align;
+                uint8_t buf[CMSG_SPACE(FRAME_FDS_MAX * sizeof(int))];
+        } control;
         uint8_t prefix[FRAME_PREFIX_SIZE], field[24];
         size_t field_len = frame_varint_field(field, FRAME_FIELD_DELIVERY, delivery);
         struct iovec iov[4] = {
@@ -266,11 +311,24 @@ static int peer_sendmsg(Peer *p, const uint8_t *header, size_t header_len,
         };
         ssize_t n;
 
+        if (n_fds) {
+                struct cmsghdr *c;
+
+                mh.msg_control = &control;
+                mh.msg_controllen = CMSG_SPACE(n_fds * sizeof(int));
+                c = CMSG_FIRSTHDR(&mh);
+                c->cmsg_level = SOL_SOCKET;
+                c->cmsg_type = SCM_RIGHTS;
+                c->cmsg_len = CMSG_LEN(n_fds * sizeof(int));
+                memcpy(CMSG_DATA(c), fds, n_fds * sizeof(int));
+        }
+
         frame_prefix(prefix, (uint32_t)(header_len + field_len));
         n = sendmsg(p->fd, &mh, MSG_DONTWAIT | MSG_NOSIGNAL);
         if (n < 0)
                 return -errno;
 
+        p->broker->stats.n_fds_passed += n_fds;
         p->n_frames_out++;
         p->n_bytes_out += (uint64_t)n;
         return 0;
@@ -309,7 +367,8 @@ int peer_send(Peer *p, OutFrame *f, bool force) {
                 return 0;
 
         if (queue_is_empty(&p->queue)) {
-                r = peer_sendmsg(p, f->header, f->header_len, f->payload, f->payload_len, delivery);
+                r = peer_sendmsg(p, f->header, f->header_len, f->payload, f->payload_len,
+                                 f->fds, f->n_fds, delivery);
                 if (r == 0)
                         return 0;
                 if (r != -EAGAIN && r != -ENOBUFS) {
@@ -321,11 +380,12 @@ int peer_send(Peer *p, OutFrame *f, bool force) {
         }
 
         size = FRAME_PREFIX_SIZE + f->header_len + 11 + f->payload_len;
-        if (!force && !queue_has_room(&p->queue, size))
+        if (!force && !queue_has_room(&p->queue, size, f->n_fds))
                 return PEER_E_QUEUE_FULL;
 
         if (!f->msg) {
-                r = message_new(&f->msg, f->header, f->header_len, f->payload, f->payload_len);
+                r = message_new(&f->msg, f->header, f->header_len, f->payload, f->payload_len,
+                                f->fds, f->n_fds);
                 if (r < 0)
                         goto oom;
         }
@@ -354,7 +414,8 @@ static void peer_flush(Peer *p) {
 
         while ((e = queue_peek(&p->queue))) {
                 r = peer_sendmsg(p, message_header(e->msg), e->msg->header_len,
-                                 message_payload(e->msg), e->msg->payload_len, e->delivery);
+                                 message_payload(e->msg), e->msg->payload_len,
+                                 e->msg->fds, e->msg->n_fds, e->delivery);
                 if (r == -EAGAIN || r == -ENOBUFS) {
                         loop_source_clear(&p->source, EPOLLOUT);
                         peer_update_backpressure(p);
@@ -374,7 +435,8 @@ static void peer_flush(Peer *p) {
                 peer_hangup(p);
 }
 
-static size_t close_fds(struct msghdr *mh) {
+/* Collect the fds of a received frame into @fds (at most FRAME_FDS_MAX). */
+static size_t take_fds(struct msghdr *mh, int *fds) {
         size_t n = 0;
 
         for (struct cmsghdr *c = CMSG_FIRSTHDR(mh); c; c = CMSG_NXTHDR(mh, c)) {
@@ -384,8 +446,10 @@ static size_t close_fds(struct msghdr *mh) {
                         int fd;
 
                         memcpy(&fd, CMSG_DATA(c) + i * sizeof(int), sizeof(fd));
-                        plx_close(fd);
-                        n++;
+                        if (n < FRAME_FDS_MAX)
+                                fds[n++] = fd;
+                        else
+                                plx_close(fd);  /* cannot happen: SCM_MAX_FD */
                 }
         }
         return n;
@@ -396,8 +460,9 @@ static void peer_read(Peer *p) {
         /* Room for the kernel's maximum of 253 fds per message (SCM_MAX_FD). */
         union {
                 struct cmsghdr align;
-                uint8_t buf[CMSG_SPACE(253 * sizeof(int))];
+                uint8_t buf[CMSG_SPACE(FRAME_FDS_MAX * sizeof(int))];
         } control;
+        int fds[FRAME_FDS_MAX];
 
         for (int i = 0; i < PEER_READ_BATCH; i++) {
                 struct iovec iov = { .iov_base = b->rx_buf, .iov_len = FRAME_SIZE_MAX };
@@ -437,22 +502,27 @@ static void peer_read(Peer *p) {
                         return;
                 }
 
-                n_fds = close_fds(&mh);
+                n_fds = take_fds(&mh, fds);
                 p->n_frames_in++;
                 p->n_bytes_in += (uint64_t)n;
 
-                if (mh.msg_flags & MSG_TRUNC) {
+                if (mh.msg_flags & MSG_TRUNC)
                         router_fail_peer(b, p, 0, ERROR_FRAME_TOO_LARGE,
                                          "frame larger than %u bytes", FRAME_SEND_MAX);
-                        return;
-                }
-                if (mh.msg_flags & MSG_CTRUNC) {
-                        router_fail_peer(b, p, 0, ERROR_INVALID_FRAME,
-                                         "control message truncated (more than 253 fds)");
-                        return;
-                }
+                else
+                        /*
+                         * MSG_CTRUNC (fds lost on the way in: the broker is
+                         * out of fds) is not the client's fault: the router
+                         * refuses that one frame with an error.
+                         */
+                        router_handle_frame(b, p, b->rx_buf, (size_t)n, fds, n_fds,
+                                            mh.msg_flags & MSG_CTRUNC);
 
-                router_handle_frame(b, p, b->rx_buf, (size_t)n, n_fds);
+                /* Receivers got kernel duplicates, queues their own: ours go now. */
+                for (size_t k = 0; k < n_fds; k++)
+                        close(fds[k]);
+                if (!peer_is_alive(p))
+                        return;
         }
 }
 

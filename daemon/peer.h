@@ -57,6 +57,7 @@ struct Peer {
         List link;                      /* broker->peers, or broker->dead_peers */
 
         struct ucred cred;
+        int pidfd;                      /* pins the process behind cred.pid, -1 if unavailable */
         char comm[16];                  /* the process's name, read when first logged */
         char description[PEER_DESCRIPTION_MAX];
         uint64_t connected_usec;
@@ -94,6 +95,8 @@ typedef struct OutFrame {
         size_t header_len;
         const uint8_t *payload;
         size_t payload_len;
+        const int *fds;         /* borrowed; queued messages keep duplicates */
+        size_t n_fds;
         Message *msg;
 } OutFrame;
 

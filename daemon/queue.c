@@ -10,10 +10,11 @@
 /**
  * queue_init() - set the limits of an empty queue
  */
-void queue_init(Queue *q, size_t max_entries, size_t max_bytes) {
+void queue_init(Queue *q, size_t max_entries, size_t max_bytes, size_t max_fds) {
         *q = (Queue) QUEUE_NULL(*q);
         q->max_entries = max_entries;
         q->max_bytes = max_bytes;
+        q->max_fds = max_fds;
 }
 
 /**
@@ -28,11 +29,12 @@ void queue_deinit(Queue *q) {
 }
 
 /**
- * queue_has_room() - whether an ordinary push of @size bytes would succeed
+ * queue_has_room() - whether an ordinary push of @size bytes and @n_fds fds would succeed
  */
-bool queue_has_room(const Queue *q, size_t size) {
+bool queue_has_room(const Queue *q, size_t size, size_t n_fds) {
         return q->n_entries < q->max_entries && size <= q->max_bytes &&
-               q->n_bytes <= q->max_bytes - size;
+               q->n_bytes <= q->max_bytes - size &&
+               n_fds <= q->max_fds && q->n_fds <= q->max_fds - n_fds;
 }
 
 static int grow(Queue *q) {
@@ -66,7 +68,7 @@ static int grow(Queue *q) {
 int queue_push(Queue *q, Message *m, uint64_t delivery, size_t size, bool force) {
         int r;
 
-        if (!force && !queue_has_room(q, size))
+        if (!force && !queue_has_room(q, size, m->n_fds))
                 return QUEUE_E_FULL;
 
         if (q->n_entries == q->n_alloc) {
@@ -82,6 +84,7 @@ int queue_push(Queue *q, Message *m, uint64_t delivery, size_t size, bool force)
         };
         q->n_entries++;
         q->n_bytes += size;
+        q->n_fds += m->n_fds;
         return 0;
 }
 
@@ -98,8 +101,9 @@ QueueEntry *queue_peek(Queue *q) {
 void queue_pop(Queue *q) {
         QueueEntry *e = &q->ring[q->head];
 
-        message_unref(e->msg);
         q->n_bytes -= e->size;
+        q->n_fds -= e->msg->n_fds;
+        message_unref(e->msg);
         q->head = (q->head + 1) & (q->n_alloc - 1);
         if (--q->n_entries == 0) {
                 free(q->ring);

@@ -35,18 +35,20 @@ typedef struct Queue {
         size_t head;
         size_t n_entries;
         size_t n_bytes;
+        size_t n_fds;           /* passed fds the queued messages hold */
         size_t max_entries;
         size_t max_bytes;
+        size_t max_fds;
 } Queue;
 
 #define QUEUE_NULL(x) { }
 
-void queue_init(Queue *q, size_t max_entries, size_t max_bytes);
+void queue_init(Queue *q, size_t max_entries, size_t max_bytes, size_t max_fds);
 void queue_deinit(Queue *q);
 int queue_push(Queue *q, Message *m, uint64_t delivery, size_t size, bool force);
 QueueEntry *queue_peek(Queue *q);
 void queue_pop(Queue *q);
-bool queue_has_room(const Queue *q, size_t size);
+bool queue_has_room(const Queue *q, size_t size, size_t n_fds);
 
 static inline bool queue_is_empty(const Queue *q) {
         return q->n_entries == 0;
@@ -54,5 +56,5 @@ static inline bool queue_is_empty(const Queue *q) {
 
 /* Over its limits (possible only through forced pushes) or at them. */
 static inline bool queue_is_full(const Queue *q) {
-        return q->n_entries >= q->max_entries || q->n_bytes >= q->max_bytes;
+        return q->n_entries >= q->max_entries || q->n_bytes >= q->max_bytes || q->n_fds >= q->max_fds;
 }

@@ -27,27 +27,26 @@
 #include "topic.h"
 
 static void stamp(Broker *b, Plexus__Header *h, Peer *from) {
-        if (from) {
-                h->sender = from->unique_id;
-                h->sender_uid = from->cred.uid;
-                h->sender_pid = (uint32_t)from->cred.pid;
-        } else {
-                h->sender = (char *)BROKER_NAME;
-                h->sender_uid = b->cred.uid;
-                h->sender_pid = (uint32_t)b->cred.pid;
-        }
+        const struct ucred *cred = from ? &from->cred : &b->cred;
+
+        h->sender = from ? from->unique_id : (char *)BROKER_NAME;
+        h->sender_uid = cred->uid;
+        h->sender_gid = cred->gid;
+        h->sender_pid = (uint32_t)cred->pid;
         h->sequence = ++b->sequence;
         h->delivery = 0;
 }
 
-/* Encode @h and hand it with @payload to @to. Returns peer_send()'s result. */
-static int send_one(Broker *b, Peer *to, const Plexus__Header *h,
-                    const void *payload, size_t payload_len, bool force) {
+/* Encode @h and hand it with @payload and @fds to @to. Returns peer_send()'s result. */
+static int send_one(Broker *b, Peer *to, const Plexus__Header *h, const void *payload,
+                    size_t payload_len, const int *fds, size_t n_fds, bool force) {
         uint8_t header[FRAME_HEADER_MAX];
         OutFrame f = {
                 .header = header,
                 .payload = payload,
                 .payload_len = payload_len,
+                .fds = fds,
+                .n_fds = n_fds,
         };
         int r;
 
@@ -83,7 +82,7 @@ static int vsend_error(Broker *b, Peer *to, uint64_t reply_serial, const char *n
 
         b->stats.n_errors_sent++;
         /* Forced: bounded by the sender's own frames, see queue.h. */
-        return send_one(b, to, &h, text, MIN((size_t)n, sizeof(text) - 1), true);
+        return send_one(b, to, &h, text, MIN((size_t)n, sizeof(text) - 1), NULL, 0, true);
 }
 
 /**
@@ -171,7 +170,7 @@ int router_send_reply(Broker *b, Peer *to, uint64_t reply_serial, const Protobuf
         h.destination = to->unique_id;
         stamp(b, &h, NULL);
         h.serial = h.sequence;
-        return send_one(b, to, &h, buf, n, true);
+        return send_one(b, to, &h, buf, n, NULL, 0, true);
 }
 
 /**
@@ -194,7 +193,7 @@ void router_broadcast(Broker *b, const char *topic) {
         /* Safe walk: a failed send hangs the peer up, moving it off the list. */
         list_for_each_entry_safe(p, &b->peers, link)
                 if (p->state == PEER_STATE_RUNNING)
-                        send_one(b, p, &h, NULL, 0, true);
+                        send_one(b, p, &h, NULL, 0, NULL, 0, true);
 }
 
 /**
@@ -239,12 +238,19 @@ static uint32_t call_timeout_ms(Broker *b, uint32_t requested) {
         return MIN(requested, b->config.max_timeout_ms);
 }
 
-static void route_call(Broker *b, Peer *from, Plexus__Header *h, const FrameView *f) {
+static void route_call(Broker *b, Peer *from, Plexus__Header *h, const FrameView *f,
+                       const int *fds, size_t n_fds) {
         PendingCall *pc = NULL;
         Peer *callee;
         int r;
 
         if (strcmp(h->destination, BROKER_NAME) == 0) {
+                if (n_fds) {
+                        b->stats.n_fds_rejected++;
+                        router_send_error(b, from, h->serial, ERROR_FDS_REJECTED,
+                                          "the bus's own methods take no file descriptors");
+                        return;
+                }
                 driver_call(b, from, h, f->payload, f->payload_len);
                 return;
         }
@@ -292,7 +298,7 @@ static void route_call(Broker *b, Peer *from, Plexus__Header *h, const FrameView
         }
 
         stamp(b, h, from);
-        r = send_one(b, callee, h, f->payload, f->payload_len, false);
+        r = send_one(b, callee, h, f->payload, f->payload_len, fds, n_fds, false);
         if (r == PEER_E_QUEUE_FULL) {
                 if (pc)
                         pending_call_free(b, pc);
@@ -305,7 +311,8 @@ static void route_call(Broker *b, Peer *from, Plexus__Header *h, const FrameView
         }
 }
 
-static void route_reply(Broker *b, Peer *from, Plexus__Header *h, const FrameView *f) {
+static void route_reply(Broker *b, Peer *from, Plexus__Header *h, const FrameView *f,
+                        const int *fds, size_t n_fds) {
         PendingCall *pc;
         Peer *caller;
         int r;
@@ -330,7 +337,7 @@ static void route_reply(Broker *b, Peer *from, Plexus__Header *h, const FrameVie
         pending_call_free(b, pc);
 
         stamp(b, h, from);
-        r = send_one(b, caller, h, f->payload, f->payload_len, false);
+        r = send_one(b, caller, h, f->payload, f->payload_len, fds, n_fds, false);
         if (r == PEER_E_QUEUE_FULL) {
                 /*
                  * The caller must not wait forever: it gets a small forced
@@ -367,7 +374,7 @@ static void deliver_signal(Subscription *s, void *userdata) {
 
 /* Hand a stamped SIGNAL to every matching subscriber, once per client. */
 static void fan_out(Broker *b, const Plexus__Header *h, const void *payload, size_t size,
-                    SignalFanout *fo) {
+                    const int *fds, size_t n_fds, SignalFanout *fo) {
         uint8_t header[FRAME_HEADER_MAX];
 
         *fo = (SignalFanout) {
@@ -378,6 +385,8 @@ static void fan_out(Broker *b, const Plexus__Header *h, const void *payload, siz
                         .header_len = frame_header_pack(h, header, sizeof(header)),
                         .payload = payload,
                         .payload_len = size,
+                        .fds = fds,
+                        .n_fds = n_fds,
                 },
         };
         assert(fo->frame.header_len > 0);
@@ -412,13 +421,14 @@ size_t router_publish(Broker *b, Peer *as, const char *topic, const void *payloa
         h.member = (char *)topic;
         stamp(b, &h, as);
         h.serial = h.sequence;
-        fan_out(b, &h, payload, size, &fo);
+        fan_out(b, &h, payload, size, NULL, 0, &fo);
         if (ret_n_matched)
                 *ret_n_matched = fo.n_matched;
         return fo.n_full;
 }
 
-static void route_signal(Broker *b, Peer *from, Plexus__Header *h, const FrameView *f) {
+static void route_signal(Broker *b, Peer *from, Plexus__Header *h, const FrameView *f,
+                         const int *fds, size_t n_fds) {
         SignalFanout fo;
 
         if (!topic_is_valid(h->member)) {
@@ -434,7 +444,7 @@ static void route_signal(Broker *b, Peer *from, Plexus__Header *h, const FrameVi
 
         /* The client's own header goes out (serial, unknown fields), re-stamped. */
         stamp(b, h, from);
-        fan_out(b, h, f->payload, f->payload_len, &fo);
+        fan_out(b, h, f->payload, f->payload_len, fds, n_fds, &fo);
         if (fo.n_full)
                 router_send_error(b, from, h->serial, ERROR_QUEUE_FULL,
                                   "signal on %s missed by %zu of %zu subscribers (queue full)",
@@ -447,9 +457,14 @@ static void route_signal(Broker *b, Peer *from, Plexus__Header *h, const FrameVi
  * @from:       the sender, in state HELLO or RUNNING
  * @buf:        the datagram, borrowed (the broker's receive buffer)
  * @len:        its length
- * @n_fds:      how many fds came with it (already closed by the caller)
+ * @fds:        fds that came with it, borrowed: the caller closes them after
+ *              this returns (receivers hold kernel duplicates by then, and
+ *              queued messages their own)
+ * @n_fds:      how many
+ * @fds_truncated: the kernel dropped fds of this frame (MSG_CTRUNC)
  */
-void router_handle_frame(Broker *b, Peer *from, const uint8_t *buf, size_t len, size_t n_fds) {
+void router_handle_frame(Broker *b, Peer *from, const uint8_t *buf, size_t len,
+                         const int *fds, size_t n_fds, bool fds_truncated) {
         Plexus__Header *h;
         const char *why = NULL;
         FrameView f;
@@ -491,22 +506,26 @@ void router_handle_frame(Broker *b, Peer *from, const uint8_t *buf, size_t len, 
                 return;
         }
 
-        if (n_fds > 0) {
-                router_send_error(b, from, h->serial, ERROR_INVALID_ARGS,
-                                  "this broker does not pass file descriptors; %zu closed", n_fds);
+        if (fds_truncated) {
+                /* Never deliver a frame with fewer fds than its sender attached. */
+                b->stats.n_fds_rejected++;
+                router_send_error(b, from, h->serial, ERROR_FDS_REJECTED,
+                                  "file descriptors were lost on the way into the broker "
+                                  "(it is out of fds); frame dropped");
                 return;
         }
+        h->n_fds = (uint32_t)n_fds;
 
         switch (h->kind) {
         case PLEXUS__KIND__KIND_CALL:
-                route_call(b, from, h, &f);
+                route_call(b, from, h, &f, fds, n_fds);
                 break;
         case PLEXUS__KIND__KIND_REPLY:
         case PLEXUS__KIND__KIND_ERROR:
-                route_reply(b, from, h, &f);
+                route_reply(b, from, h, &f, fds, n_fds);
                 break;
         case PLEXUS__KIND__KIND_SIGNAL:
-                route_signal(b, from, h, &f);
+                route_signal(b, from, h, &f, fds, n_fds);
                 break;
         default:
                 /* frame_header_decode() admits no other kind. */

@@ -17,7 +17,8 @@
 
 #include "broker.h"
 
-void router_handle_frame(Broker *b, Peer *from, const uint8_t *buf, size_t len, size_t n_fds);
+void router_handle_frame(Broker *b, Peer *from, const uint8_t *buf, size_t len,
+                         const int *fds, size_t n_fds, bool fds_truncated);
 
 int router_send_error(Broker *b, Peer *to, uint64_t reply_serial, const char *name,
                       const char *fmt, ...) _printf_(5, 6);

@@ -41,6 +41,8 @@
 typedef struct WFrame {
         List link;
         size_t len;
+        size_t n_fds;
+        int *fds;               /* duplicates the frame owns until it is sent */
         uint8_t data[];
 } WFrame;
 
@@ -153,13 +155,17 @@ struct plx_msg {
         const uint8_t *payload;
         size_t payload_len;
         void *name_change;      /* decoded plexus.NameOwnerChanged, on demand */
+        gid_t sender_gid;
+        size_t n_fds;
+        int *fds;               /* received fds; -1 once taken */
         uint8_t data[];         /* strings, then payload, then a NUL */
 };
 
 plx_bus *bus_ref(plx_bus *bus);
 plx_bus *bus_unref(plx_bus *bus);
 
-int bus_send_frame(plx_bus *bus, Plexus__Header *h, const void *payload, size_t size);
+int bus_send_frame(plx_bus *bus, Plexus__Header *h, const void *payload, size_t size,
+                   const int *fds, size_t n_fds);
 int bus_read(plx_bus *bus, bool *ret_progress);
 int bus_wait(plx_bus *bus, uint64_t deadline);
 typedef bool (*BusMatchFn)(plx_msg *m, void *userdata);
@@ -179,6 +185,7 @@ int bus_dispatch(plx_bus *bus, plx_msg *m);
 
 int msg_new_from_frame(plx_msg **ret, plx_bus *bus, const Plexus__Header *h,
                        const uint8_t *payload, size_t payload_len);
+void msg_adopt_fds(plx_msg *m, int *fds, size_t n_fds);
 int msg_new_local_error(plx_msg **ret, plx_bus *bus, uint64_t reply_serial,
                         const char *name, const char *message);
 

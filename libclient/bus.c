@@ -57,12 +57,19 @@ plx_bus *bus_unref(plx_bus *bus) {
         return NULL;
 }
 
+static void wframe_free(WFrame *w) {
+        for (size_t i = 0; i < w->n_fds; i++)
+                close(w->fds[i]);
+        free(w->fds);
+        free(w);
+}
+
 static void wqueue_clear(plx_bus *bus) {
         WFrame *w;
 
         while ((w = list_first_entry(&bus->wqueue, WFrame, link))) {
                 list_unlink(&w->link);
-                free(w);
+                wframe_free(w);
         }
         bus->n_wqueue = 0;
         bus->n_wqueue_bytes = 0;
@@ -82,11 +89,35 @@ void bus_connection_lost(plx_bus *bus) {
         slot_fail_all_calls(bus);
 }
 
+/* One sendmsg(): a frame and its fds go together or not at all. */
+static ssize_t send_with_fds(int fd, struct iovec *iov, size_t n_iov, const int *fds, size_t n_fds) {
+        union {
+                struct cmsghdr align;
+                uint8_t buf[CMSG_SPACE(FRAME_FDS_MAX * sizeof(int))];
+        } control;
+        struct msghdr mh = { .msg_iov = iov, .msg_iovlen = n_iov };
+
+        if (n_fds) {
+                struct cmsghdr *c;
+
+                mh.msg_control = &control;
+                mh.msg_controllen = CMSG_SPACE(n_fds * sizeof(int));
+                c = CMSG_FIRSTHDR(&mh);
+                c->cmsg_level = SOL_SOCKET;
+                c->cmsg_type = SCM_RIGHTS;
+                c->cmsg_len = CMSG_LEN(n_fds * sizeof(int));
+                memcpy(CMSG_DATA(c), fds, n_fds * sizeof(int));
+        }
+        return sendmsg(fd, &mh, MSG_DONTWAIT | MSG_NOSIGNAL);
+}
+
 static int wqueue_flush(plx_bus *bus) {
         WFrame *w;
 
         while ((w = list_first_entry(&bus->wqueue, WFrame, link))) {
-                if (send(bus->fd, w->data, w->len, MSG_DONTWAIT | MSG_NOSIGNAL) < 0) {
+                struct iovec iov = { .iov_base = w->data, .iov_len = w->len };
+
+                if (send_with_fds(bus->fd, &iov, 1, w->fds, w->n_fds) < 0) {
                         if (errno == EAGAIN || errno == ENOBUFS)
                                 return 0;
                         if (errno == EINTR)
@@ -97,7 +128,7 @@ static int wqueue_flush(plx_bus *bus) {
                 list_unlink(&w->link);
                 bus->n_wqueue--;
                 bus->n_wqueue_bytes -= w->len;
-                free(w);
+                wframe_free(w);
         }
         return 0;
 }
@@ -108,18 +139,24 @@ static int wqueue_flush(plx_bus *bus) {
  * @h:          the header; h->serial is assigned here
  * @payload:    borrowed
  * @size:       its length
+ * @fds:        fds to pass with the frame, borrowed (a queued frame keeps
+ *              duplicates)
+ * @n_fds:      how many, at most FRAME_FDS_MAX
  *
- * Return: 0, -ECONNRESET, -EMSGSIZE, -ENOBUFS (write queue full), -ENOMEM.
+ * Return: 0, -ECONNRESET, -EMSGSIZE, -ENOBUFS (write queue full), -ENOMEM,
+ * -EMFILE (no fd left to keep a queued frame's fds), -EINVAL.
  */
-int bus_send_frame(plx_bus *bus, Plexus__Header *h, const void *payload, size_t size) {
+int bus_send_frame(plx_bus *bus, Plexus__Header *h, const void *payload, size_t size,
+                   const int *fds, size_t n_fds) {
         uint8_t head[FRAME_PREFIX_SIZE + FRAME_SEND_HEADER_MAX];
         struct iovec iov[2];
-        struct msghdr mh = { .msg_iov = iov, .msg_iovlen = size ? 2 : 1 };
         size_t hlen, total;
         WFrame *w;
 
         if (!bus->connected)
                 return -ECONNRESET;
+        if (n_fds > FRAME_FDS_MAX)
+                return -EINVAL;
 
         h->serial = bus->next_serial++;
         hlen = frame_header_pack(h, head + FRAME_PREFIX_SIZE, FRAME_SEND_HEADER_MAX);
@@ -135,11 +172,13 @@ int bus_send_frame(plx_bus *bus, Plexus__Header *h, const void *payload, size_t 
 
         if (list_is_empty(&bus->wqueue)) {
                 for (;;) {
-                        if (sendmsg(bus->fd, &mh, MSG_DONTWAIT | MSG_NOSIGNAL) >= 0)
+                        if (send_with_fds(bus->fd, iov, size ? 2 : 1, fds, n_fds) >= 0)
                                 return 0;
                         if (errno != EINTR)
                                 break;
                 }
+                if (errno == EBADF && n_fds)
+                        return -EBADF;  /* one of the caller's fds is not open */
                 if (errno != EAGAIN && errno != ENOBUFS) {
                         bus_connection_lost(bus);
                         return -ECONNRESET;
@@ -150,9 +189,27 @@ int bus_send_frame(plx_bus *bus, Plexus__Header *h, const void *payload, size_t 
             bus->n_wqueue_bytes + total > BUS_WQUEUE_MAX_BYTES)
                 return -ENOBUFS;
 
-        w = malloc(sizeof(*w) + total);
+        w = calloc(1, sizeof(*w) + total);
         if (!w)
                 return -ENOMEM;
+        if (n_fds) {
+                w->fds = malloc(n_fds * sizeof(int));
+                if (!w->fds) {
+                        free(w);
+                        return -ENOMEM;
+                }
+                for (; w->n_fds < n_fds; w->n_fds++) {
+                        int fd = fcntl(fds[w->n_fds], F_DUPFD_CLOEXEC, 3);
+
+                        if (fd < 0) {
+                                int r = -errno;
+
+                                wframe_free(w);
+                                return r;
+                        }
+                        w->fds[w->n_fds] = fd;
+                }
+        }
         w->len = total;
         memcpy(w->data, head, FRAME_PREFIX_SIZE + hlen);
         if (size)
@@ -167,9 +224,11 @@ int bus_send_frame(plx_bus *bus, Plexus__Header *h, const void *payload, size_t 
 static int read_frame(plx_bus *bus, plx_msg **ret) {
         union {
                 struct cmsghdr align;
-                uint8_t buf[CMSG_SPACE(253 * sizeof(int))];
+                uint8_t buf[CMSG_SPACE(FRAME_FDS_MAX * sizeof(int))];
         } control;
         struct iovec iov = { .iov_base = bus->rx_buf, .iov_len = FRAME_SIZE_MAX };
+        int fds[FRAME_FDS_MAX];
+        size_t n_fds;
         struct msghdr mh = {
                 .msg_iov = &iov,
                 .msg_iovlen = 1,
@@ -211,27 +270,40 @@ static int read_frame(plx_bus *bus, plx_msg **ret) {
                 return -ECONNRESET;
         }
 
-        /* The broker passes no fds yet; never leak any that arrive. */
+        n_fds = 0;
         for (struct cmsghdr *c = CMSG_FIRSTHDR(&mh); c; c = CMSG_NXTHDR(&mh, c))
                 if (c->cmsg_level == SOL_SOCKET && c->cmsg_type == SCM_RIGHTS)
                         for (size_t i = 0; i < (c->cmsg_len - CMSG_LEN(0)) / sizeof(int); i++) {
                                 int fd;
 
                                 memcpy(&fd, CMSG_DATA(c) + i * sizeof(int), sizeof(fd));
-                                plx_close(fd);
+                                if (n_fds < FRAME_FDS_MAX)
+                                        fds[n_fds++] = fd;
+                                else
+                                        plx_close(fd);
                         }
 
         arena_reset(&bus->arena);
         if ((mh.msg_flags & MSG_TRUNC) || frame_split(bus->rx_buf, (size_t)n, &f) != 0 ||
             frame_header_decode(&f, &bus->arena, &h) != 0) {
                 /* The broker never sends such a frame: the stream cannot be trusted. */
+                for (size_t i = 0; i < n_fds; i++)
+                        close(fds[i]);
                 bus_connection_lost(bus);
                 return -EPROTO;
         }
 
         r = msg_new_from_frame(ret, bus, h, f.payload, f.payload_len);
-        if (r < 0)
+        if (r < 0) {
+                for (size_t i = 0; i < n_fds; i++)
+                        close(fds[i]);
                 return r;
+        }
+        /*
+         * Fewer fds than the broker stamped (MSG_CTRUNC: we are out of fds)
+         * are handed out as they are; plx_msg_get_n_fds() says how many.
+         */
+        msg_adopt_fds(*ret, fds, n_fds);
 
         if (h->delivery) {
                 if (h->delivery > bus->last_delivery + 1)
@@ -379,7 +451,7 @@ static int send_hello(plx_bus *bus, const char *description, uint64_t *ret_seria
         hello.protocol_version = PLX_PROTOCOL_VERSION;
         hello.description = desc;
         h.kind = PLEXUS__KIND__KIND_HELLO;
-        r = bus_send_frame(bus, &h, buf, plexus__hello__pack(&hello, buf));
+        r = bus_send_frame(bus, &h, buf, plexus__hello__pack(&hello, buf), NULL, 0);
         if (r < 0)
                 return r;
         *ret_serial = h.serial;

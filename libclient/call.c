@@ -16,21 +16,22 @@ static bool name_ok(const char *s) {
 }
 
 static int send_call(plx_bus *bus, const char *destination, const char *member,
-                     const void *payload, size_t size, uint64_t timeout_usec,
-                     uint32_t flags, uint64_t *ret_serial) {
+                     const void *payload, size_t size, const int *fds, size_t n_fds,
+                     uint64_t timeout_usec, uint32_t flags, uint64_t *ret_serial) {
         Plexus__Header h = PLEXUS__HEADER__INIT;
         int r;
 
         assert_return(bus, -EINVAL);
         assert_return(name_ok(destination) && name_ok(member), -EINVAL);
         assert_return(payload || size == 0, -EINVAL);
+        assert_return((fds || n_fds == 0) && n_fds <= FRAME_FDS_MAX, -EINVAL);
 
         h.kind = PLEXUS__KIND__KIND_CALL;
         h.destination = (char *)destination;
         h.member = (char *)member;
         h.flags = flags;
         h.timeout_ms = timeout_to_ms(timeout_usec);
-        r = bus_send_frame(bus, &h, payload, size);
+        r = bus_send_frame(bus, &h, payload, size, fds, n_fds);
         if (r < 0)
                 return r;
         if (ret_serial)
@@ -38,14 +39,14 @@ static int send_call(plx_bus *bus, const char *destination, const char *member,
         return 0;
 }
 
-_public_ int plx_bus_call(plx_bus *bus, const char *destination, const char *member,
-                          const void *payload, size_t size, uint64_t timeout_usec,
-                          plx_msg **ret_reply) {
+_public_ int plx_bus_call_with_fds(plx_bus *bus, const char *destination, const char *member,
+                                   const void *payload, size_t size, const int *fds, size_t n_fds,
+                                   uint64_t timeout_usec, plx_msg **ret_reply) {
         _cleanup_(plx_msg_unrefp_internal) plx_msg *m = NULL;
         uint64_t serial;
         int r;
 
-        r = send_call(bus, destination, member, payload, size, timeout_usec, 0, &serial);
+        r = send_call(bus, destination, member, payload, size, fds, n_fds, timeout_usec, 0, &serial);
         if (r < 0)
                 return r;
 
@@ -63,9 +64,17 @@ _public_ int plx_bus_call(plx_bus *bus, const char *destination, const char *mem
         return r;
 }
 
-_public_ int plx_bus_call_async(plx_bus *bus, plx_slot **ret_slot, const char *destination,
-                                const char *member, const void *payload, size_t size,
-                                uint64_t timeout_usec, plx_reply_fn callback, void *userdata) {
+_public_ int plx_bus_call(plx_bus *bus, const char *destination, const char *member,
+                          const void *payload, size_t size, uint64_t timeout_usec,
+                          plx_msg **ret_reply) {
+        return plx_bus_call_with_fds(bus, destination, member, payload, size, NULL, 0,
+                                     timeout_usec, ret_reply);
+}
+
+_public_ int plx_bus_call_async_with_fds(plx_bus *bus, plx_slot **ret_slot, const char *destination,
+                                         const char *member, const void *payload, size_t size,
+                                         const int *fds, size_t n_fds, uint64_t timeout_usec,
+                                         plx_reply_fn callback, void *userdata) {
         plx_slot *s;
         uint64_t serial;
         int r;
@@ -76,7 +85,7 @@ _public_ int plx_bus_call_async(plx_bus *bus, plx_slot **ret_slot, const char *d
         if (r < 0)
                 return r;
 
-        r = send_call(bus, destination, member, payload, size, timeout_usec, 0, &serial);
+        r = send_call(bus, destination, member, payload, size, fds, n_fds, timeout_usec, 0, &serial);
         if (r >= 0)
                 r = slot_call_register(s, serial, timeout_to_deadline(timeout_usec), callback);
         if (r < 0) {
@@ -91,9 +100,16 @@ _public_ int plx_bus_call_async(plx_bus *bus, plx_slot **ret_slot, const char *d
         return 0;
 }
 
+_public_ int plx_bus_call_async(plx_bus *bus, plx_slot **ret_slot, const char *destination,
+                                const char *member, const void *payload, size_t size,
+                                uint64_t timeout_usec, plx_reply_fn callback, void *userdata) {
+        return plx_bus_call_async_with_fds(bus, ret_slot, destination, member, payload, size,
+                                           NULL, 0, timeout_usec, callback, userdata);
+}
+
 _public_ int plx_bus_send_call(plx_bus *bus, const char *destination, const char *member,
                                const void *payload, size_t size) {
-        return send_call(bus, destination, member, payload, size, PLX_TIMEOUT_DEFAULT,
+        return send_call(bus, destination, member, payload, size, NULL, 0, PLX_TIMEOUT_DEFAULT,
                          FRAME_FLAG_NO_REPLY, NULL);
 }
 
@@ -134,16 +150,22 @@ _public_ int plx_bus_add_method(plx_bus *bus, plx_slot **ret_slot, const char *m
         return 0;
 }
 
-_public_ int plx_bus_publish(plx_bus *bus, const char *topic, const void *payload, size_t size) {
+_public_ int plx_bus_publish_with_fds(plx_bus *bus, const char *topic, const void *payload, size_t size,
+                                      const int *fds, size_t n_fds) {
         Plexus__Header h = PLEXUS__HEADER__INIT;
 
         assert_return(bus, -EINVAL);
         assert_return(topic_is_valid(topic) && !topic_is_reserved(topic), -EINVAL);
         assert_return(payload || size == 0, -EINVAL);
+        assert_return((fds || n_fds == 0) && n_fds <= FRAME_FDS_MAX, -EINVAL);
 
         h.kind = PLEXUS__KIND__KIND_SIGNAL;
         h.member = (char *)topic;
-        return bus_send_frame(bus, &h, payload, size);
+        return bus_send_frame(bus, &h, payload, size, fds, n_fds);
+}
+
+_public_ int plx_bus_publish(plx_bus *bus, const char *topic, const void *payload, size_t size) {
+        return plx_bus_publish_with_fds(bus, topic, payload, size, NULL, 0);
 }
 
 _public_ int plx_bus_subscribe(plx_bus *bus, plx_slot **ret_slot, const char *pattern,

@@ -8,6 +8,7 @@
 #include <errno.h>
 #include <stdlib.h>
 #include <string.h>
+#include <unistd.h>
 
 #include "bus-internal.h"
 
@@ -52,6 +53,7 @@ int msg_new_from_frame(plx_msg **ret, plx_bus *bus, const Plexus__Header *h,
                 .sequence = h->sequence,
                 .delivery = h->delivery,
                 .sender_uid = (uid_t)h->sender_uid,
+                .sender_gid = (gid_t)h->sender_gid,
                 .sender_pid = (pid_t)h->sender_pid,
                 .payload_len = payload_len,
         };
@@ -72,6 +74,26 @@ int msg_new_from_frame(plx_msg **ret, plx_bus *bus, const Plexus__Header *h,
 
         *ret = m;
         return 0;
+}
+
+/**
+ * msg_adopt_fds() - give @m the fds that came with it
+ * @m:          a new message
+ * @fds:        received fds, adopted (closed on failure too)
+ * @n_fds:      how many
+ */
+void msg_adopt_fds(plx_msg *m, int *fds, size_t n_fds) {
+        if (!n_fds)
+                return;
+        m->fds = malloc(n_fds * sizeof(int));
+        if (!m->fds) {
+                /* Out of memory: the fds cannot be handed out, so they must not leak. */
+                for (size_t i = 0; i < n_fds; i++)
+                        close(fds[i]);
+                return;
+        }
+        memcpy(m->fds, fds, n_fds * sizeof(int));
+        m->n_fds = n_fds;
 }
 
 /**
@@ -115,6 +137,10 @@ _public_ plx_msg *plx_msg_unref(plx_msg *msg) {
         assert(!list_is_linked(&msg->link));
         if (msg->name_change)
                 plexus__name_owner_changed__free_unpacked(msg->name_change, NULL);
+        for (size_t i = 0; i < msg->n_fds; i++)
+                if (msg->fds[i] >= 0)
+                        close(msg->fds[i]);
+        free(msg->fds);
         bus_unref(msg->bus);
         free(msg);
         return NULL;
@@ -184,6 +210,30 @@ _public_ pid_t plx_msg_get_sender_pid(plx_msg *msg) {
         return msg ? msg->sender_pid : 0;
 }
 
+_public_ gid_t plx_msg_get_sender_gid(plx_msg *msg) {
+        return msg ? msg->sender_gid : (gid_t)-1;
+}
+
+_public_ size_t plx_msg_get_n_fds(plx_msg *msg) {
+        return msg ? msg->n_fds : 0;
+}
+
+_public_ int plx_msg_get_fd(plx_msg *msg, size_t index) {
+        assert_return(msg && index < msg->n_fds, -EINVAL);
+        return msg->fds[index] >= 0 ? msg->fds[index] : -EBADF;
+}
+
+_public_ int plx_msg_take_fd(plx_msg *msg, size_t index) {
+        int fd;
+
+        assert_return(msg && index < msg->n_fds, -EINVAL);
+        fd = msg->fds[index];
+        if (fd < 0)
+                return -EBADF;
+        msg->fds[index] = -1;
+        return fd;
+}
+
 _public_ uint32_t plx_msg_get_timeout_ms(plx_msg *msg) {
         return msg && msg->kind == PLX_MSG_CALL ? msg->timeout_ms : 0;
 }
@@ -207,7 +257,8 @@ static int reply_check(plx_msg *call) {
         return 0;
 }
 
-static int reply_send(plx_msg *call, Plexus__Kind kind, const char *name, const void *payload, size_t size) {
+static int reply_send(plx_msg *call, Plexus__Kind kind, const char *name, const void *payload, size_t size,
+                      const int *fds, size_t n_fds) {
         Plexus__Header h = PLEXUS__HEADER__INIT;
         int r;
 
@@ -220,19 +271,25 @@ static int reply_send(plx_msg *call, Plexus__Kind kind, const char *name, const 
         h.destination = (char *)call->sender;
         if (name)
                 h.error_name = (char *)name;
-        r = bus_send_frame(call->bus, &h, payload, size);
+        r = bus_send_frame(call->bus, &h, payload, size, fds, n_fds);
         if (r < 0)
                 call->replied = false;
         return r;
 }
 
-_public_ int plx_msg_reply(plx_msg *call, const void *payload, size_t size) {
+_public_ int plx_msg_reply_with_fds(plx_msg *call, const void *payload, size_t size,
+                                    const int *fds, size_t n_fds) {
         int r = reply_check(call);
 
         if (r < 0)
                 return r;
         assert_return(payload || size == 0, -EINVAL);
-        return reply_send(call, PLEXUS__KIND__KIND_REPLY, NULL, payload, size);
+        assert_return((fds || n_fds == 0) && n_fds <= FRAME_FDS_MAX, -EINVAL);
+        return reply_send(call, PLEXUS__KIND__KIND_REPLY, NULL, payload, size, fds, n_fds);
+}
+
+_public_ int plx_msg_reply(plx_msg *call, const void *payload, size_t size) {
+        return plx_msg_reply_with_fds(call, payload, size, NULL, 0);
 }
 
 _public_ int plx_msg_reply_error(plx_msg *call, const char *name, const char *message) {
@@ -242,7 +299,7 @@ _public_ int plx_msg_reply_error(plx_msg *call, const char *name, const char *me
                 return r;
         assert_return(name && *name && strlen(name) <= FRAME_NAME_MAX, -EINVAL);
         message = message ?: "";
-        return reply_send(call, PLEXUS__KIND__KIND_ERROR, name, message, strlen(message));
+        return reply_send(call, PLEXUS__KIND__KIND_ERROR, name, message, strlen(message), NULL, 0);
 }
 
 _public_ int plx_msg_get_name_change(plx_msg *msg, const char **ret_name, const char **ret_old_owner,

@@ -98,7 +98,7 @@ void slot_disconnect(plx_slot *s) {
                         h.member = (char *)"Unsubscribe";
                         h.flags = FRAME_FLAG_NO_REPLY;
                         /* Best effort: a lost connection drops the subscription anyway. */
-                        (void)bus_send_frame(bus, &h, buf, plexus__subscribe_request__pack(&req, buf));
+                        (void)bus_send_frame(bus, &h, buf, plexus__subscribe_request__pack(&req, buf), NULL, 0);
                 }
                 list_unlink(&s->sub.link);
                 break;

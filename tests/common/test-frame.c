@@ -418,8 +418,9 @@ static void check_strained_decode(Arena *a, const uint8_t *unit, size_t unit_len
 }
 
 static void test_decode_tiny_unknown_fields(void **state) {
-        static const uint8_t varint_unknown[] = { 0x78, 0x00 };        /* field 15, varint 0 */
-        static const uint8_t bytes_unknown[] = { 0x7a, 0x00 };         /* field 15, 0 bytes */
+        /* Field 1000: far from any field plexus.Header will ever define. */
+        static const uint8_t varint_unknown[] = { 0xc0, 0x3e, 0x00 };  /* field 1000, varint 0 */
+        static const uint8_t bytes_unknown[] = { 0xc2, 0x3e, 0x00 };   /* field 1000, 0 bytes */
         static const uint8_t wide_unknown[] = { 0xa0, 0x06, 0x01 };    /* field 100, varint 1 */
 
         check_strained_decode(*state, varint_unknown, sizeof(varint_unknown), true, 0);
@@ -463,7 +464,7 @@ static void check_arena_guarantee(Arena *a, const uint8_t *unit, size_t unit_len
 }
 
 static void test_decode_arena_fits_max_header(void **state) {
-        static const uint8_t varint_unknown[] = { 0x78, 0x00 };        /* field 15, varint 0 */
+        static const uint8_t varint_unknown[] = { 0xc0, 0x3e, 0x00 };  /* field 1000, varint 0 */
         static const uint8_t serial_again[] = { 0x10, 0x05 };           /* serial = 5 */
 
         check_arena_guarantee(*state, varint_unknown, sizeof(varint_unknown),

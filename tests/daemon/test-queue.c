@@ -14,6 +14,8 @@
 #include <stdarg.h>
 #include <stdbool.h>
 #include <stddef.h>
+#include <fcntl.h>
+#include <unistd.h>
 #include <stdint.h>
 #include <stdlib.h>
 #include <string.h>
@@ -27,7 +29,7 @@ static Message *new_message(uint8_t tag) {
         uint8_t payload[5] = { 1, 2, 3, 4, tag };
         Message *m = NULL;
 
-        assert_int_equal(message_new(&m, header, sizeof(header), payload, sizeof(payload)), 0);
+        assert_int_equal(message_new(&m, header, sizeof(header), payload, sizeof(payload), NULL, 0), 0);
         assert_non_null(m);
         return m;
 }
@@ -48,7 +50,7 @@ static void test_message(void **state) {
         static const uint8_t payload[] = "payload";
         Message *m = NULL;
 
-        assert_int_equal(message_new(&m, header, sizeof(header), payload, sizeof(payload)), 0);
+        assert_int_equal(message_new(&m, header, sizeof(header), payload, sizeof(payload), NULL, 0), 0);
         assert_int_equal(m->n_refs, 1);
         assert_int_equal(m->header_len, sizeof(header));
         assert_int_equal(m->payload_len, sizeof(payload));
@@ -62,7 +64,7 @@ static void test_message(void **state) {
         assert_null(message_unref(m));
 
         /* No payload: payload_len 0, the pointer sits right after the header. */
-        assert_int_equal(message_new(&m, header, sizeof(header), NULL, 0), 0);
+        assert_int_equal(message_new(&m, header, sizeof(header), NULL, 0, NULL, 0), 0);
         assert_int_equal(m->payload_len, 0);
         assert_ptr_equal(message_payload(m), message_header(m) + sizeof(header));
         message_unref(m);
@@ -75,7 +77,7 @@ static void test_queue_order(void **state) {
         Message *m[5];
         Queue q;
 
-        queue_init(&q, 100, 10000);
+        queue_init(&q, 100, 10000, SIZE_MAX);
         assert_drained(&q);
 
         for (unsigned i = 0; i < 5; i++) {
@@ -111,7 +113,7 @@ static void test_queue_wrap_growth(void **state) {
         uint64_t next_push = 0, next_pop = 0;
         Queue q;
 
-        queue_init(&q, 1000, 1000000);
+        queue_init(&q, 1000, 1000000, SIZE_MAX);
 
         /* Fill the first ring (8 entries), pop 5, push 5: the tail wraps. */
         for (unsigned i = 0; i < 8; i++)
@@ -163,7 +165,7 @@ static void test_queue_random_fifo(void **state) {
         Queue q;
 
         /* A reference FIFO of sizes indexed by delivery % 4096. */
-        queue_init(&q, 4096, SIZE_MAX);
+        queue_init(&q, 4096, SIZE_MAX, SIZE_MAX);
         for (unsigned i = 0; i < 200000; i++) {
                 x ^= x << 13;
                 x ^= x >> 7;
@@ -206,17 +208,17 @@ static void test_queue_entry_limit(void **state) {
         Message *m = new_message(3);
         Queue q;
 
-        queue_init(&q, 4, 1000000);
+        queue_init(&q, 4, 1000000, SIZE_MAX);
         for (unsigned i = 0; i < 3; i++) {
                 assert_false(queue_is_full(&q));
-                assert_true(queue_has_room(&q, 10));
+                assert_true(queue_has_room(&q, 10, 0));
                 assert_int_equal(queue_push(&q, m, i, 10, false), 0);
         }
         /* The fourth entry reaches the limit; it is still accepted. */
         assert_false(queue_is_full(&q));
         assert_int_equal(queue_push(&q, m, 3, 10, false), 0);
         assert_true(queue_is_full(&q));
-        assert_false(queue_has_room(&q, 1));
+        assert_false(queue_has_room(&q, 1, 0));
 
         /* A refused push changes nothing and takes no reference. */
         assert_int_equal(queue_push(&q, m, 4, 10, false), QUEUE_E_FULL);
@@ -240,10 +242,10 @@ static void test_queue_byte_limit(void **state) {
         Message *m = new_message(4);
         Queue q;
 
-        queue_init(&q, 1000, 100);
+        queue_init(&q, 1000, 100, SIZE_MAX);
 
         /* A single frame above the limit never fits, not even in an empty queue. */
-        assert_false(queue_has_room(&q, 101));
+        assert_false(queue_has_room(&q, 101, 0));
         assert_int_equal(queue_push(&q, m, 0, 101, false), QUEUE_E_FULL);
         assert_drained(&q);
         assert_int_equal(m->n_refs, 1);
@@ -251,11 +253,11 @@ static void test_queue_byte_limit(void **state) {
         assert_int_equal(queue_push(&q, m, 0, 60, false), 0);
         assert_false(queue_is_full(&q));
         /* 60 + 41 would pass the limit by one byte. */
-        assert_false(queue_has_room(&q, 41));
+        assert_false(queue_has_room(&q, 41, 0));
         assert_int_equal(queue_push(&q, m, 1, 41, false), QUEUE_E_FULL);
         assert_int_equal(q.n_bytes, 60);
         /* 60 + 40 is exactly the limit. */
-        assert_true(queue_has_room(&q, 40));
+        assert_true(queue_has_room(&q, 40, 0));
         assert_int_equal(queue_push(&q, m, 1, 40, false), 0);
         assert_int_equal(q.n_bytes, 100);
         assert_true(queue_is_full(&q));
@@ -273,7 +275,7 @@ static void test_queue_byte_limit(void **state) {
         assert_int_equal(m->n_refs, 1);
 
         /* A frame exactly max_bytes long fits an empty queue. */
-        queue_init(&q, 1000, 100);
+        queue_init(&q, 1000, 100, SIZE_MAX);
         assert_int_equal(queue_push(&q, m, 0, 100, false), 0);
         assert_true(queue_is_full(&q));
         queue_deinit(&q);
@@ -284,7 +286,7 @@ static void test_queue_forced(void **state) {
         Message *m = new_message(5);
         Queue q;
 
-        queue_init(&q, 2, 100);
+        queue_init(&q, 2, 100, SIZE_MAX);
         assert_int_equal(queue_push(&q, m, 0, 50, false), 0);
         assert_int_equal(queue_push(&q, m, 1, 50, false), 0);
         assert_int_equal(queue_push(&q, m, 2, 50, false), QUEUE_E_FULL);
@@ -297,7 +299,7 @@ static void test_queue_forced(void **state) {
         assert_true(queue_is_full(&q));
         assert_int_equal(m->n_refs, 5);
 
-        assert_false(queue_has_room(&q, 1));
+        assert_false(queue_has_room(&q, 1, 0));
         assert_int_equal(queue_push(&q, m, 4, 1, false), QUEUE_E_FULL);
 
         /* Still over the limits after popping one of four. */
@@ -311,26 +313,26 @@ static void test_queue_forced(void **state) {
                 queue_pop(&q);
         }
         assert_drained(&q);
-        assert_true(queue_has_room(&q, 100));
+        assert_true(queue_has_room(&q, 100, 0));
         assert_int_equal(m->n_refs, 1);
 
         /*
          * Over the byte limit with entries to spare: the free space must not
          * be computed as max_bytes - n_bytes, which would wrap around.
          */
-        queue_init(&q, 100, 100);
+        queue_init(&q, 100, 100, SIZE_MAX);
         assert_int_equal(queue_push(&q, m, 0, 150, true), 0);
         assert_true(queue_is_full(&q));
-        assert_false(queue_has_room(&q, 0));
-        assert_false(queue_has_room(&q, 1));
-        assert_false(queue_has_room(&q, 100));
+        assert_false(queue_has_room(&q, 0, 0));
+        assert_false(queue_has_room(&q, 1, 0));
+        assert_false(queue_has_room(&q, 100, 0));
         assert_int_equal(queue_push(&q, m, 1, 1, false), QUEUE_E_FULL);
         assert_int_equal(q.n_entries, 1);
         queue_deinit(&q);
         assert_drained(&q);
 
         /* A forced push into an empty queue with zero limits works too. */
-        queue_init(&q, 0, 0);
+        queue_init(&q, 0, 0, SIZE_MAX);
         assert_true(queue_is_full(&q));
         assert_int_equal(queue_push(&q, m, 0, 10, false), QUEUE_E_FULL);
         assert_int_equal(queue_push(&q, m, 0, 10, true), 0);
@@ -344,8 +346,8 @@ static void test_queue_shared_message(void **state) {
         Message *m = new_message(6);
         Queue a, b;
 
-        queue_init(&a, 10, 1000);
-        queue_init(&b, 10, 1000);
+        queue_init(&a, 10, 1000, SIZE_MAX);
+        queue_init(&b, 10, 1000, SIZE_MAX);
 
         assert_int_equal(queue_push(&a, m, 7, 8, false), 0);
         assert_int_equal(queue_push(&b, m, 9, 8, false), 0);
@@ -370,6 +372,49 @@ static void test_queue_shared_message(void **state) {
         queue_deinit(&a);
 }
 
+/* Passed fds: the message holds duplicates, the queue charges them, the last unref closes them. */
+static void test_queue_fd_limit(void **state) {
+        uint8_t header[8] = { 0 };
+        int pipefd[2], fds[3];
+        Message *m = NULL;
+        Queue q;
+
+        assert_int_equal(pipe(pipefd), 0);
+        for (size_t i = 0; i < 3; i++)
+                fds[i] = pipefd[0];
+
+        assert_int_equal(message_new(&m, header, sizeof(header), NULL, 0, fds, 3), 0);
+        assert_int_equal(m->n_fds, 3);
+        for (size_t i = 0; i < 3; i++) {
+                assert_int_not_equal(m->fds[i], pipefd[0]);
+                assert_true(fcntl(m->fds[i], F_GETFD) & FD_CLOEXEC);
+        }
+
+        queue_init(&q, 100, 1000000, 4);
+        assert_int_equal(queue_push(&q, m, 1, 10, false), 0);
+        assert_int_equal(q.n_fds, 3);
+        assert_true(queue_has_room(&q, 10, 1));
+        assert_false(queue_has_room(&q, 10, 2));
+        /* A message with 3 more fds does not fit; forced, it does. */
+        assert_int_equal(queue_push(&q, m, 2, 10, false), QUEUE_E_FULL);
+        assert_int_equal(queue_push(&q, m, 2, 10, true), 0);
+        assert_int_equal(q.n_fds, 6);
+        assert_true(queue_is_full(&q));
+
+        fds[0] = m->fds[0];
+        message_unref(m);               /* the queue's references keep it */
+        assert_true(fcntl(fds[0], F_GETFD) >= 0);
+        queue_pop(&q);
+        queue_pop(&q);
+        assert_int_equal(q.n_fds, 0);
+        /* The duplicates are gone with the message; the original stays. */
+        assert_int_equal(fcntl(fds[0], F_GETFD), -1);
+        assert_true(fcntl(pipefd[0], F_GETFD) >= 0);
+        queue_deinit(&q);
+        close(pipefd[0]);
+        close(pipefd[1]);
+}
+
 int main(void) {
         const struct CMUnitTest tests[] = {
                 cmocka_unit_test(test_message),
@@ -380,6 +425,7 @@ int main(void) {
                 cmocka_unit_test(test_queue_byte_limit),
                 cmocka_unit_test(test_queue_forced),
                 cmocka_unit_test(test_queue_shared_message),
+                cmocka_unit_test(test_queue_fd_limit),
         };
 
         return cmocka_run_group_tests_name("Queue", tests, NULL, NULL);

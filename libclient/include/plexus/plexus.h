@@ -57,6 +57,10 @@ enum {
 #define PLX_ERROR_FAILED "plexus.Error.Failed"
 #define PLX_ERROR_NAME_HAS_NO_OWNER "plexus.Error.NameHasNoOwner"
 #define PLX_ERROR_NAME_NOT_OWNED "plexus.Error.NameNotOwned"
+#define PLX_ERROR_FDS_REJECTED "plexus.Error.FdsRejected"
+
+/* File descriptors one message can carry (the kernel's SCM_MAX_FD). */
+#define PLX_FDS_MAX 253
 
 /* The broker's own name, as a call destination. */
 #define PLX_BROKER "plexus"
@@ -267,6 +271,31 @@ int plx_bus_call_async(plx_bus *bus, plx_slot **ret_slot, const char *destinatio
                        uint64_t timeout_usec, plx_reply_fn callback, void *userdata);
 
 /**
+ * plx_bus_call_with_fds() - plx_bus_call() passing file descriptors
+ * @fds:        open fds to pass, borrowed: the callee receives duplicates;
+ *              the caller keeps and closes its own
+ * @n_fds:      how many, at most PLX_FDS_MAX
+ *
+ * Any fd type can travel: pipes, sockets, memfds, files. The other
+ * arguments and the results are as for plx_bus_call(), plus -EBADF if one of
+ * @fds is not open and plexus.Error.FdsRejected (-EREMOTEIO) if the broker
+ * or the callee's queue could not take them.
+ */
+int plx_bus_call_with_fds(plx_bus *bus, const char *destination, const char *member,
+                          const void *payload, size_t size, const int *fds, size_t n_fds,
+                          uint64_t timeout_usec, plx_msg **ret_reply);
+
+/**
+ * plx_bus_call_async_with_fds() - plx_bus_call_async() passing file descriptors
+ *
+ * @fds and @n_fds as for plx_bus_call_with_fds().
+ */
+int plx_bus_call_async_with_fds(plx_bus *bus, plx_slot **ret_slot, const char *destination,
+                                const char *member, const void *payload, size_t size,
+                                const int *fds, size_t n_fds, uint64_t timeout_usec,
+                                plx_reply_fn callback, void *userdata);
+
+/**
  * plx_bus_send_call() - send a call that expects no reply
  *
  * Delivery failures still come back as ERROR frames, to the handler set with
@@ -306,6 +335,14 @@ int plx_bus_add_method(plx_bus *bus, plx_slot **ret_slot, const char *member,
 int plx_msg_reply(plx_msg *call, const void *payload, size_t size);
 
 /**
+ * plx_msg_reply_with_fds() - plx_msg_reply() passing file descriptors
+ *
+ * @fds and @n_fds as for plx_bus_call_with_fds().
+ */
+int plx_msg_reply_with_fds(plx_msg *call, const void *payload, size_t size,
+                           const int *fds, size_t n_fds);
+
+/**
  * plx_msg_reply_error() - answer @call with an ERROR
  * @call:       a CALL received by a method handler; borrowed
  * @name:       error name, e.g. "org.example.Error.NotFound"; borrowed
@@ -329,6 +366,15 @@ int plx_msg_reply_error(plx_msg *call, const char *name, const char *message);
  * reported by an ERROR to the handler set with plx_bus_set_error_handler().
  */
 int plx_bus_publish(plx_bus *bus, const char *topic, const void *payload, size_t size);
+
+/**
+ * plx_bus_publish_with_fds() - plx_bus_publish() passing file descriptors
+ *
+ * Every subscriber receives its own duplicates. @fds and @n_fds as for
+ * plx_bus_call_with_fds().
+ */
+int plx_bus_publish_with_fds(plx_bus *bus, const char *topic, const void *payload, size_t size,
+                             const int *fds, size_t n_fds);
 
 /**
  * plx_bus_subscribe() - receive signals whose topic matches @pattern
@@ -521,8 +567,25 @@ const void *plx_msg_get_payload(plx_msg *msg, size_t *ret_size);
 uint64_t plx_msg_get_sequence(plx_msg *msg);
 /* Per-connection delivery counter: 1, 2, 3, ... with gaps for missed frames. */
 uint64_t plx_msg_get_delivery(plx_msg *msg);
+/*
+ * Credentials of the sender, as the kernel told the broker when the sender
+ * connected (SO_PEERCRED); stamped by the broker, never taken from the
+ * sender's own header.
+ */
 uid_t plx_msg_get_sender_uid(plx_msg *msg);
+gid_t plx_msg_get_sender_gid(plx_msg *msg);
 pid_t plx_msg_get_sender_pid(plx_msg *msg);
+
+/*
+ * File descriptors that came with @msg. They belong to @msg and are closed
+ * with it, unless taken: plx_msg_take_fd() hands fd @index to the caller,
+ * who must close it; afterwards the slot reads as -EBADF.
+ * plx_msg_get_fd() only lends it (valid while @msg lives and the fd is not
+ * taken). Both return -EINVAL for an index out of range.
+ */
+size_t plx_msg_get_n_fds(plx_msg *msg);
+int plx_msg_get_fd(plx_msg *msg, size_t index);
+int plx_msg_take_fd(plx_msg *msg, size_t index);
 /* Milliseconds the caller waits for a CALL, 0 for other kinds. */
 uint32_t plx_msg_get_timeout_ms(plx_msg *msg);
 /* Whether a CALL expects no reply. */
