@@ -12,6 +12,7 @@
  */
 
 #include <errno.h>
+#include <fcntl.h>
 #include <poll.h>
 #include <setjmp.h>
 #include <stdarg.h>
@@ -19,6 +20,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <systemd/sd-event.h>
+#include <unistd.h>
 
 #include <cmocka.h>
 
@@ -42,6 +44,9 @@ typedef struct Api {
 
         plx_msg *error;
         bool error_done;
+
+        plx_msg *fd_signal;
+        bool fd_signal_done;
 } Api;
 
 static int on_echo(plx_msg *call, void *userdata) {
@@ -330,12 +335,133 @@ static void test_sd_event_default(void **state) {
         event = sd_event_unref(event);
 }
 
+/* --- names and fd passing --------------------------------------------- */
+
+static int on_take_fd(plx_msg *call, void *userdata) {
+        char buf[8] = {};
+        int fd, pipefd[2], r;
+
+        assert_int_equal(plx_msg_get_sender_gid(call), getgid());
+        assert_int_equal(plx_msg_get_n_fds(call), 1);
+        assert_true(plx_msg_get_fd(call, 0) >= 0);
+        assert_int_equal(plx_msg_get_fd(call, 1), -EINVAL);
+        fd = plx_msg_take_fd(call, 0);
+        assert_true(fd >= 0);
+        assert_int_equal(plx_msg_take_fd(call, 0), -EBADF);
+        assert_int_equal(plx_msg_get_fd(call, 0), -EBADF);
+        assert_int_equal(read(fd, buf, sizeof(buf) - 1), 4);
+        assert_string_equal(buf, "ping");
+        close(fd);
+
+        /* Answer with a pipe of our own; the receiver gets a duplicate. */
+        assert_int_equal(pipe2(pipefd, O_CLOEXEC), 0);
+        assert_int_equal(write(pipefd[1], "pong", 4), 4);
+        close(pipefd[1]);
+        r = plx_msg_reply_with_fds(call, NULL, 0, &pipefd[0], 1);
+        close(pipefd[0]);
+        return r;
+}
+
+static int on_fd_signal(plx_msg *msg, void *userdata) {
+        Api *api = userdata;
+
+        api->fd_signal = plx_msg_ref(msg);
+        api->fd_signal_done = true;
+        return 0;
+}
+
+static void read_fd_of(plx_msg *m, const char *want) {
+        char buf[8] = {};
+
+        assert_int_equal(plx_msg_get_n_fds(m), 1);
+        assert_int_equal(read(plx_msg_get_fd(m, 0), buf, sizeof(buf) - 1), (ssize_t)strlen(want));
+        assert_string_equal(buf, want);
+}
+
+static int one_pipe(const char *text) {
+        int p[2];
+
+        assert_int_equal(pipe2(p, O_CLOEXEC), 0);
+        assert_int_equal(write(p[1], text, strlen(text)), (ssize_t)strlen(text));
+        close(p[1]);
+        return p[0];
+}
+
+static void test_api_names_and_fds(void **state) {
+        Harness *h = *state;
+        Api api = {};
+        _cleanup_msg_ plx_msg *reply = NULL;
+        const char *name, *old_owner, *new_owner;
+        char *owner = NULL;
+        int fd, reason;
+
+        assert_int_equal(plx_bus_new(&api.service, h->address, "api-service"), 0);
+        assert_int_equal(plx_bus_new(&api.client, h->address, "api-client"), 0);
+        assert_int_equal(plx_bus_add_method(api.service, NULL, "TakeFd", on_take_fd, &api), 0);
+
+        /* Names: request (with a lease that libplexus renews), look up, wait, watch, release. */
+        assert_int_equal(plx_bus_subscribe(api.client, NULL, PLX_TOPIC_NAMES_PREFIX "org.example.Api",
+                                           on_signal, &api), 0);
+        assert_int_equal(plx_bus_request_name(api.service, "org.example.Api", PLX_NAME_ALLOW_REPLACEMENT),
+                         PLX_NAME_PRIMARY_OWNER);
+        assert_int_equal(plx_bus_request_name_lease(api.service, "org.example.Api", 0, 60 * 1000 * 1000,
+                                                    "api/will", "gone", 4), PLX_NAME_ALREADY_OWNER);
+        assert_int_equal(plx_bus_renew_name(api.service, "org.example.Api"), 0);
+        assert_int_equal(plx_bus_get_name_owner(api.client, "org.example.Api", &owner), 0);
+        assert_string_equal(owner, plx_bus_get_unique_id(api.service));
+        free(owner);
+        assert_int_equal(plx_bus_wait_for_name(api.client, "org.example.Api", 1000 * 1000, &owner), 0);
+        assert_string_equal(owner, plx_bus_get_unique_id(api.service));
+        free(owner);
+        poll_until(&api, &api.signal_done);
+        assert_int_equal(plx_msg_get_name_change(api.signal, &name, &old_owner, &new_owner, &reason), 0);
+        assert_string_equal(name, "org.example.Api");
+        assert_string_equal(old_owner, "");
+        assert_string_equal(new_owner, plx_bus_get_unique_id(api.service));
+        assert_int_equal(reason, PLX_NAME_CHANGE_REQUESTED);
+        api.signal = plx_msg_unref(api.signal);
+        api.signal_done = false;
+        assert_int_equal(plx_bus_release_name(api.service, "org.example.Api"), PLX_NAME_RELEASED);
+        assert_int_equal(plx_bus_get_name_owner(api.client, "org.example.Api", NULL), -ENXIO);
+
+        /* fds: with a call (sync and async), a reply and a signal. */
+        fd = one_pipe("ping");
+        assert_int_equal(plx_bus_call_async_with_fds(api.client, NULL, plx_bus_get_unique_id(api.service),
+                                                     "TakeFd", NULL, 0, &fd, 1, 5 * 1000 * 1000,
+                                                     on_reply, &api), 0);
+        close(fd);
+        poll_until(&api, &api.reply_done);
+        assert_int_equal(plx_msg_get_kind(api.reply), PLX_MSG_REPLY);
+        read_fd_of(api.reply, "pong");
+        api.reply = plx_msg_unref(api.reply);
+
+        assert_int_equal(plx_bus_subscribe(api.client, NULL, "api/fds", on_fd_signal, &api), 0);
+        fd = one_pipe("sig");
+        assert_int_equal(plx_bus_publish_with_fds(api.service, "api/fds", NULL, 0, &fd, 1), 0);
+        close(fd);
+        poll_until(&api, &api.fd_signal_done);
+        read_fd_of(api.fd_signal, "sig");
+        api.fd_signal = plx_msg_unref(api.fd_signal);
+        api.signal = plx_msg_unref(api.signal);     /* the release's change signal, if it came */
+
+        /* Synchronous (nobody answers here while we block): refused by the broker, fd closed there. */
+        fd = one_pipe("ping");
+        assert_int_equal(plx_bus_call_with_fds(api.client, ":999999", "Nope",
+                                               NULL, 0, &fd, 1, 5 * 1000 * 1000, &reply), -EREMOTEIO);
+        assert_string_equal(plx_msg_get_error_name(reply), PLX_ERROR_SERVICE_UNKNOWN);
+        close(fd);
+
+        plx_bus_free(api.client);
+        plx_bus_free(api.service);
+}
+
 int main(void) {
         const struct CMUnitTest tests[] = {
                 cmocka_unit_test(test_null_destructors),
                 cmocka_unit_test_setup_teardown(test_api, harness_setup, harness_teardown),
                 cmocka_unit_test_setup_teardown(test_sd_event, harness_setup, harness_teardown),
                 cmocka_unit_test_setup_teardown(test_sd_event_default, harness_setup, harness_teardown),
+                cmocka_unit_test_setup_teardown(test_api_names_and_fds, harness_setup, harness_teardown),
         };
 
         return cmocka_run_group_tests(tests, NULL, NULL);
