@@ -215,7 +215,8 @@ int plx_broker_new(plx_broker **ret, const plx_broker_config *config) {
                 b->config_path = strdup(config->config_path);
                 if (!b->config_path)
                         return -ENOMEM;
-                r = config_load(&b->config, b->config_path, config->config_required, err, sizeof(err));
+                r = config_load(&b->config, &b->policy, b->config_path, config->config_required,
+                                err, sizeof(err));
                 if (r < 0) {
                         broker_log(b, LOG_ERR, "%s: %s", b->config_path, err);
                         return r;
@@ -348,6 +349,7 @@ void broker_begin_shutdown(Broker *b) {
  */
 void broker_reload(Broker *b) {
         plx_broker_config c = b->base;
+        Policy *policy = NULL;
         char err[256];
         Peer *p;
         int r;
@@ -356,11 +358,16 @@ void broker_reload(Broker *b) {
 
         if (!b->config_path) {
                 broker_log(b, LOG_INFO, "reload: no configuration file, nothing to do");
-        } else if ((r = config_load(&c, b->config_path, b->base.config_required, err, sizeof(err))) < 0 ||
+        } else if ((r = config_load(&c, &policy, b->config_path, b->base.config_required,
+                                    err, sizeof(err))) < 0 ||
                    (r = config_check(&c)) < 0) {
                 broker_log(b, LOG_ERR, "reload: %s: %s, keeping the old configuration", b->config_path,
                            r == -EINVAL && !err[0] ? "invalid limits" : err);
+                policy_free(policy);
         } else {
+                /* Decisions from now on follow the new rules; connected clients stay. */
+                policy_free(b->policy);
+                b->policy = policy;
                 b->config = c;
                 b->stats.n_reloads++;
                 list_for_each_entry(p, &b->peers, link) {
@@ -368,7 +375,8 @@ void broker_reload(Broker *b) {
                         p->queue.max_bytes = c.max_queue_bytes;
                         p->queue.max_fds = c.max_queue_fds;
                 }
-                broker_log(b, LOG_INFO, "reload: configuration read from %s", b->config_path);
+                broker_log(b, LOG_INFO, "reload: configuration read from %s (%zu policy rules)",
+                           b->config_path, policy_n_rules(b->policy));
         }
 
         broker_notify(b, "READY=1");
@@ -534,6 +542,7 @@ plx_broker *plx_broker_free(plx_broker *b) {
         timer_disarm(&b->timers, &b->watchdog_timer);
         timer_disarm(&b->timers, &b->status_timer);
         free(b->config_path);
+        policy_free(b->policy);
         pending_flush_free_list(b);
         htable_deinit(&b->pending);
         htable_deinit(&b->peers_by_id);

@@ -25,6 +25,7 @@
 #include "log.h"
 #include "loop.h"
 #include "name.h"
+#include "policy.h"
 #include "timer.h"
 #include "topic-trie.h"
 
@@ -111,6 +112,7 @@ typedef struct BrokerStats {
         uint64_t n_reloads;
         uint64_t n_fds_passed;          /* fds handed to receivers */
         uint64_t n_fds_rejected;        /* frames refused for their fds */
+        uint64_t n_denied;              /* actions the policy denied */
         uint64_t n_protocol_errors;     /* clients disconnected for bad input */
         uint64_t n_peers_peak;
 } BrokerStats;
@@ -159,6 +161,7 @@ struct Broker {
 
         TopicTrie topics;
         NameRegistry names;
+        Policy *policy;                 /* NULL: only root and the broker's uid are served */
 
         uint64_t sequence;              /* bus-wide frame counter, see docs/protocol.md */
         Timer shutdown_timer;

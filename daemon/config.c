@@ -8,6 +8,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <unistd.h>
 
 #include "config.h"
 
@@ -36,6 +37,7 @@ static const Key limits[] = {
 
 typedef struct Parse {
         plx_broker_config *config;
+        Policy *policy;
         char *err;
         size_t err_size;
 } Parse;
@@ -46,6 +48,8 @@ static int handle(void *userdata, const char *section, const char *name, const c
         unsigned long long v;
         char *end;
 
+        if (strncmp(section, "policy:", 7) == 0 && section[7])
+                return policy_set(p->policy, section + 7, name, value, p->err, p->err_size) == 0;
         if (strcmp(section, "limits") != 0) {
                 snprintf(p->err, p->err_size, "unknown section [%s]", section);
                 return 0;
@@ -68,8 +72,36 @@ static int handle(void *userdata, const char *section, const char *name, const c
 }
 
 /**
+ * config_default_path() - where plexusd looks for its file without --config
+ * @buf:        receives the path
+ * @size:       its capacity
+ *
+ * The system bus (root) reads CONFIG_SYSTEM_PATH; a per-user bus reads
+ * $XDG_CONFIG_HOME/plexus/plexusd.conf (default ~/.config), so that a
+ * user's bus never picks up the system bus's policy.
+ *
+ * Return: 0, or -ENOENT if there is no home to look in.
+ */
+int config_default_path(char *buf, size_t size) {
+        const char *dir;
+        int n;
+
+        if (geteuid() == 0)
+                n = snprintf(buf, size, "%s", CONFIG_SYSTEM_PATH);
+        else if ((dir = secure_getenv("XDG_CONFIG_HOME")) && *dir == '/')
+                n = snprintf(buf, size, "%s%s", dir, CONFIG_USER_SUFFIX);
+        else if ((dir = secure_getenv("HOME")) && *dir == '/')
+                n = snprintf(buf, size, "%s/.config%s", dir, CONFIG_USER_SUFFIX);
+        else
+                return -ENOENT;
+        return n > 0 && (size_t)n < size ? 0 : -ENAMETOOLONG;
+}
+
+/**
  * config_load() - apply the file at @path to @c
  * @c:          the configuration; changed only on success
+ * @ret_policy: receives the file's policy, or NULL if it has no [policy:*]
+ *              section (or there is no file); written only on success
  * @path:       the file
  * @required:   whether a missing file is an error (else @c stays as it is)
  * @err:        receives a description on failure
@@ -78,7 +110,9 @@ static int handle(void *userdata, const char *section, const char *name, const c
  * Return: 0 (also for a missing optional file), -ENOENT for a missing
  * required file, -EINVAL for a bad file, -ENOMEM.
  */
-int config_load(plx_broker_config *c, const char *path, bool required, char *err, size_t err_size) {
+int config_load(plx_broker_config *c, Policy **ret_policy, const char *path, bool required,
+                char *err, size_t err_size) {
+        _cleanup_(policy_freep) Policy *policy = NULL;
         plx_broker_config copy = *c;
         Parse p = { .config = &copy, .err = err, .err_size = err_size };
         FILE *f;
@@ -87,11 +121,21 @@ int config_load(plx_broker_config *c, const char *path, bool required, char *err
         f = fopen(path, "re");
         if (!f) {
                 r = -errno;
-                if (r == -ENOENT && !required)
+                if (r == -ENOENT && !required) {
+                        *ret_policy = NULL;
                         return 0;
+                }
                 snprintf(err, err_size, "cannot open: %s", strerror(-r));
                 return r;
         }
+
+        r = policy_new(&policy);
+        if (r < 0) {
+                fclose(f);
+                snprintf(err, err_size, "out of memory");
+                return r;
+        }
+        p.policy = policy;
 
         err[0] = 0;
         r = ini_parse_file(f, handle, &p);
@@ -101,6 +145,7 @@ int config_load(plx_broker_config *c, const char *path, bool required, char *err
                 return -ENOMEM;
         }
         if (r != 0) {
+                /* A handler's own message wins; else libinih's line number. */
                 if (!err[0])
                         snprintf(err, err_size, "line %d: not a section, key = value line or comment", r);
                 return -EINVAL;
@@ -110,7 +155,11 @@ int config_load(plx_broker_config *c, const char *path, bool required, char *err
                          copy.max_timeout_ms, copy.default_timeout_ms);
                 return -EINVAL;
         }
+        r = policy_finish(policy, err, err_size);
+        if (r < 0)
+                return r;
 
         *c = copy;
+        *ret_policy = policy_n_rules(policy) ? TAKE_PTR(policy) : NULL;
         return 0;
 }

@@ -9,6 +9,7 @@
 #include <string.h>
 
 #include "build-config.h"
+#include "access.h"
 #include "driver.h"
 #include "peer.h"
 #include "router.h"
@@ -47,6 +48,14 @@ void driver_hello(Broker *b, Peer *p, Plexus__Header *h, const FrameView *f) {
         if (i == 0)
                 snprintf(p->description, sizeof(p->description), "-");
 
+        /* Credentials are the kernel's, from accept; HELLO is where we answer. */
+        if (!access_may_connect(b, p)) {
+                b->stats.n_denied++;
+                router_fail_peer(b, p, h->serial, ERROR_ACCESS_DENIED,
+                                 "uid %u may not use this bus", (unsigned)p->cred.uid);
+                return;
+        }
+
         peer_set_running(p);
         peer_log(p, LOG_DEBUG, "connected (uid %u)", (unsigned)p->cred.uid);
 
@@ -71,6 +80,11 @@ static void method_subscribe(Broker *b, Peer *from, Plexus__Header *h, const uin
         if (!req || !topic_pattern_is_valid(req->pattern)) {
                 router_send_error(b, from, h->serial, ERROR_INVALID_ARGS,
                                   "Subscribe needs a plexus.SubscribeRequest with a valid pattern");
+                return;
+        }
+        if (!access_check(b, from, POLICY_SUBSCRIBE, req->pattern, NULL)) {
+                router_send_error(b, from, h->serial, ERROR_ACCESS_DENIED,
+                                  "not allowed to subscribe to \"%s\"", req->pattern);
                 return;
         }
         if (from->n_subscriptions >= b->config.max_subscriptions) {
@@ -274,6 +288,15 @@ static void method_request_name(Broker *b, Peer *from, Plexus__Header *h, const 
         why = req ? check_request(b, req) : "payload is not a plexus.RequestNameRequest";
         if (why) {
                 router_send_error(b, from, h->serial, ERROR_INVALID_ARGS, "RequestName: %s", why);
+                return;
+        }
+        if (!access_check(b, from, POLICY_OWN, req->name, NULL)) {
+                router_send_error(b, from, h->serial, ERROR_ACCESS_DENIED, "not allowed to own %s", req->name);
+                return;
+        }
+        if (*req->will_topic && !access_check(b, from, POLICY_PUBLISH, req->will_topic, NULL)) {
+                router_send_error(b, from, h->serial, ERROR_ACCESS_DENIED,
+                                  "not allowed to publish the last will on %s", req->will_topic);
                 return;
         }
         if (from->n_names >= b->config.max_names &&

@@ -4,6 +4,7 @@
  */
 
 #include <errno.h>
+#include <limits.h>
 #include <getopt.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -34,8 +35,9 @@ static void help(void) {
                "The Plexus message bus broker.\n\n"
                "  -a --address PATH   Listen on PATH (default: $PLEXUS_BUS_ADDRESS,\n"
                "                      else $XDG_RUNTIME_DIR/plexus/bus, else /run/plexus/bus as root)\n"
-               "  -c --config FILE    Read limits from FILE (default: " CONFIG_DEFAULT_PATH ",\n"
-               "                      if it exists); SIGHUP reads it again\n"
+               "  -c --config FILE    Read limits and policy from FILE (default, if it exists:\n"
+               "                      " CONFIG_SYSTEM_PATH " as root, else\n"
+               "                      $XDG_CONFIG_HOME/plexus/plexusd.conf); SIGHUP reads it again\n"
                "  -v --verbose        Log debug messages\n"
                "  -h --help           Show this help\n"
                "     --version        Show the version\n",
@@ -116,6 +118,7 @@ static void raise_fd_limit(void) {
 int main(int argc, char **argv) {
         _cleanup_(plx_broker_freep) plx_broker *b = NULL;
         plx_broker_config config;
+        char config_path[PATH_MAX];
         int r, listen_fd;
 
         r = parse_argv(argc, argv);
@@ -134,7 +137,10 @@ int main(int argc, char **argv) {
         config.handle_signals = true;
         config.log_fn = log_stderr;
         config.log_level = arg_log_level;
-        config.config_path = arg_config ?: CONFIG_DEFAULT_PATH;
+        if (arg_config)
+                config.config_path = arg_config;
+        else if (config_default_path(config_path, sizeof(config_path)) >= 0)
+                config.config_path = config_path;
         config.config_required = arg_config != NULL;
         config.notify_fn = notify;
         if (sd_watchdog_enabled(0, &config.watchdog_usec) <= 0)

@@ -162,6 +162,7 @@ Peer *peer_free(Peer *p) {
         loop_source_remove(&p->source);
         p->fd = plx_close(p->fd);
         p->pidfd = plx_close(p->pidfd);
+        free(p->gids);
         free(p);
 
         broker_listener_resume(b);

@@ -58,6 +58,10 @@ struct Peer {
 
         struct ucred cred;
         int pidfd;                      /* pins the process behind cred.pid, -1 if unavailable */
+        gid_t *gids;                    /* primary and supplementary, read at the first policy check */
+        size_t n_gids;
+        uint64_t denials_logged[8];     /* hashes of denials already logged */
+        size_t n_denials_logged;
         char comm[16];                  /* the process's name, read when first logged */
         char description[PEER_DESCRIPTION_MAX];
         uint64_t connected_usec;

@@ -19,6 +19,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "access.h"
 #include "bus-name.h"
 #include "driver.h"
 #include "peer.h"
@@ -238,6 +239,38 @@ static uint32_t call_timeout_ms(Broker *b, uint32_t requested) {
         return MIN(requested, b->config.max_timeout_ms);
 }
 
+#define CALL_ALIASES_MAX 16
+
+/*
+ * The policy's "destination:member" items are matched against the
+ * destination as the caller wrote it, and against each name the callee owns
+ * (so calling a service by its unique id is allowed where calling it by
+ * name is).
+ */
+static bool call_allowed(Broker *b, Peer *from, Peer *callee, const char *destination, const char *member) {
+        char target[2 * FRAME_NAME_MAX + 2];
+        char alias_buf[CALL_ALIASES_MAX][2 * FRAME_NAME_MAX + 2];
+        const char *aliases[CALL_ALIASES_MAX + 1];
+        size_t n = 0;
+        NameOwner *e;
+
+        if (access_privileged(b, from))
+                return true;
+
+        snprintf(target, sizeof(target), "%s:%s", destination, member);
+        list_for_each_entry(e, &callee->names, owner_link) {
+                if (n == CALL_ALIASES_MAX)
+                        break;
+                if (!name_owner_is_primary(e))
+                        continue;
+                snprintf(alias_buf[n], sizeof(alias_buf[n]), "%s:%s", name_get(e->name), member);
+                aliases[n] = alias_buf[n];
+                n++;
+        }
+        aliases[n] = NULL;
+        return access_check(b, from, POLICY_CALL, target, aliases);
+}
+
 static void route_call(Broker *b, Peer *from, Plexus__Header *h, const FrameView *f,
                        const int *fds, size_t n_fds) {
         PendingCall *pc = NULL;
@@ -271,6 +304,12 @@ static void route_call(Broker *b, Peer *from, Plexus__Header *h, const FrameView
         if (!callee || callee->state != PEER_STATE_RUNNING) {
                 router_send_error(b, from, h->serial, ERROR_SERVICE_UNKNOWN,
                                   "%s is not on the bus", h->destination);
+                return;
+        }
+
+        if (!call_allowed(b, from, callee, h->destination, h->member)) {
+                router_send_error(b, from, h->serial, ERROR_ACCESS_DENIED,
+                                  "not allowed to call %s on %s", h->member, h->destination);
                 return;
         }
 
@@ -439,6 +478,11 @@ static void route_signal(Broker *b, Peer *from, Plexus__Header *h, const FrameVi
         if (topic_is_reserved(h->member)) {
                 router_send_error(b, from, h->serial, ERROR_INVALID_ARGS,
                                   "topic \"%s\" is reserved for the broker", h->member);
+                return;
+        }
+        if (!access_check(b, from, POLICY_PUBLISH, h->member, NULL)) {
+                router_send_error(b, from, h->serial, ERROR_ACCESS_DENIED,
+                                  "not allowed to publish on %s", h->member);
                 return;
         }
 
