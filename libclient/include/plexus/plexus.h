@@ -58,6 +58,7 @@ enum {
 #define PLX_ERROR_NAME_HAS_NO_OWNER "plexus.Error.NameHasNoOwner"
 #define PLX_ERROR_NAME_NOT_OWNED "plexus.Error.NameNotOwned"
 #define PLX_ERROR_FDS_REJECTED "plexus.Error.FdsRejected"
+#define PLX_ERROR_ACCESS_DENIED "plexus.Error.AccessDenied"
 
 /* File descriptors one message can carry (the kernel's SCM_MAX_FD). */
 #define PLX_FDS_MAX 253
