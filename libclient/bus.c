@@ -485,6 +485,8 @@ static int await_welcome(plx_bus *bus, uint64_t serial) {
                         /* Told why, then disconnected. */
                         if (strcmp(m->error_name, PLX_ERROR_LIMITS_EXCEEDED) == 0)
                                 return -EUSERS;
+                        if (strcmp(m->error_name, PLX_ERROR_ACCESS_DENIED) == 0)
+                                return -EACCES;
                         return -EPROTO;
                 }
                 if (m->kind != PLX_MSG_REPLY || m->reply_serial != serial)

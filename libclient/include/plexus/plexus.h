@@ -114,7 +114,8 @@ typedef int (*plx_error_fn)(plx_msg *error, void *userdata);
  *
  * Return: 0, -ENOENT (no default address), -ECONNREFUSED/-ENOENT (no broker),
  * -EPROTO (version mismatch or malformed answer), -EUSERS (the broker is at
- * its client limit), -ETIMEDOUT, -ENOMEM.
+ * its client limit), -EACCES (the broker's policy does not admit this user),
+ * -ETIMEDOUT, -ENOMEM.
  */
 int plx_bus_new(plx_bus **ret, const char *address, const char *description);
 
