@@ -199,6 +199,7 @@ int plx_broker_new(plx_broker **ret, const plx_broker_config *config) {
         b->wakeup_fd = -1;
         list_init(&b->peers);
         list_init(&b->dead_peers);
+        list_init(&b->monitors);
         list_init(&b->pending_free);
         b->next_peer_id = 1;
         b->start_usec = now_usec();

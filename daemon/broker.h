@@ -151,6 +151,7 @@ struct Broker {
 
         List peers;                     /* Peer.link, in connection order */
         List dead_peers;                /* Peer.link of peers to free after this round */
+        List monitors;                  /* Monitor.link */
         HTable peers_by_id;             /* Peer.id_node, once HELLO is done */
         size_t n_peers;
         uint64_t next_peer_id;

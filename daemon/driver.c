@@ -11,6 +11,7 @@
 #include "build-config.h"
 #include "access.h"
 #include "driver.h"
+#include "monitor.h"
 #include "peer.h"
 #include "router.h"
 #include "topic.h"
@@ -502,6 +503,34 @@ static void method_ping(Broker *b, Peer *from, Plexus__Header *h, const uint8_t 
                 router_send_reply(b, from, h->serial, NULL);
 }
 
+static void method_become_monitor(Broker *b, Peer *from, Plexus__Header *h, const uint8_t *payload, size_t len) {
+        Plexus__MonitorRequest *req;
+        int r;
+
+        req = plexus__monitor_request__unpack(&b->payload_arena.allocator, len, payload);
+        if (!req) {
+                router_send_error(b, from, h->serial, ERROR_INVALID_ARGS,
+                                  "BecomeMonitor needs a plexus.MonitorRequest");
+                return;
+        }
+        if (!access_check(b, from, POLICY_MONITOR, NULL, NULL)) {
+                router_send_error(b, from, h->serial, ERROR_ACCESS_DENIED, "not allowed to monitor the bus");
+                return;
+        }
+        r = monitor_new(b, from, req);
+        if (r < 0) {
+                router_send_error(b, from, h->serial, r == -ENOMEM ? ERROR_LIMITS_EXCEEDED : ERROR_INVALID_ARGS,
+                                  r == -EALREADY ? "already a monitor" :
+                                  r == -ENOMEM ? "broker out of memory" :
+                                  "invalid filters (at most 64, topics must be valid patterns)");
+                return;
+        }
+        peer_log(from, LOG_INFO, "became a monitor (%zu topic, %zu name, %zu member filters)",
+                 req->n_topics, req->n_names, req->n_members);
+        if (!(h->flags & FRAME_FLAG_NO_REPLY))
+                router_send_reply(b, from, h->serial, NULL);
+}
+
 typedef void (*MethodFn)(Broker *b, Peer *from, Plexus__Header *h, const uint8_t *payload, size_t len);
 
 static const struct {
@@ -518,6 +547,7 @@ static const struct {
         { "GetNameOwner", method_get_name_owner },
         { "ListQueuedOwners", method_list_queued_owners },
         { "ListNames", method_list_names },
+        { "BecomeMonitor", method_become_monitor },
 };
 
 /**

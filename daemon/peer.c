@@ -27,6 +27,7 @@
 #include <sys/uio.h>
 #include <unistd.h>
 
+#include "monitor.h"
 #include "peer.h"
 #include "pending.h"
 #include "router.h"
@@ -148,6 +149,7 @@ Peer *peer_free(Peer *p) {
         b = p->broker;
 
         router_peer_gone(b, p);
+        monitor_free(b, p);
         assert(list_is_empty(&p->calls_in) && list_is_empty(&p->calls_out));
         assert(list_is_empty(&p->subscriptions) && list_is_empty(&p->names));
 
@@ -434,6 +436,8 @@ static void peer_flush(Peer *p) {
         peer_update_backpressure(p);
         if (p->state == PEER_STATE_CLOSING)
                 peer_hangup(p);
+        else
+                monitor_drained(p->broker, p);
 }
 
 /* Collect the fds of a received frame into @fds (at most FRAME_FDS_MAX). */

@@ -79,6 +79,7 @@ struct Peer {
         List names;                     /* NameOwner.owner_link: owned and queued for */
         size_t n_names;
 
+        struct Monitor *monitor;        /* set once the peer became a monitor */
         Timer timer;                    /* HELLO deadline, then the CLOSING deadline */
         LogLimit log_limit;
 

@@ -22,6 +22,7 @@
 #include "access.h"
 #include "bus-name.h"
 #include "driver.h"
+#include "monitor.h"
 #include "peer.h"
 #include "pending.h"
 #include "router.h"
@@ -55,6 +56,9 @@ static int send_one(Broker *b, Peer *to, const Plexus__Header *h, const void *pa
         /* Stamping adds at most FRAME_STAMP_RESERVE bytes to a checked header. */
         assert(f.header_len > 0);
 
+        /* A monitor's own traffic is not copied back to the monitors. */
+        if (!to->monitor)
+                monitor_copy(b, h, payload, payload_len);
         r = peer_send(to, &f, force);
         out_frame_deinit(&f);
         if (r == 0) {
@@ -135,6 +139,21 @@ void router_fail_peer(Broker *b, Peer *p, uint64_t reply_serial, const char *nam
         peer_close(p);
 }
 
+static int pack_payload(const ProtobufCMessage *payload, uint8_t *stack, size_t stack_size,
+                        uint8_t **ret_heap, size_t *ret_size) {
+        size_t n = protobuf_c_message_get_packed_size(payload);
+
+        *ret_heap = NULL;
+        if (n > stack_size) {
+                *ret_heap = malloc(n);
+                if (!*ret_heap)
+                        return -ENOMEM;
+        }
+        protobuf_c_message_pack(payload, *ret_heap ?: stack);
+        *ret_size = n;
+        return 0;
+}
+
 /**
  * router_send_reply() - send a REPLY made by the broker
  * @b:          the broker
@@ -146,24 +165,20 @@ void router_fail_peer(Broker *b, Peer *p, uint64_t reply_serial, const char *nam
  */
 int router_send_reply(Broker *b, Peer *to, uint64_t reply_serial, const ProtobufCMessage *payload) {
         Plexus__Header h = PLEXUS__HEADER__INIT;
-        uint8_t stack[512];
         _cleanup_(freep) uint8_t *heap = NULL;
-        uint8_t *buf = stack;
+        uint8_t stack[512];
         size_t n = 0;
+        int r;
 
         if (payload) {
-                n = protobuf_c_message_get_packed_size(payload);
-                if (n > FRAME_SEND_MAX)
+                if (protobuf_c_message_get_packed_size(payload) > FRAME_SEND_MAX)
                         /* Until large messages exist, a reply must fit one frame. */
                         return router_send_error(b, to, reply_serial, ERROR_LIMITS_EXCEEDED,
-                                                 "reply of %zu bytes exceeds the frame size", n);
-                if (n > sizeof(stack)) {
-                        heap = malloc(n);
-                        if (!heap)
-                                return -ENOMEM;
-                        buf = heap;
-                }
-                protobuf_c_message_pack(payload, buf);
+                                                 "reply of %zu bytes exceeds the frame size",
+                                                 protobuf_c_message_get_packed_size(payload));
+                r = pack_payload(payload, stack, sizeof(stack), &heap, &n);
+                if (r < 0)
+                        return r;
         }
 
         h.kind = PLEXUS__KIND__KIND_REPLY;
@@ -171,7 +186,35 @@ int router_send_reply(Broker *b, Peer *to, uint64_t reply_serial, const Protobuf
         h.destination = to->unique_id;
         stamp(b, &h, NULL);
         h.serial = h.sequence;
-        return send_one(b, to, &h, buf, n, NULL, 0, true);
+        return send_one(b, to, &h, heap ?: stack, n, NULL, 0, true);
+}
+
+/**
+ * router_send_signal() - send a broker SIGNAL to one client
+ * @b:          the broker
+ * @to:         the receiver, whether or not it subscribed
+ * @topic:      a reserved topic
+ * @payload:    protobuf message to encode as payload
+ *
+ * Forced, like every frame the broker makes about a client's own state.
+ *
+ * Return: 0 or -ENOMEM.
+ */
+int router_send_signal(Broker *b, Peer *to, const char *topic, const ProtobufCMessage *payload) {
+        Plexus__Header h = PLEXUS__HEADER__INIT;
+        _cleanup_(freep) uint8_t *heap = NULL;
+        uint8_t stack[256];
+        size_t n;
+        int r;
+
+        r = pack_payload(payload, stack, sizeof(stack), &heap, &n);
+        if (r < 0)
+                return r;
+        h.kind = PLEXUS__KIND__KIND_SIGNAL;
+        h.member = (char *)topic;
+        stamp(b, &h, NULL);
+        h.serial = h.sequence;
+        return send_one(b, to, &h, heap ?: stack, n, NULL, 0, true);
 }
 
 /**
@@ -284,6 +327,9 @@ static void route_call(Broker *b, Peer *from, Plexus__Header *h, const FrameView
                                           "the bus's own methods take no file descriptors");
                         return;
                 }
+                /* Calls to the broker take their place in the bus order too, and monitors see them. */
+                stamp(b, h, from);
+                monitor_copy(b, h, f->payload, f->payload_len);
                 driver_call(b, from, h, f->payload, f->payload_len);
                 return;
         }
@@ -430,6 +476,7 @@ static void fan_out(Broker *b, const Plexus__Header *h, const void *payload, siz
         };
         assert(fo->frame.header_len > 0);
 
+        monitor_copy(b, h, payload, size);
         topic_trie_match(&b->topics, h->member, deliver_signal, fo);
         out_frame_deinit(&fo->frame);
 
@@ -547,6 +594,13 @@ void router_handle_frame(Broker *b, Peer *from, const uint8_t *buf, size_t len,
         }
         if (h->kind == PLEXUS__KIND__KIND_HELLO) {
                 router_fail_peer(b, from, h->serial, ERROR_PROTOCOL_VIOLATION, "HELLO sent twice");
+                return;
+        }
+
+        /* Monitors only listen; the bus's own methods stay open to them. */
+        if (from->monitor && !(h->kind == PLEXUS__KIND__KIND_CALL && strcmp(h->destination, BROKER_NAME) == 0)) {
+                router_send_error(b, from, h->serial, ERROR_INVALID_ARGS,
+                                  "a monitor only listens; it may call the bus's own methods only");
                 return;
         }
 

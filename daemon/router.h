@@ -23,6 +23,7 @@ void router_handle_frame(Broker *b, Peer *from, const uint8_t *buf, size_t len,
 int router_send_error(Broker *b, Peer *to, uint64_t reply_serial, const char *name,
                       const char *fmt, ...) _printf_(5, 6);
 int router_send_reply(Broker *b, Peer *to, uint64_t reply_serial, const ProtobufCMessage *payload);
+int router_send_signal(Broker *b, Peer *to, const char *topic, const ProtobufCMessage *payload);
 void router_broadcast(Broker *b, const char *topic);
 void router_fail_peer(Broker *b, Peer *p, uint64_t reply_serial, const char *name,
                       const char *fmt, ...) _printf_(5, 6);
