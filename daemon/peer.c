@@ -27,6 +27,7 @@
 #include <sys/uio.h>
 #include <unistd.h>
 
+#include "fdpass.h"
 #include "monitor.h"
 #include "peer.h"
 #include "pending.h"
@@ -296,10 +297,7 @@ void peer_close(Peer *p) {
 static int peer_sendmsg(Peer *p, const uint8_t *header, size_t header_len,
                         const uint8_t *payload, size_t payload_len,
                         const int *fds, size_t n_fds, uint64_t delivery) {
-        union {
-                struct cmsghdr align;
-                uint8_t buf[CMSG_SPACE(FRAME_FDS_MAX * sizeof(int))];
-        } control;
+        FdControl control;
         uint8_t prefix[FRAME_PREFIX_SIZE], field[24];
         size_t field_len = frame_varint_field(field, FRAME_FIELD_DELIVERY, delivery);
         struct iovec iov[4] = {
@@ -314,18 +312,7 @@ static int peer_sendmsg(Peer *p, const uint8_t *header, size_t header_len,
         };
         ssize_t n;
 
-        if (n_fds) {
-                struct cmsghdr *c;
-
-                mh.msg_control = &control;
-                mh.msg_controllen = CMSG_SPACE(n_fds * sizeof(int));
-                c = CMSG_FIRSTHDR(&mh);
-                c->cmsg_level = SOL_SOCKET;
-                c->cmsg_type = SCM_RIGHTS;
-                c->cmsg_len = CMSG_LEN(n_fds * sizeof(int));
-                memcpy(CMSG_DATA(c), fds, n_fds * sizeof(int));
-        }
-
+        fdpass_attach(&mh, &control, fds, n_fds);
         frame_prefix(prefix, (uint32_t)(header_len + field_len));
         n = sendmsg(p->fd, &mh, MSG_DONTWAIT | MSG_NOSIGNAL);
         if (n < 0)
@@ -440,33 +427,10 @@ static void peer_flush(Peer *p) {
                 monitor_drained(p->broker, p);
 }
 
-/* Collect the fds of a received frame into @fds (at most FRAME_FDS_MAX). */
-static size_t take_fds(struct msghdr *mh, int *fds) {
-        size_t n = 0;
-
-        for (struct cmsghdr *c = CMSG_FIRSTHDR(mh); c; c = CMSG_NXTHDR(mh, c)) {
-                if (c->cmsg_level != SOL_SOCKET || c->cmsg_type != SCM_RIGHTS)
-                        continue;
-                for (size_t i = 0; i < (c->cmsg_len - CMSG_LEN(0)) / sizeof(int); i++) {
-                        int fd;
-
-                        memcpy(&fd, CMSG_DATA(c) + i * sizeof(int), sizeof(fd));
-                        if (n < FRAME_FDS_MAX)
-                                fds[n++] = fd;
-                        else
-                                plx_close(fd);  /* cannot happen: SCM_MAX_FD */
-                }
-        }
-        return n;
-}
-
 static void peer_read(Peer *p) {
         Broker *b = p->broker;
         /* Room for the kernel's maximum of 253 fds per message (SCM_MAX_FD). */
-        union {
-                struct cmsghdr align;
-                uint8_t buf[CMSG_SPACE(FRAME_FDS_MAX * sizeof(int))];
-        } control;
+        FdControl control;
         int fds[FRAME_FDS_MAX];
 
         for (int i = 0; i < PEER_READ_BATCH; i++) {
@@ -507,7 +471,7 @@ static void peer_read(Peer *p) {
                         return;
                 }
 
-                n_fds = take_fds(&mh, fds);
+                n_fds = fdpass_collect(&mh, fds, ELEMENTSOF(fds));
                 p->n_frames_in++;
                 p->n_bytes_in += (uint64_t)n;
 

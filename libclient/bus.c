@@ -25,6 +25,7 @@
 
 #include "address.h"
 #include "bus-internal.h"
+#include "fdpass.h"
 #include "topic.h"
 
 uint64_t timeout_to_deadline(uint64_t timeout_usec) {
@@ -91,23 +92,10 @@ void bus_connection_lost(plx_bus *bus) {
 
 /* One sendmsg(): a frame and its fds go together or not at all. */
 static ssize_t send_with_fds(int fd, struct iovec *iov, size_t n_iov, const int *fds, size_t n_fds) {
-        union {
-                struct cmsghdr align;
-                uint8_t buf[CMSG_SPACE(FRAME_FDS_MAX * sizeof(int))];
-        } control;
         struct msghdr mh = { .msg_iov = iov, .msg_iovlen = n_iov };
+        FdControl control;
 
-        if (n_fds) {
-                struct cmsghdr *c;
-
-                mh.msg_control = &control;
-                mh.msg_controllen = CMSG_SPACE(n_fds * sizeof(int));
-                c = CMSG_FIRSTHDR(&mh);
-                c->cmsg_level = SOL_SOCKET;
-                c->cmsg_type = SCM_RIGHTS;
-                c->cmsg_len = CMSG_LEN(n_fds * sizeof(int));
-                memcpy(CMSG_DATA(c), fds, n_fds * sizeof(int));
-        }
+        fdpass_attach(&mh, &control, fds, n_fds);
         return sendmsg(fd, &mh, MSG_DONTWAIT | MSG_NOSIGNAL);
 }
 
@@ -222,10 +210,7 @@ int bus_send_frame(plx_bus *bus, Plexus__Header *h, const void *payload, size_t 
 
 /* Read one frame. Returns 1 with *ret set, 0 on EAGAIN, negative on loss. */
 static int read_frame(plx_bus *bus, plx_msg **ret) {
-        union {
-                struct cmsghdr align;
-                uint8_t buf[CMSG_SPACE(FRAME_FDS_MAX * sizeof(int))];
-        } control;
+        FdControl control;
         struct iovec iov = { .iov_base = bus->rx_buf, .iov_len = FRAME_SIZE_MAX };
         int fds[FRAME_FDS_MAX];
         size_t n_fds;
@@ -270,18 +255,7 @@ static int read_frame(plx_bus *bus, plx_msg **ret) {
                 return -ECONNRESET;
         }
 
-        n_fds = 0;
-        for (struct cmsghdr *c = CMSG_FIRSTHDR(&mh); c; c = CMSG_NXTHDR(&mh, c))
-                if (c->cmsg_level == SOL_SOCKET && c->cmsg_type == SCM_RIGHTS)
-                        for (size_t i = 0; i < (c->cmsg_len - CMSG_LEN(0)) / sizeof(int); i++) {
-                                int fd;
-
-                                memcpy(&fd, CMSG_DATA(c) + i * sizeof(int), sizeof(fd));
-                                if (n_fds < FRAME_FDS_MAX)
-                                        fds[n_fds++] = fd;
-                                else
-                                        plx_close(fd);
-                        }
+        n_fds = fdpass_collect(&mh, fds, ELEMENTSOF(fds));
 
         arena_reset(&bus->arena);
         if ((mh.msg_flags & MSG_TRUNC) || frame_split(bus->rx_buf, (size_t)n, &f) != 0 ||
