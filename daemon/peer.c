@@ -285,6 +285,12 @@ void peer_close(Peer *p) {
                 return;
         p->state = PEER_STATE_CLOSING;
         peer_stop_reading(p);
+        /*
+         * It will serve no more calls: its names go to the next in their
+         * queues and its callers get their errors now, not when the last
+         * frames have been flushed.
+         */
+        router_peer_closing(b, p);
         if (queue_is_empty(&p->queue)) {
                 peer_hangup(p);
                 return;

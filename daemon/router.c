@@ -241,18 +241,15 @@ void router_broadcast(Broker *b, const char *topic) {
 }
 
 /**
- * router_peer_gone() - undo everything routing keeps for @p
+ * router_peer_closing() - @p is being disconnected: let go of what others wait for
  * @b:          the broker
- * @p:          a peer being freed
+ * @p:          a peer that stopped serving (closing, or being freed)
  *
- * Names @p owned go to the next in their queues (with last wills and change
- * signals published); every caller waiting on @p gets a Disconnected error;
- * calls @p made are forgotten (their late replies are refused to the
- * replier); subscriptions leave the trie.
+ * Names @p owned go to the next in their queues (last wills and change
+ * signals published); every caller waiting on @p gets a Disconnected error.
  */
-void router_peer_gone(Broker *b, Peer *p) {
+void router_peer_closing(Broker *b, Peer *p) {
         PendingCall *pc;
-        Subscription *s;
 
         /* Names first: last wills go out while the peer's identity is intact. */
         driver_peer_gone(b, p);
@@ -266,6 +263,23 @@ void router_peer_gone(Broker *b, Peer *p) {
                         router_send_error(b, caller, serial, ERROR_DISCONNECTED,
                                           "%s disconnected before replying", p->unique_id);
         }
+}
+
+/**
+ * router_peer_gone() - undo everything routing keeps for @p
+ * @b:          the broker
+ * @p:          a peer being freed
+ *
+ * Names @p owned go to the next in their queues (with last wills and change
+ * signals published); every caller waiting on @p gets a Disconnected error;
+ * calls @p made are forgotten (their late replies are refused to the
+ * replier); subscriptions leave the trie.
+ */
+void router_peer_gone(Broker *b, Peer *p) {
+        PendingCall *pc;
+        Subscription *s;
+
+        router_peer_closing(b, p);
         while ((pc = list_first_entry(&p->calls_out, PendingCall, caller_link)))
                 pending_call_free(b, pc);
 

@@ -28,5 +28,6 @@ void router_broadcast(Broker *b, const char *topic);
 void router_fail_peer(Broker *b, Peer *p, uint64_t reply_serial, const char *name,
                       const char *fmt, ...) _printf_(5, 6);
 void router_peer_gone(Broker *b, Peer *p);
+void router_peer_closing(Broker *b, Peer *p);
 size_t router_publish(Broker *b, Peer *as, const char *topic, const void *payload, size_t size,
                       size_t *ret_n_matched);

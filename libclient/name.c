@@ -333,7 +333,9 @@ _public_ int plx_bus_wait_for_name(plx_bus *bus, const char *name, uint64_t time
         r = bus_await(bus, deadline, is_appearance, &a, &m);
         if (r < 0)
                 return r;
-        plx_msg_unref(m);
+        /* Other subscriptions of the application still get the change signal. */
+        list_append(&bus->rqueue, &m->link);
+        bus->n_rqueue++;
         if (ret_owner)
                 *ret_owner = a.owner;
         else
