@@ -455,7 +455,7 @@ enum {
 
 /* Why a name changed owner (plx_msg_get_name_change()). */
 enum {
-        PLX_NAME_CHANGE_REQUESTED = 1,          /* it had no owner, or the next in queue got it */
+        PLX_NAME_CHANGE_REQUESTED = 1,          /* it had no owner and was requested */
         PLX_NAME_CHANGE_RELEASED = 2,           /* the old owner released it */
         PLX_NAME_CHANGE_REPLACED = 3,           /* another client replaced the old owner */
         PLX_NAME_CHANGE_DISCONNECTED = 4,       /* the old owner disconnected */
