@@ -11,6 +11,7 @@
 #include "build-config.h"
 #include "access.h"
 #include "driver.h"
+#include "introspect.h"
 #include "monitor.h"
 #include "peer.h"
 #include "router.h"
@@ -548,6 +549,9 @@ static const struct {
         { "ListQueuedOwners", method_list_queued_owners },
         { "ListNames", method_list_names },
         { "BecomeMonitor", method_become_monitor },
+        { "ListClients", introspect_list_clients },
+        { "GetClient", introspect_get_client },
+        { "GetStats", introspect_get_stats },
 };
 
 /**

@@ -67,8 +67,12 @@ static int peer_open_pidfd(int fd, pid_t pid) {
         return pidfd >= 0 ? pidfd : -1;
 }
 
-/* Whether the process behind @p's credentials still runs (as far as we can tell). */
-static bool peer_process_alive(Peer *p) {
+/**
+ * peer_process_alive() - whether the process behind @p's credentials still runs
+ *
+ * As far as the pidfd can tell; without one, assumed alive.
+ */
+bool peer_process_alive(const Peer *p) {
         struct pollfd pfd = { .fd = p->pidfd, .events = POLLIN };
 
         /* A pidfd becomes readable when its process exits. */

@@ -126,6 +126,7 @@ static inline bool peer_is_alive(const Peer *p) {
 }
 
 const char *peer_comm(Peer *p);
+bool peer_process_alive(const Peer *p);
 
 /* Per-client lines name the client by unique id, pid, process name and description. */
 #define peer_log(p, prio, fmt, ...)                                                     \

@@ -1,0 +1,337 @@
+/*
+ * Verbs that put traffic on the bus: call, publish, subscribe, wait.
+ *
+ * They use libplexus exactly as any client would. Received payloads are
+ * shown as text when they are text (utf8_is_text()), else as a hexdump;
+ * --raw writes the bytes alone; --json gives each payload twice, as
+ * "payload_text" (null unless well-formed UTF-8) and as "payload_hex"
+ * (always, exact).
+ */
+
+#include <errno.h>
+#include <inttypes.h>
+#include <poll.h>
+#include <signal.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/signalfd.h>
+
+#include "bus-name.h"
+#include "ctl.h"
+#include "json.h"
+#include "payload.h"
+#include "utf8.h"
+
+/* The payload an optional argument stands for; none means empty. */
+static int read_payload(Ctl *c, int argc, char **argv, int index, void **ret, size_t *ret_size) {
+        int r;
+
+        if (argc <= index) {
+                *ret = NULL;
+                *ret_size = 0;
+                return 0;
+        }
+        r = payload_read(argv[index], ret, ret_size);
+        if (r == -EFBIG)
+                return ctl_fail(c, CTL_EXIT_FAILURE, NULL, "the payload is larger than %u bytes", PAYLOAD_MAX);
+        if (r < 0)
+                return ctl_fail(c, CTL_EXIT_FAILURE, NULL, "cannot read the payload from %s: %s",
+                                strcmp(argv[index], "-") == 0 ? "standard input" : argv[index] + 1,
+                                strerror(-r));
+        return 0;
+}
+
+static void json_payload(Json *j, const void *p, size_t n) {
+        json_uint(j, "size", n);
+        if (utf8_is_valid(p, n))
+                json_bytes(j, "payload_text", p, n);
+        else
+                json_null(j, "payload_text");
+        json_hex(j, "payload_hex", p, n);
+}
+
+/**
+ * drive_call() - plexusctl call DEST MEMBER [PAYLOAD]
+ * @c:          the context
+ * @argc:       2 or 3
+ * @argv:       destination (unique id or well-known name), member, payload
+ *
+ * Return: the exit code.
+ */
+int drive_call(Ctl *c, int argc, char **argv) {
+        _cleanup_(plx_msg_unrefp) plx_msg *reply = NULL;
+        _cleanup_(freep) void *payload = NULL;
+        const char *destination = argv[0], *member = argv[1];
+        char what[600];
+        const void *p;
+        size_t size, n;
+        int r;
+
+        r = read_payload(c, argc, argv, 2, &payload, &size);
+        if (r != 0)
+                return r;
+        r = ctl_connect(c);
+        if (r != 0)
+                return r;
+
+        snprintf(what, sizeof(what), "%s on %s", member, destination);
+        r = plx_bus_call(c->bus, destination, member, payload, size, ctl_timeout(c, PLX_TIMEOUT_DEFAULT), &reply);
+        if (r < 0)
+                return ctl_call_failed(c, what, r, reply);
+
+        p = plx_msg_get_payload(reply, &n);
+        if (c->raw) {
+                fwrite(p, 1, n, stdout);
+        } else if (c->json) {
+                Json j;
+
+                json_init(&j, stdout);
+                json_object_begin(&j, NULL);
+                json_string(&j, "sender", plx_msg_get_sender(reply));
+                json_payload(&j, p, n);
+                json_object_end(&j);
+                json_end(&j);
+        } else {
+                payload_print(stdout, p, n);
+        }
+        return fflush(stdout) == 0 && !ferror(stdout) ? CTL_EXIT_SUCCESS : CTL_EXIT_FAILURE;
+}
+
+/* Keeps the first ERROR that answers none of our calls: about our signal. */
+static int on_error(plx_msg *error, void *userdata) {
+        plx_msg **first = userdata;
+
+        if (!*first)
+                *first = plx_msg_ref(error);
+        return 0;
+}
+
+/**
+ * drive_publish() - plexusctl publish TOPIC [PAYLOAD]
+ * @c:          the context
+ * @argc:       1 or 2
+ * @argv:       topic, payload
+ *
+ * Publishing has no answer; to learn whether the broker refused the signal
+ * (policy, reserved topic) or subscribers missed it (their queues full),
+ * a Ping follows it: the broker handles a client's frames in order, so an
+ * ERROR about the signal arrives before the Ping's REPLY.
+ *
+ * Return: the exit code.
+ */
+int drive_publish(Ctl *c, int argc, char **argv) {
+        _cleanup_(plx_msg_unrefp) plx_msg *error = NULL;
+        _cleanup_(freep) void *payload = NULL;
+        const char *topic = argv[0];
+        char what[300];
+        size_t size;
+        int r;
+
+        r = read_payload(c, argc, argv, 1, &payload, &size);
+        if (r != 0)
+                return r;
+        r = ctl_connect(c);
+        if (r != 0)
+                return r;
+        plx_bus_set_error_handler(c->bus, on_error, &error);
+
+        snprintf(what, sizeof(what), "publishing on %s", topic);
+        r = plx_bus_publish(c->bus, topic, payload, size);
+        if (r == -EINVAL)
+                return ctl_fail(c, CTL_EXIT_USAGE, NULL, "\"%s\" is not a topic one may publish on "
+                                "(levels separated by '/', no '+' or '#', not under plexus/)", topic);
+        if (r < 0)
+                return ctl_call_failed(c, what, r, NULL);
+
+        r = plx_bus_call(c->bus, PLX_BROKER, "Ping", NULL, 0, ctl_timeout(c, PLX_TIMEOUT_DEFAULT), NULL);
+        if (r < 0)
+                return ctl_call_failed(c, what, r, NULL);
+        /* The ERROR, if any, was queued while Ping waited: hand it to on_error(). */
+        while ((r = plx_bus_process(c->bus)) > 0)
+                ;
+        if (r < 0)
+                return ctl_call_failed(c, what, r, NULL);
+        if (error)
+                return ctl_call_failed(c, what, -EREMOTEIO, error);
+
+        if (c->json) {
+                Json j;
+
+                json_init(&j, stdout);
+                json_object_begin(&j, NULL);
+                json_string(&j, "topic", topic);
+                json_uint(&j, "size", size);
+                json_object_end(&j);
+                if (json_end(&j) < 0)
+                        return CTL_EXIT_FAILURE;
+        }
+        return CTL_EXIT_SUCCESS;
+}
+
+typedef struct Subscriber {
+        Ctl *ctl;
+        uint64_t n_received;
+        int error;                      /* writing stdout failed */
+} Subscriber;
+
+static int on_signal(plx_msg *signal, void *userdata) {
+        Subscriber *s = userdata;
+        Ctl *c = s->ctl;
+        const char *topic = plx_msg_get_topic(signal), *sender = plx_msg_get_sender(signal);
+        const void *p;
+        size_t n;
+
+        if (c->count && s->n_received >= c->count)
+                return 0;       /* more than asked for arrived in one read */
+        s->n_received++;
+        p = plx_msg_get_payload(signal, &n);
+
+        if (c->raw) {
+                fwrite(p, 1, n, stdout);
+        } else if (c->json) {
+                Json j;
+
+                json_init(&j, stdout);
+                json_object_begin(&j, NULL);
+                json_string(&j, "topic", topic);
+                json_string(&j, "sender", sender);
+                json_uint(&j, "sequence", plx_msg_get_sequence(signal));
+                json_payload(&j, p, n);
+                json_object_end(&j);
+                fputc('\n', stdout);
+        } else if (n == 0) {
+                printf("%s %s\n", topic, sender);
+        } else if (utf8_is_text(p, n)) {
+                printf("%s %s ", topic, sender);
+                payload_print(stdout, p, n);
+        } else {
+                printf("%s %s (%zu bytes)\n", topic, sender, n);
+                payload_hexdump(stdout, p, n);
+        }
+        /* A line a reader of the pipe can act on now, not when the buffer fills. */
+        if (fflush(stdout) != 0 || ferror(stdout))
+                s->error = -EIO;
+        return 0;
+}
+
+/* Until --count signals arrived, SIGINT or SIGTERM, or an error. */
+static int subscriber_run(Subscriber *s, int signal_fd) {
+        plx_bus *bus = s->ctl->bus;
+
+        while (!s->error && !(s->ctl->count && s->n_received >= s->ctl->count)) {
+                struct pollfd pfd[2];
+                int r, ms;
+
+                r = plx_bus_process(bus);
+                if (r < 0)
+                        return r;
+                if (r > 0)
+                        continue;
+
+                r = plx_bus_get_timeout(bus, &ms);
+                if (r < 0)
+                        return r;
+                pfd[0] = (struct pollfd) { .fd = plx_bus_get_fd(bus), .events = (short)plx_bus_get_events(bus) };
+                pfd[1] = (struct pollfd) { .fd = signal_fd, .events = POLLIN };
+                if (poll(pfd, 2, ms) < 0) {
+                        if (errno == EINTR)
+                                continue;
+                        return -errno;
+                }
+                if (pfd[1].revents & POLLIN)
+                        return 0;
+        }
+        return s->error;
+}
+
+/**
+ * drive_subscribe() - plexusctl subscribe PATTERN
+ * @c:          the context; --count ends it after that many signals
+ * @argc:       1
+ * @argv:       the pattern
+ *
+ * Prints every matching signal until --count signals arrived, or SIGINT
+ * or SIGTERM, which end it with success.
+ *
+ * Return: the exit code.
+ */
+int drive_subscribe(Ctl *c, int argc, char **argv) {
+        _cleanup_(closep) int signal_fd = -1;
+        Subscriber s = { .ctl = c };
+        sigset_t mask;
+        int r;
+
+        /* Blocked before connecting, so that a signal at any point ends the loop cleanly. */
+        sigemptyset(&mask);
+        sigaddset(&mask, SIGINT);
+        sigaddset(&mask, SIGTERM);
+        if (sigprocmask(SIG_BLOCK, &mask, NULL) < 0)
+                return ctl_fail(c, CTL_EXIT_FAILURE, NULL, "sigprocmask: %s", strerror(errno));
+        signal_fd = signalfd(-1, &mask, SFD_CLOEXEC | SFD_NONBLOCK);
+        if (signal_fd < 0)
+                return ctl_fail(c, CTL_EXIT_FAILURE, NULL, "signalfd: %s", strerror(errno));
+
+        r = ctl_connect(c);
+        if (r != 0)
+                return r;
+        r = plx_bus_subscribe(c->bus, NULL, argv[0], on_signal, &s);
+        if (r == -EINVAL)
+                return ctl_fail(c, CTL_EXIT_USAGE, NULL, "\"%s\" is not a topic pattern "
+                                "(levels separated by '/', '+' for one level, a final '#' for any)", argv[0]);
+        if (r == -EREMOTEIO)
+                return ctl_fail(c, CTL_EXIT_FAILURE, NULL, "the broker refused to subscribe to %s "
+                                "(not allowed, or too many subscriptions)", argv[0]);
+        if (r < 0)
+                return ctl_call_failed(c, "Subscribe", r, NULL);
+
+        r = subscriber_run(&s, signal_fd);
+        if (r == -EIO)
+                return CTL_EXIT_FAILURE;        /* stdout is gone: nobody to tell */
+        if (r < 0)
+                return ctl_call_failed(c, "receiving", r, NULL);
+        return CTL_EXIT_SUCCESS;
+}
+
+/**
+ * drive_wait() - plexusctl wait NAME: until NAME has an owner
+ * @c:          the context; --timeout bounds the wait (default: none)
+ * @argc:       1
+ * @argv:       a well-known name
+ *
+ * Return: the exit code; CTL_EXIT_TIMEOUT if the name did not appear in time.
+ */
+int drive_wait(Ctl *c, int argc, char **argv) {
+        _cleanup_(freep) char *owner = NULL;
+        const char *name = argv[0];
+        char what[300], d[64];
+        uint64_t timeout = ctl_timeout(c, CTL_TIMEOUT_INFINITY);
+        int r;
+
+        if (!bus_name_is_well_known(name))
+                return ctl_fail(c, CTL_EXIT_USAGE, NULL, "\"%s\" is not a well-known name", name);
+        r = ctl_connect(c);
+        if (r != 0)
+                return r;
+
+        r = plx_bus_wait_for_name(c->bus, name, timeout, &owner);
+        if (r == -ETIMEDOUT)
+                return ctl_fail(c, CTL_EXIT_TIMEOUT, NULL, "%s did not appear within %s", name,
+                                ctl_format_duration(d, sizeof(d), timeout));
+        snprintf(what, sizeof(what), "waiting for %s", name);
+        if (r < 0)
+                return ctl_call_failed(c, what, r, NULL);
+
+        if (c->json) {
+                Json j;
+
+                json_init(&j, stdout);
+                json_object_begin(&j, NULL);
+                json_string(&j, "name", name);
+                json_string(&j, "owner", owner);
+                json_object_end(&j);
+                return json_end(&j) < 0 ? CTL_EXIT_FAILURE : CTL_EXIT_SUCCESS;
+        }
+        printf("%s\n", owner);
+        return fflush(stdout) == 0 ? CTL_EXIT_SUCCESS : CTL_EXIT_FAILURE;
+}

@@ -1,0 +1,1164 @@
+/*
+ * plexusctl against a real plexusd: every verb, with the test service and
+ * connections of the test process as the clients to look at and talk to.
+ *
+ * plexusctl runs as a child process ($PLEXUSCTL), with its standard input,
+ * output and error on pipes (or its output on a pseudo-terminal, to check
+ * that tables fit the terminal's width) and reaches the broker through
+ * $PLEXUS_BUS_ADDRESS, which harness_setup() sets. Human-readable output is
+ * checked loosely (the lines and words that matter); --json output is
+ * parsed by Python's json module, strictly (the bytes must be UTF-8), and
+ * checked field by field against what the test knows: pids, uids, names,
+ * subscriptions, payloads. Exit codes are checked for each documented
+ * outcome: success, remote error, timeout, no such name, cannot connect,
+ * usage error.
+ *
+ * The broker's paging of ListClients is checked both ways: through
+ * plexusctl, which must list every client of a bus whose client list takes
+ * several frames, and directly, by calling ListClients with the generated
+ * protobuf-c code.
+ */
+
+#include <errno.h>
+#include <fcntl.h>
+#include <poll.h>
+#include <setjmp.h>
+#include <signal.h>
+#include <stdarg.h>
+#include <stddef.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/ioctl.h>
+#include <sys/prctl.h>
+#include <sys/wait.h>
+#include <termios.h>
+#include <time.h>
+
+#include <cmocka.h>
+
+#include "build-config.h"
+#include "harness.h"
+#include "plexus.pb-c.h"
+#include "service.h"
+#include "util.h"
+
+#define OUTPUT_MAX (16u * 1024u * 1024u)
+
+/* A plexusctl (or python3) run: exit code and everything it wrote. */
+typedef struct Run {
+        int status;
+        char *out;
+        size_t n_out;
+        char *err;
+        size_t n_err;
+} Run;
+
+/* A child still running, with its stdout and stderr to read. */
+typedef struct Proc {
+        pid_t pid;
+        int in_fd;
+        int out_fd;
+        int err_fd;
+} Proc;
+
+#define PROC_NULL { .pid = 0, .in_fd = -1, .out_fd = -1, .err_fd = -1 }
+
+static void run_free(Run *r) {
+        free(r->out);
+        free(r->err);
+        *r = (Run) {};
+}
+
+static const char *plexusctl_path(void) {
+        const char *p = getenv("PLEXUSCTL");
+
+        if (!p || !*p)
+                fail_msg("$PLEXUSCTL is not set; run through meson test");
+        return p;
+}
+
+static void close_fd(int *fd) {
+        if (*fd >= 0)
+                close(*fd);
+        *fd = -1;
+}
+
+/*
+ * Start @argv (searched in $PATH) with pipes for stdin, stdout and stderr;
+ * @stdout_fd, if not -1, is used as its stdout instead (a terminal).
+ */
+static void proc_start(Proc *p, char *const argv[], int stdout_fd) {
+        int in[2], out[2] = { -1, -1 }, err[2];
+        pid_t pid;
+
+        assert_int_equal(pipe2(in, O_CLOEXEC), 0);
+        if (stdout_fd < 0)
+                assert_int_equal(pipe2(out, O_CLOEXEC), 0);
+        assert_int_equal(pipe2(err, O_CLOEXEC), 0);
+        fflush(NULL);
+        pid = fork();
+        assert_true(pid >= 0);
+        if (pid == 0) {
+                sigset_t none;
+
+                prctl(PR_SET_PDEATHSIG, SIGKILL);
+                /* The harness ignores SIGPIPE; a program we start should not inherit that. */
+                signal(SIGPIPE, SIG_DFL);
+                sigemptyset(&none);
+                sigprocmask(SIG_SETMASK, &none, NULL);
+                if (stdout_fd >= 0)
+                        setsid();
+                if (dup2(in[0], STDIN_FILENO) < 0 || dup2(stdout_fd >= 0 ? stdout_fd : out[1], STDOUT_FILENO) < 0 ||
+                    dup2(err[1], STDERR_FILENO) < 0)
+                        _exit(127);
+                if (stdout_fd >= 0)
+                        ioctl(STDOUT_FILENO, TIOCSCTTY, 0);
+                close_range(3, ~0U, 0);
+                execvp(argv[0], argv);
+                fprintf(stderr, "cannot execute %s: %m\n", argv[0]);
+                _exit(127);
+        }
+        close(in[0]);
+        if (out[1] >= 0)
+                close(out[1]);
+        close(err[1]);
+        *p = (Proc) { .pid = pid, .in_fd = in[1], .out_fd = out[0], .err_fd = err[0] };
+}
+
+static void append(char **buf, size_t *n, const char *data, size_t len) {
+        char *b = realloc(*buf, *n + len + 1);
+
+        assert_non_null(b);
+        memcpy(b + *n, data, len);
+        *n += len;
+        b[*n] = 0;
+        *buf = b;
+}
+
+/*
+ * Feed @in to the child's stdin (then close it), read its stdout and
+ * stderr to their ends, and reap it; all bounded. A terminal as stdout
+ * reads as EIO once the child is gone, which ends it like EOF.
+ */
+static void proc_finish(Proc *p, Run *r, const void *in, size_t n_in) {
+        uint64_t deadline = harness_now_ms() + (uint64_t)harness_timeout_ms(HARNESS_TIMEOUT_MS);
+        size_t written = 0;
+        int status;
+
+        *r = (Run) {};
+        append(&r->out, &r->n_out, "", 0);
+        append(&r->err, &r->n_err, "", 0);
+        if (n_in == 0)
+                close_fd(&p->in_fd);
+
+        while (p->out_fd >= 0 || p->err_fd >= 0) {
+                struct pollfd pfd[3] = {
+                        { .fd = p->out_fd, .events = POLLIN },
+                        { .fd = p->err_fd, .events = POLLIN },
+                        { .fd = p->in_fd, .events = POLLOUT },
+                };
+                uint64_t now = harness_now_ms();
+                char buf[65536];
+
+                if (now >= deadline) {
+                        kill(p->pid, SIGKILL);
+                        fail_msg("child %d did not finish in time; stdout so far:\n%s\nstderr:\n%s",
+                                 (int)p->pid, r->out, r->err);
+                }
+                assert_true(poll(pfd, 3, (int)(deadline - now)) >= 0 || errno == EINTR);
+                for (int i = 0; i < 2; i++) {
+                        int *fd = i == 0 ? &p->out_fd : &p->err_fd;
+                        ssize_t l;
+
+                        if (*fd < 0 || !(pfd[i].revents & (POLLIN | POLLHUP | POLLERR)))
+                                continue;
+                        l = read(*fd, buf, sizeof(buf));
+                        if (l < 0 && (errno == EINTR || errno == EAGAIN))
+                                continue;
+                        if (l <= 0) {
+                                close_fd(fd);
+                                continue;
+                        }
+                        if (i == 0)
+                                append(&r->out, &r->n_out, buf, (size_t)l);
+                        else
+                                append(&r->err, &r->n_err, buf, (size_t)l);
+                        assert_true(r->n_out + r->n_err < OUTPUT_MAX);
+                }
+                if (p->in_fd >= 0 && (pfd[2].revents & (POLLOUT | POLLERR | POLLHUP))) {
+                        ssize_t l = write(p->in_fd, (const char *)in + written, n_in - written);
+
+                        if (l > 0)
+                                written += (size_t)l;
+                        if (l < 0 || written == n_in)
+                                close_fd(&p->in_fd);
+                }
+        }
+        close_fd(&p->in_fd);
+        assert_int_equal(waitpid(p->pid, &status, 0), p->pid);
+        r->status = harness_status_code(status);
+        p->pid = 0;
+}
+
+/* plexusctl with @args (NULL-terminated), standard input @in. */
+static int run_in(Run *r, const void *in, size_t n_in, const char *const *args) {
+        char *argv[64];
+        Proc p = PROC_NULL;
+        size_t n = 0;
+
+        argv[n++] = (char *)plexusctl_path();
+        while (*args && n < ELEMENTSOF(argv) - 1)
+                argv[n++] = (char *)*args++;
+        argv[n] = NULL;
+        proc_start(&p, argv, -1);
+        proc_finish(&p, r, in, n_in);
+        return r->status;
+}
+
+#define ctl(r, ...) run_in((r), NULL, 0, (const char *const[]) { __VA_ARGS__, NULL })
+#define ctl_in(r, in, n, ...) run_in((r), (in), (n), (const char *const[]) { __VA_ARGS__, NULL })
+
+/* plexusctl running in the background, e.g. subscribe. */
+static void ctl_start(Proc *p, const char *const *args) {
+        char *argv[64];
+        size_t n = 0;
+
+        argv[n++] = (char *)plexusctl_path();
+        while (*args && n < ELEMENTSOF(argv) - 1)
+                argv[n++] = (char *)*args++;
+        argv[n] = NULL;
+        proc_start(p, argv, -1);
+}
+
+#define CTL_START(p, ...) ctl_start((p), (const char *const[]) { __VA_ARGS__, NULL })
+
+/*
+ * Check @n bytes of JSON (one document, or JSON lines if @lines) with
+ * Python: the code after the format gets the parsed value as `d` (a list
+ * of documents for JSON lines) and asserts on it.
+ */
+static void py_check(const char *json, size_t n, bool lines, const char *fmt, ...) _printf_(4, 5);
+static void py_check(const char *json, size_t n, bool lines, const char *fmt, ...) {
+        char code[16384];
+        Proc p = PROC_NULL;
+        Run r;
+        va_list ap;
+        int k;
+
+        /* Strict: the bytes must be UTF-8, and Python's own extensions (NaN) are refused. */
+        k = snprintf(code, sizeof(code),
+                     "import json, sys\n"
+                     "def strict(c):\n"
+                     "    raise ValueError('not JSON: ' + c)\n"
+                     "text = sys.stdin.buffer.read().decode('utf-8')\n"
+                     "%s\n",
+                     lines ? "d = [json.loads(l, parse_constant=strict) for l in text.splitlines()]"
+                           : "d = json.loads(text, parse_constant=strict)");
+        va_start(ap, fmt);
+        vsnprintf(code + k, sizeof(code) - (size_t)k, fmt, ap);
+        va_end(ap);
+
+        proc_start(&p, (char *[]) { (char *)"python3", (char *)"-c", code, NULL }, -1);
+        proc_finish(&p, &r, json, n);
+        if (r.status != 0)
+                fail_msg("JSON check failed (exit %d)\n--- check:\n%s\n--- JSON:\n%.*s\n--- python:\n%s", r.status,
+                         code, (int)MIN(n, (size_t)4000), json, r.err);
+        run_free(&r);
+}
+
+/* Checks on one document / on JSON lines. */
+#define JSON(r, ...) py_check((r)->out, (r)->n_out, false, __VA_ARGS__)
+#define JSON_LINES(r, ...) py_check((r)->out, (r)->n_out, true, __VA_ARGS__)
+
+/* Exit code @code, and say what plexusctl said otherwise. */
+#define assert_exit(r, code)                                                                    \
+        do {                                                                                    \
+                if ((r)->status != (code))                                                      \
+                        fail_msg("plexusctl exited %d, expected %d\nstdout:\n%s\nstderr:\n%s",  \
+                                 (r)->status, (code), (r)->out, (r)->err);                      \
+        } while (0)
+
+#define assert_contains(s, needle)                                                              \
+        do {                                                                                    \
+                if (!strstr((s), (needle)))                                                     \
+                        fail_msg("\"%s\" not found in:\n%s", (needle), (s));                    \
+        } while (0)
+
+/* A file of /proc/self, NULs as spaces, without the trailing newline or NUL. */
+static void read_self(const char *what, char *buf, size_t size) {
+        char path[64];
+        ssize_t n;
+        int fd;
+
+        snprintf(path, sizeof(path), "/proc/self/%s", what);
+        fd = open(path, O_RDONLY | O_CLOEXEC);
+        assert_true(fd >= 0);
+        n = read(fd, buf, size - 1);
+        close(fd);
+        assert_true(n > 0);
+        while (n > 0 && (buf[n - 1] == 0 || buf[n - 1] == '\n'))
+                n--;
+        buf[n] = 0;
+        for (ssize_t i = 0; i < n; i++)
+                if (buf[i] == 0)
+                        buf[i] = ' ';
+        /* Interpolated into Python literals below. */
+        assert_null(strchr(buf, '\''));
+        assert_null(strchr(buf, '\\'));
+}
+
+/* Every client, by calling ListClients page by page with @limit; frees nothing the caller keeps. */
+typedef struct Listing {
+        size_t n_clients;
+        size_t n_pages;
+        bool found;                     /* a client with @pattern among its subscriptions */
+} Listing;
+
+static Listing list_clients(plx_bus *bus, uint32_t limit, const char *pattern) {
+        Listing l = {};
+        uint64_t after = 0;
+
+        do {
+                Plexus__ListClientsRequest req = PLEXUS__LIST_CLIENTS_REQUEST__INIT;
+                Plexus__ClientList *page;
+                plx_msg *reply = NULL;
+                uint8_t buf[64];
+                const void *p;
+                size_t n;
+
+                req.after_id = after;
+                req.limit = limit;
+                n = plexus__list_clients_request__pack(&req, buf);
+                assert_int_equal(plx_bus_call(bus, PLX_BROKER, "ListClients", buf, n, PLX_TIMEOUT_DEFAULT, &reply), 0);
+                p = plx_msg_get_payload(reply, &n);
+                /* Every page fits a frame: that is the point of paging. */
+                assert_true(n <= 128u * 1024u - 256u);
+                page = plexus__client_list__unpack(NULL, n, p);
+                assert_non_null(page);
+                if (limit)
+                        assert_true(page->n_clients <= limit);
+                assert_true(page->n_clients > 0 || page->next_after_id == 0);
+                for (size_t i = 0; i < page->n_clients; i++) {
+                        const Plexus__ClientInfo *ci = page->clients[i];
+
+                        for (size_t k = 0; pattern && k < ci->n_subscriptions; k++)
+                                if (strcmp(ci->subscriptions[k], pattern) == 0)
+                                        l.found = true;
+                }
+                l.n_clients += page->n_clients;
+                l.n_pages++;
+                assert_true(page->next_after_id == 0 || page->next_after_id > after);
+                after = page->next_after_id;
+                plexus__client_list__free_unpacked(page, NULL);
+                plx_msg_unref(reply);
+        } while (after != 0);
+        return l;
+}
+
+/* Until some client (a plexusctl in the background) subscribed to @pattern. */
+static void wait_subscribed(plx_bus *bus, const char *pattern) {
+        uint64_t deadline = harness_now_ms() + (uint64_t)harness_timeout_ms(HARNESS_TIMEOUT_MS);
+
+        while (!list_clients(bus, 0, pattern).found) {
+                if (harness_now_ms() >= deadline)
+                        fail_msg("nobody subscribed to %s in time", pattern);
+                usleep(10 * 1000);
+        }
+}
+
+static int ignore_signal(plx_msg *signal, void *userdata) {
+        return 0;
+}
+
+static uint64_t realtime_usec(void) {
+        struct timespec ts;
+
+        clock_gettime(CLOCK_REALTIME, &ts);
+        return (uint64_t)ts.tv_sec * 1000000u + (uint64_t)ts.tv_nsec / 1000u;
+}
+
+/* --- status, list, clients, client, stats -------------------------------- */
+
+static void test_status(void **state) {
+        ServiceFixture *f = *state;
+        Run r;
+
+        ctl(&r, "status");
+        assert_exit(&r, 0);
+        assert_contains(r.out, "Address:");
+        assert_contains(r.out, f->harness->address);
+        assert_contains(r.out, "plexusd " PLEXUS_VERSION ", protocol 1");
+        assert_contains(r.out, "Connected as:");
+        assert_string_equal(r.err, "");
+        run_free(&r);
+
+        ctl(&r, "status", "--json");
+        assert_exit(&r, 0);
+        JSON(&r,
+             "assert d['address'] == '%s', d\n"
+             "assert d['version'] == '%s'\n"
+             "assert d['protocol_version'] == 1\n"
+             "assert d['unique_id'].startswith(':') and d['unique_id'][1:].isdigit()\n"
+             "assert d['unique_id'] not in ('%s', '%s')\n"
+             "assert d['clients'] >= 3 and d['clients_peak'] >= d['clients']\n"
+             "assert d['names'] == 0 and d['subscriptions'] == 0 and d['monitors'] == 0\n"
+             "assert d['pending_calls'] == 0\n"
+             "assert d['uptime_usec'] > 0 and d['frames_routed'] > 0\n"
+             "assert abs(d['started_usec'] + d['uptime_usec'] - %llu) < 60 * 10**6\n"
+             "assert len(d) == 13\n",
+             f->harness->address, PLEXUS_VERSION, f->service_id, plx_bus_get_unique_id(f->bus),
+             (unsigned long long)realtime_usec());
+        run_free(&r);
+}
+
+static void test_list(void **state) {
+        ServiceFixture *f = *state;
+        _cleanup_bus_ plx_bus *second = NULL;
+        const char *own = plx_bus_get_unique_id(f->bus);
+        char comm[64];
+        Run r;
+
+        /* Nothing yet: an empty table and an empty list. */
+        ctl(&r, "--json", "list");
+        assert_exit(&r, 0);
+        JSON(&r, "assert d == {'names': []}, d\n");
+        run_free(&r);
+
+        assert_int_equal(plx_bus_new(&second, f->harness->address, "second"), 0);
+        assert_int_equal(plx_bus_request_name(f->bus, "org.example.Zeta", 0), PLX_NAME_PRIMARY_OWNER);
+        assert_int_equal(plx_bus_request_name(f->bus, "org.example.Alpha", 0), PLX_NAME_PRIMARY_OWNER);
+        assert_int_equal(plx_bus_request_name(second, "org.example.Zeta", 0), PLX_NAME_IN_QUEUE);
+        read_self("comm", comm, sizeof(comm));
+
+        ctl(&r, "list");
+        assert_exit(&r, 0);
+        assert_int_equal(strncmp(r.out, "NAME ", 5), 0);
+        assert_contains(r.out, "QUEUED");
+        /* Sorted: Alpha before Zeta; Zeta's queue holds the second connection. */
+        assert_true(strstr(r.out, "org.example.Alpha") < strstr(r.out, "org.example.Zeta"));
+        assert_contains(strstr(r.out, "org.example.Zeta"), plx_bus_get_unique_id(second));
+        assert_contains(strstr(r.out, "org.example.Alpha"), own);
+        run_free(&r);
+
+        ctl(&r, "list", "--no-legend");
+        assert_exit(&r, 0);
+        assert_int_equal(strncmp(r.out, "org.example.Alpha ", 18), 0);
+        run_free(&r);
+
+        ctl(&r, "list", "--json");
+        assert_exit(&r, 0);
+        JSON(&r,
+             "n = d['names']\n"
+             "assert [e['name'] for e in n] == ['org.example.Alpha', 'org.example.Zeta'], n\n"
+             "for e in n:\n"
+             "    assert e['owner'] == '%s' and e['owner_pid'] == %d and e['owner_comm'] == '%s', e\n"
+             "assert n[0]['queued'] == [] and n[1]['queued'] == ['%s'], n\n"
+             "assert set(n[0]) == {'name', 'owner', 'owner_pid', 'owner_comm', 'queued'}\n",
+             own, (int)getpid(), comm, plx_bus_get_unique_id(second));
+        run_free(&r);
+}
+
+static void test_clients(void **state) {
+        ServiceFixture *f = *state;
+        const char *own = plx_bus_get_unique_id(f->bus);
+        char comm[64], cmdline[1024];
+        uint64_t before = realtime_usec();
+        Run r;
+
+        read_self("comm", comm, sizeof(comm));
+        read_self("cmdline", cmdline, sizeof(cmdline));
+        assert_int_equal(plx_bus_subscribe(f->bus, NULL, "x/y", ignore_signal, NULL), 0);
+        assert_int_equal(plx_bus_subscribe(f->bus, NULL, "a/#", ignore_signal, NULL), 0);
+        assert_int_equal(plx_bus_request_name(f->bus, "org.example.Own", 0), PLX_NAME_PRIMARY_OWNER);
+
+        ctl(&r, "clients");
+        assert_exit(&r, 0);
+        assert_int_equal(strncmp(r.out, "ID ", 3), 0);
+        assert_contains(r.out, "DESCRIPTION");
+        assert_contains(r.out, "test-service");
+        assert_contains(r.out, "integration-test");
+        assert_contains(r.out, "org.example.Own");
+        assert_contains(strstr(r.out, f->service_id), "test-service");
+        run_free(&r);
+
+        ctl(&r, "clients", "--no-legend");
+        assert_exit(&r, 0);
+        assert_int_equal(r.out[0], ':');
+        run_free(&r);
+
+        ctl(&r, "--json", "clients");
+        assert_exit(&r, 0);
+        JSON(&r,
+             "c = {x['unique_id']: x for x in d['clients']}\n"
+             "assert len(c) == len(d['clients']) == 3, c.keys()\n"
+             "s, o = c['%s'], c['%s']\n"
+             "me = [x for x in d['clients'] if x['description'] == 'plexusctl']\n"
+             "assert len(me) == 1 and me[0]['state'] == 'running'\n"
+             "for x in (s, o):\n"
+             "    assert x['uid'] == %u and x['gid'] == %u and x['comm'] == '%s', x\n"
+             "    assert x['cmdline'] == '%s', x['cmdline']\n"
+             "    assert x['state'] == 'running' and x['monitor'] is False and x['truncated'] is False\n"
+             "    assert %llu - 60 * 10**6 < x['connected_usec'] <= %llu + 60 * 10**6, x\n"
+             "    assert x['frames_in'] >= 1 and x['frames_out'] >= 1, x\n"
+             "    assert x['bytes_in'] > x['frames_in'] and x['bytes_out'] > x['frames_out'], x\n"
+             "    assert x['queue_frames'] == 0 and x['queue_bytes'] == 0 and x['pending_calls'] == 0\n"
+             "assert s['pid'] == %d and s['description'] == 'test-service', s\n"
+             "assert s['names'] == [] and s['subscriptions'] == [] and s['queued_names'] == []\n"
+             "assert s['name_count'] == 0 and s['subscription_count'] == 0\n"
+             "assert o['pid'] == %d and o['description'] == 'integration-test', o\n"
+             "assert o['names'] == ['org.example.Own'] and o['queued_names'] == []\n"
+             "assert o['subscriptions'] == ['x/y', 'a/#'], o['subscriptions']\n"
+             "assert o['name_count'] == 1 and o['subscription_count'] == 2\n"
+             "assert o['frames_in'] >= 4, o\n"
+             "keys = {'unique_id', 'state', 'pid', 'uid', 'gid', 'comm', 'cmdline', 'description',\n"
+             "        'connected_usec', 'monitor', 'names', 'queued_names', 'subscriptions', 'name_count',\n"
+             "        'subscription_count', 'truncated', 'pending_calls', 'queue_frames', 'queue_bytes',\n"
+             "        'frames_in', 'frames_out', 'bytes_in', 'bytes_out'}\n"
+             "assert set(s) == keys, set(s) ^ keys\n",
+             f->service_id, own, (unsigned)getuid(), (unsigned)getgid(), comm, cmdline,
+             (unsigned long long)before, (unsigned long long)realtime_usec(), (int)f->service.pid, (int)getpid());
+        run_free(&r);
+}
+
+/*
+ * A bus whose client list takes several frames: clients with many long
+ * subscriptions, and one whose subscriptions alone exceed a frame.
+ */
+#define N_HEAVY 12
+#define HEAVY_SUBSCRIPTIONS 100
+#define HUGE_SUBSCRIPTIONS 512          /* the broker's default limit */
+
+static void subscribe_long(plx_bus *bus, size_t n, char tag) {
+        for (size_t i = 0; i < n; i++) {
+                char pattern[256];
+
+                /* 255 bytes, the longest there is: 512 of them are more than a frame. */
+                snprintf(pattern, sizeof(pattern), "long/%c/%03zu/%0244zu", tag, i, i);
+                assert_int_equal(strlen(pattern), 255);
+                assert_int_equal(plx_bus_subscribe(bus, NULL, pattern, ignore_signal, NULL), 0);
+        }
+}
+
+static void test_clients_paged(void **state) {
+        ServiceFixture *f = *state;
+        plx_bus *heavy[N_HEAVY] = {};
+        _cleanup_bus_ plx_bus *huge = NULL;
+        Listing l;
+        Run r;
+
+        for (size_t i = 0; i < N_HEAVY; i++) {
+                assert_int_equal(plx_bus_new(&heavy[i], f->harness->address, "heavy"), 0);
+                subscribe_long(heavy[i], HEAVY_SUBSCRIPTIONS, (char)('a' + i));
+        }
+        assert_int_equal(plx_bus_new(&huge, f->harness->address, "huge"), 0);
+        subscribe_long(huge, HUGE_SUBSCRIPTIONS, 'z');
+
+        /* The broker pages by itself: 12 x 26 KB does not fit one frame. */
+        l = list_clients(f->bus, 0, NULL);
+        assert_int_equal(l.n_clients, N_HEAVY + 3);
+        assert_true(l.n_pages >= 3);
+        /* And as asked: one client per page. */
+        l = list_clients(f->bus, 1, NULL);
+        assert_int_equal(l.n_clients, N_HEAVY + 3);
+        assert_int_equal(l.n_pages, N_HEAVY + 3);
+
+        /* plexusctl fetches every page (and counts itself). */
+        ctl(&r, "--json", "clients");
+        assert_exit(&r, 0);
+        JSON(&r,
+             "c = d['clients']\n"
+             "assert len(c) == %d, len(c)\n"
+             "assert len({x['unique_id'] for x in c}) == len(c)\n"
+             "ids = [int(x['unique_id'][1:]) for x in c]\n"
+             "assert ids == sorted(ids), ids\n"
+             "h = [x for x in c if x['description'] == 'heavy']\n"
+             "assert len(h) == %d\n"
+             "for x in h:\n"
+             "    assert len(x['subscriptions']) == x['subscription_count'] == %d and not x['truncated']\n"
+             "    assert all(p.startswith('long/') and len(p) == 255 for p in x['subscriptions'])\n"
+             "z = [x for x in c if x['description'] == 'huge']\n"
+             "assert len(z) == 1 and z[0]['truncated'] and z[0]['subscription_count'] == %d, z[0]['truncated']\n"
+             "assert 100 < len(z[0]['subscriptions']) < %d\n"
+             "assert z[0]['subscriptions'] == ['long/z/%%03d/%%0244d' %% (i, i) for i in range(len(z[0]['subscriptions']))]\n",
+             N_HEAVY + 4, N_HEAVY, HEAVY_SUBSCRIPTIONS, HUGE_SUBSCRIPTIONS, HUGE_SUBSCRIPTIONS);
+        run_free(&r);
+
+        /* The table has a line per client. */
+        ctl(&r, "clients", "--no-legend");
+        assert_exit(&r, 0);
+        {
+                size_t lines = 0;
+
+                for (const char *p = r.out; *p; p++)
+                        lines += *p == '\n';
+                assert_int_equal(lines, N_HEAVY + 4);
+        }
+        run_free(&r);
+
+        /* One client alone is cut short too, and says so. */
+        ctl(&r, "client", plx_bus_get_unique_id(huge));
+        assert_exit(&r, 0);
+        assert_contains(r.out, "Lists cut short:");
+        assert_contains(r.out, "512 subscriptions in all");
+        run_free(&r);
+
+        for (size_t i = 0; i < N_HEAVY; i++)
+                plx_bus_free(heavy[i]);
+}
+
+static void test_client(void **state) {
+        ServiceFixture *f = *state;
+        const char *own = plx_bus_get_unique_id(f->bus);
+        char comm[64];
+        Run r;
+
+        read_self("comm", comm, sizeof(comm));
+        assert_int_equal(plx_bus_request_name(f->bus, "org.example.Own", 0), PLX_NAME_PRIMARY_OWNER);
+        assert_int_equal(plx_bus_subscribe(f->bus, NULL, "p/+/q", ignore_signal, NULL), 0);
+
+        ctl(&r, "client", f->service_id);
+        assert_exit(&r, 0);
+        assert_contains(r.out, "Client:");
+        assert_contains(r.out, f->service_id);
+        assert_contains(r.out, "(running)");
+        assert_contains(r.out, "test-service");
+        assert_contains(r.out, "Process:");
+        assert_contains(r.out, comm);
+        run_free(&r);
+
+        /* By a well-known name: its primary owner. */
+        ctl(&r, "client", "org.example.Own");
+        assert_exit(&r, 0);
+        assert_contains(r.out, own);
+        assert_contains(r.out, "p/+/q");
+        run_free(&r);
+
+        ctl(&r, "--json", "client", "org.example.Own");
+        assert_exit(&r, 0);
+        JSON(&r,
+             "assert d['unique_id'] == '%s' and d['pid'] == %d, d\n"
+             "assert d['names'] == ['org.example.Own'] and d['subscriptions'] == ['p/+/q'], d\n"
+             "assert d['description'] == 'integration-test' and d['comm'] == '%s'\n",
+             own, (int)getpid(), comm);
+        run_free(&r);
+
+        /* No such client: exit status 3, the broker's error by name. */
+        ctl(&r, "client", ":99999");
+        assert_exit(&r, 3);
+        assert_string_equal(r.out, "");
+        assert_contains(r.err, PLX_ERROR_NAME_HAS_NO_OWNER);
+        run_free(&r);
+
+        ctl(&r, "client", "org.example.Nobody", "--json");
+        assert_exit(&r, 3);
+        JSON(&r,
+             "assert d == {'error': {'name': 'plexus.Error.NameHasNoOwner',\n"
+             "                       'message': 'org.example.Nobody has no owner'}}, d\n");
+        run_free(&r);
+
+        /* Not a name at all: a usage error, found before connecting. */
+        ctl(&r, "client", "no name");
+        assert_exit(&r, 64);
+        run_free(&r);
+}
+
+static void test_stats(void **state) {
+        ServiceFixture *f = *state;
+        Run r;
+
+        for (int i = 0; i < 3; i++)
+                assert_int_equal(plx_bus_call(f->bus, f->service_id, "Echo", "x", 1, PLX_TIMEOUT_DEFAULT, NULL), 0);
+        assert_int_equal(plx_bus_call(f->bus, f->service_id, "Fail", NULL, 0, PLX_TIMEOUT_DEFAULT, NULL),
+                         -EREMOTEIO);
+        /* A call that times out at the broker. */
+        ctl(&r, "call", f->service_id, "Never", "--timeout", "0.2");
+        assert_exit(&r, 2);
+        run_free(&r);
+
+        ctl(&r, "stats");
+        assert_exit(&r, 0);
+        assert_contains(r.out, "Routed");
+        assert_contains(r.out, "Dropped or refused");
+        assert_contains(r.out, "timeouts:");
+        run_free(&r);
+
+        ctl(&r, "stats", "--json");
+        assert_exit(&r, 0);
+        JSON(&r,
+             "assert d['version'] == '%s'\n"
+             "assert d['clients']['now'] == 3 and d['clients']['peak'] >= 3, d['clients']\n"
+             "rt = d['routed']\n"
+             "assert rt['calls'] >= 5 and rt['replies'] >= 3 and rt['errors'] >= 2, rt\n"
+             "assert rt['bytes'] > 0 and rt['signals'] >= 0\n"
+             "assert d['errors_sent'] >= 1\n"
+             "dr = d['drops']\n"
+             "assert dr['timeouts'] == 1, dr\n"
+             "assert dr['queue_full'] == 0 and dr['leases_expired'] == 0 and dr['fds_rejected'] == 0, dr\n"
+             "assert dr['denied'] == 0 and dr['protocol_errors'] == 0 and dr['unexpected_replies'] == 0, dr\n"
+             "assert set(dr) == {'queue_full', 'unexpected_replies', 'protocol_errors', 'leases_expired',\n"
+             "                   'timeouts', 'fds_rejected', 'denied'}\n"
+             "assert d['pending_calls'] == 0 and d['monitors'] == 0 and d['reloads'] == 0\n"
+             "assert d['fds_passed'] == 0 and d['uptime_usec'] > 0\n",
+             PLEXUS_VERSION);
+        run_free(&r);
+}
+
+/* --- call, publish, subscribe, wait --------------------------------------- */
+
+static void test_call(void **state) {
+        ServiceFixture *f = *state;
+        const char *id = f->service_id;
+        char path[512];
+        Run r;
+        int fd;
+
+        ctl(&r, "call", id, "Echo", "hello");
+        assert_exit(&r, 0);
+        assert_string_equal(r.out, "hello\n");
+        assert_string_equal(r.err, "");
+        run_free(&r);
+
+        ctl(&r, "call", id, "Echo", "gr\xc3\xbc\xc3\x9f" "e \xe2\x86\x92 \xe4\xb8\x96\xe7\x95\x8c");
+        assert_exit(&r, 0);
+        assert_string_equal(r.out, "gr\xc3\xbc\xc3\x9f" "e \xe2\x86\x92 \xe4\xb8\x96\xe7\x95\x8c\n");
+        run_free(&r);
+
+        ctl(&r, "--json", "call", id, "Echo", "he said \"hi\"\n");
+        assert_exit(&r, 0);
+        JSON(&r,
+             "assert d == {'sender': '%s', 'size': 13, 'payload_text': 'he said \"hi\"\\n',\n"
+             "             'payload_hex': b'he said \"hi\"\\n'.hex()}, d\n", id);
+        run_free(&r);
+
+        /* Binary, from standard input: a hexdump; exact in --json and --raw. */
+        ctl_in(&r, "\x00\x01\xff" "abc", 6, "call", id, "Echo", "-");
+        assert_exit(&r, 0);
+        assert_string_equal(r.out, "00000000  00 01 ff 61 62 63                                 |...abc|\n"
+                                   "00000006\n");
+        run_free(&r);
+
+        ctl_in(&r, "\x00\x01\xff" "abc", 6, "call", "--json", id, "Echo", "-");
+        assert_exit(&r, 0);
+        JSON(&r, "assert d['payload_text'] is None and d['payload_hex'] == '0001ff616263' and d['size'] == 6, d\n");
+        run_free(&r);
+
+        ctl_in(&r, "\x00\x01\xff" "abc", 6, "call", "--raw", id, "Echo", "-");
+        assert_exit(&r, 0);
+        assert_int_equal(r.n_out, 6);
+        assert_memory_equal(r.out, "\x00\x01\xff" "abc", 6);
+        run_free(&r);
+
+        /* From a file. */
+        snprintf(path, sizeof(path), "%s/payload", f->harness->dir);
+        fd = open(path, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0600);
+        assert_true(fd >= 0);
+        assert_int_equal(write(fd, "from a file", 11), 11);
+        close(fd);
+        {
+                char arg[600];
+
+                snprintf(arg, sizeof(arg), "@%s", path);
+                ctl(&r, "call", id, "Echo", arg);
+                assert_exit(&r, 0);
+                assert_string_equal(r.out, "from a file\n");
+                run_free(&r);
+        }
+        unlink(path);
+        ctl(&r, "call", id, "Echo", "@/nonexistent/payload");
+        assert_exit(&r, 1);
+        assert_contains(r.err, "cannot read the payload");
+        run_free(&r);
+
+        /* An empty reply prints nothing. */
+        ctl(&r, "call", id, "Echo");
+        assert_exit(&r, 0);
+        assert_string_equal(r.out, "");
+        run_free(&r);
+
+        /* A remote error: exit status 1, the error's name and text. */
+        ctl(&r, "call", id, "Fail");
+        assert_exit(&r, 1);
+        assert_string_equal(r.out, "");
+        assert_contains(r.err, SERVICE_ERROR_NAME ": " SERVICE_ERROR_MESSAGE);
+        run_free(&r);
+
+        ctl(&r, "call", id, "Fail", "--json");
+        assert_exit(&r, 1);
+        JSON(&r, "assert d == {'error': {'name': '%s', 'message': '%s'}}, d\n", SERVICE_ERROR_NAME,
+             SERVICE_ERROR_MESSAGE);
+        run_free(&r);
+
+        ctl(&r, "call", id, "NoSuchMethod");
+        assert_exit(&r, 1);
+        assert_contains(r.err, PLX_ERROR_UNKNOWN_METHOD);
+        run_free(&r);
+
+        /* Timeout: exit status 2. */
+        ctl(&r, "call", "--timeout", "200ms", id, "Never");
+        assert_exit(&r, 2);
+        assert_contains(r.err, PLX_ERROR_TIMEOUT);
+        run_free(&r);
+
+        /* No such name: exit status 3, by unique id and by well-known name. */
+        ctl(&r, "call", ":99999", "Echo", "x");
+        assert_exit(&r, 3);
+        assert_contains(r.err, PLX_ERROR_SERVICE_UNKNOWN);
+        run_free(&r);
+
+        ctl(&r, "--json", "call", "org.example.Nobody", "Echo", "x");
+        assert_exit(&r, 3);
+        JSON(&r, "assert d['error']['name'] == 'plexus.Error.ServiceUnknown', d\n");
+        run_free(&r);
+
+        /* A payload that starts with '-' after "--". */
+        ctl(&r, "call", id, "Echo", "--", "-5");
+        assert_exit(&r, 0);
+        assert_string_equal(r.out, "-5\n");
+        run_free(&r);
+}
+
+static void test_publish_subscribe(void **state) {
+        ServiceFixture *f = *state;
+        Proc sub = PROC_NULL;
+        Run r;
+
+        /* JSON lines, ended by --count. */
+        CTL_START(&sub, "--json", "subscribe", "cli/#", "--count", "3");
+        wait_subscribed(f->bus, "cli/#");
+
+        ctl(&r, "publish", "cli/a", "hello");
+        assert_exit(&r, 0);
+        assert_string_equal(r.out, "");
+        assert_string_equal(r.err, "");
+        run_free(&r);
+        ctl_in(&r, "\xff\x00\n", 3, "publish", "cli/b/c", "-");
+        assert_exit(&r, 0);
+        run_free(&r);
+        ctl(&r, "publish", "--json", "cli/d", "");
+        assert_exit(&r, 0);
+        JSON(&r, "assert d == {'topic': 'cli/d', 'size': 0}, d\n");
+        run_free(&r);
+
+        proc_finish(&sub, &r, NULL, 0);
+        assert_exit(&r, 0);
+        JSON_LINES(&r,
+                   "assert [x['topic'] for x in d] == ['cli/a', 'cli/b/c', 'cli/d'], d\n"
+                   "assert d[0]['payload_text'] == 'hello' and d[0]['payload_hex'] == '68656c6c6f'\n"
+                   "assert d[1]['payload_text'] is None and d[1]['payload_hex'] == 'ff000a' and d[1]['size'] == 3\n"
+                   "assert d[2]['payload_text'] == '' and d[2]['size'] == 0\n"
+                   "assert all(x['sender'].startswith(':') for x in d)\n"
+                   "assert d[0]['sequence'] < d[1]['sequence'] < d[2]['sequence']\n"
+                   "assert len({x['sender'] for x in d}) == 3\n");
+        run_free(&r);
+
+        /* Human-readable, until SIGTERM; text as text, binary as a hexdump. */
+        CTL_START(&sub, "subscribe", "cli/+");
+        wait_subscribed(f->bus, "cli/+");
+        assert_int_equal(plx_bus_publish(f->bus, "cli/text", "21.5", 4), 0);
+        assert_int_equal(plx_bus_publish(f->bus, "cli/bin", "\x01\x02\x03", 3), 0);
+        assert_int_equal(plx_bus_publish(f->bus, "cli/empty", NULL, 0), 0);
+        assert_int_equal(plx_bus_publish(f->bus, "other/x", "no", 2), 0);
+        /* Our own Ping comes back after the broker routed all of them. */
+        assert_int_equal(plx_bus_call(f->bus, PLX_BROKER, "Ping", NULL, 0, PLX_TIMEOUT_DEFAULT, NULL), 0);
+        {
+                char line[256], expected[256];
+                const char *own = plx_bus_get_unique_id(f->bus);
+
+                snprintf(expected, sizeof(expected), "cli/text %s 21.5", own);
+                assert_true(harness_read_line(sub.out_fd, line, sizeof(line), harness_timeout_ms(HARNESS_TIMEOUT_MS)) >= 0);
+                assert_string_equal(line, expected);
+                snprintf(expected, sizeof(expected), "cli/bin %s (3 bytes)", own);
+                assert_true(harness_read_line(sub.out_fd, line, sizeof(line), harness_timeout_ms(HARNESS_TIMEOUT_MS)) >= 0);
+                assert_string_equal(line, expected);
+                assert_true(harness_read_line(sub.out_fd, line, sizeof(line), harness_timeout_ms(HARNESS_TIMEOUT_MS)) >= 0);
+                assert_int_equal(strncmp(line, "00000000  01 02 03 ", 19), 0);
+                assert_true(harness_read_line(sub.out_fd, line, sizeof(line), harness_timeout_ms(HARNESS_TIMEOUT_MS)) >= 0);
+                assert_string_equal(line, "00000003");
+                snprintf(expected, sizeof(expected), "cli/empty %s", own);
+                assert_true(harness_read_line(sub.out_fd, line, sizeof(line), harness_timeout_ms(HARNESS_TIMEOUT_MS)) >= 0);
+                assert_string_equal(line, expected);
+        }
+        assert_int_equal(kill(sub.pid, SIGTERM), 0);
+        proc_finish(&sub, &r, NULL, 0);
+        assert_exit(&r, 0);
+        assert_string_equal(r.out, "");
+        run_free(&r);
+
+        /* --raw: the bytes alone. */
+        CTL_START(&sub, "subscribe", "--raw", "raw/#", "-n", "2");
+        wait_subscribed(f->bus, "raw/#");
+        assert_int_equal(plx_bus_publish(f->bus, "raw/1", "ab\0", 3), 0);
+        assert_int_equal(plx_bus_publish(f->bus, "raw/2", "cd", 2), 0);
+        assert_int_equal(harness_bus_flush(f->bus, harness_timeout_ms(HARNESS_TIMEOUT_MS)), 0);
+        proc_finish(&sub, &r, NULL, 0);
+        assert_exit(&r, 0);
+        assert_int_equal(r.n_out, 5);
+        assert_memory_equal(r.out, "ab\0cd", 5);
+        run_free(&r);
+
+        /* Not a topic one may publish on, not a pattern: usage errors. */
+        ctl(&r, "publish", "cli/+", "x");
+        assert_exit(&r, 64);
+        run_free(&r);
+        ctl(&r, "publish", "plexus/names/x", "x");
+        assert_exit(&r, 64);
+        run_free(&r);
+        ctl(&r, "subscribe", "a/#/b");
+        assert_exit(&r, 64);
+        run_free(&r);
+}
+
+/*
+ * A subscriber that does not read: once its queue is full, a publish is
+ * refused for it, which publish reports as a remote error, and client
+ * shows the queue's depth.
+ */
+static void test_publish_queue_full(void **state) {
+        ServiceFixture *f = *state;
+        _cleanup_bus_ plx_bus *flooder = NULL;
+        ErrorLog log = {};
+        Run r;
+
+        assert_int_equal(plx_bus_subscribe(f->bus, NULL, "full/#", ignore_signal, NULL), 0);
+        assert_int_equal(plx_bus_new(&flooder, f->harness->address, "flooder"), 0);
+        plx_bus_set_error_handler(flooder, error_log_record, &log);
+        /*
+         * Small signals fill the queue by its frame limit (4096), so that even
+         * the smallest frame is refused after: batches of 1000, each followed
+         * by a Ping, which an ERROR about the batch precedes.
+         */
+        for (int batch = 0; batch < 10 && log.n_errors == 0; batch++) {
+                for (int i = 0; i < 1000; i++)
+                        assert_int_equal(plx_bus_publish(flooder, "full/flood", "x", 1), 0);
+                assert_int_equal(harness_bus_flush(flooder, harness_timeout_ms(HARNESS_TIMEOUT_MS)), 0);
+                assert_int_equal(plx_bus_call(flooder, PLX_BROKER, "Ping", NULL, 0, PLX_TIMEOUT_DEFAULT, NULL), 0);
+                assert_int_equal(harness_bus_drain(flooder), 0);
+        }
+        assert_true(log.n_errors > 0);
+        assert_string_equal(log.name, PLX_ERROR_QUEUE_FULL);
+
+        ctl(&r, "publish", "full/x", "one more");
+        assert_exit(&r, 1);
+        assert_contains(r.err, PLX_ERROR_QUEUE_FULL);
+        run_free(&r);
+
+        ctl(&r, "--json", "client", plx_bus_get_unique_id(f->bus));
+        assert_exit(&r, 0);
+        JSON(&r,
+             "assert d['queue_frames'] >= 4000 and d['queue_bytes'] > 4000 * 20, d\n"
+             "assert d['subscriptions'] == ['full/#']\n");
+        run_free(&r);
+
+        ctl(&r, "--json", "stats");
+        assert_exit(&r, 0);
+        JSON(&r, "assert d['drops']['queue_full'] >= 2, d['drops']\n");
+        run_free(&r);
+}
+
+static void test_wait(void **state) {
+        ServiceFixture *f = *state;
+        const char *own = plx_bus_get_unique_id(f->bus);
+        Proc waiter = PROC_NULL;
+        Run r;
+
+        /* Not there, and not coming: exit status 2 after the timeout. */
+        ctl(&r, "wait", "org.example.Later", "--timeout", "0.2");
+        assert_exit(&r, 2);
+        assert_contains(r.err, "did not appear");
+        run_free(&r);
+
+        /* Waiting with no timeout until the name appears. */
+        CTL_START(&waiter, "--json", "wait", "org.example.Later");
+        wait_subscribed(f->bus, "plexus/names/org.example.Later");
+        assert_int_equal(plx_bus_request_name(f->bus, "org.example.Later", 0), PLX_NAME_PRIMARY_OWNER);
+        proc_finish(&waiter, &r, NULL, 0);
+        assert_exit(&r, 0);
+        JSON(&r, "assert d == {'name': 'org.example.Later', 'owner': '%s'}, d\n", own);
+        run_free(&r);
+
+        /* There already: at once. */
+        ctl(&r, "wait", "org.example.Later");
+        assert_exit(&r, 0);
+        assert_int_equal(strncmp(r.out, own, strlen(own)), 0);
+        assert_string_equal(r.out + strlen(own), "\n");
+        run_free(&r);
+
+        ctl(&r, "wait", ":1");
+        assert_exit(&r, 64);
+        run_free(&r);
+}
+
+/* --- the bus is not there; the command line is wrong ---------------------- */
+
+static void test_no_bus(void **state) {
+        Harness *h = *state;
+        static const char *const verbs[][4] = {
+                { "status" }, { "list" }, { "clients" }, { "client", ":1" }, { "stats" },
+                { "call", ":1", "Echo" }, { "publish", "a/b" }, { "subscribe", "a/b" }, { "wait", "a.b" },
+        };
+        char address[400];
+        Run r;
+
+        snprintf(address, sizeof(address), "%s/nobody-here", h->dir);
+        setenv("PLEXUS_BUS_ADDRESS", address, 1);
+        for (size_t i = 0; i < ELEMENTSOF(verbs); i++) {
+                ctl(&r, verbs[i][0], verbs[i][1], verbs[i][2]);
+                assert_exit(&r, 4);
+                assert_contains(r.err, "cannot connect to the bus at");
+                assert_contains(r.err, address);
+                assert_string_equal(r.out, "");
+                run_free(&r);
+
+                ctl(&r, "--json", verbs[i][0], verbs[i][1], verbs[i][2]);
+                assert_exit(&r, 4);
+                JSON(&r,
+                     "assert d['error']['name'] is None, d\n"
+                     "assert d['error']['message'].startswith('cannot connect to the bus at %s'), d\n",
+                     address);
+                run_free(&r);
+        }
+
+        /* --address wins over the environment. */
+        ctl(&r, "--address", h->address, "status");
+        assert_exit(&r, 0);
+        run_free(&r);
+        ctl(&r, "status", "-a", address);
+        setenv("PLEXUS_BUS_ADDRESS", h->address, 1);
+        assert_exit(&r, 4);
+        run_free(&r);
+}
+
+static void test_usage(void **state) {
+        static const char *const verbs[] = {
+                "status", "list", "clients", "client", "stats", "call", "publish", "subscribe", "wait",
+        };
+        Run r;
+
+        ctl(&r, "--help");
+        assert_exit(&r, 0);
+        assert_contains(r.out, "Usage: plexusctl");
+        assert_contains(r.out, "Exit status:");
+        for (size_t i = 0; i < ELEMENTSOF(verbs); i++)
+                assert_contains(r.out, verbs[i]);
+        run_free(&r);
+
+        for (size_t i = 0; i < ELEMENTSOF(verbs); i++) {
+                char expected[64];
+
+                ctl(&r, verbs[i], "--help");
+                assert_exit(&r, 0);
+                snprintf(expected, sizeof(expected), "Usage: plexusctl %s ", verbs[i]);
+                assert_contains(r.out, expected);
+                assert_contains(r.out, "64  usage error");
+                run_free(&r);
+        }
+
+        ctl(&r, "--version");
+        assert_exit(&r, 0);
+        assert_string_equal(r.out, "plexusctl " PLEXUS_VERSION "\n");
+        run_free(&r);
+
+        /* Each of these is a usage error, found before connecting. */
+        {
+                static const char *const bad[][5] = {
+                        { NULL },
+                        { "frobnicate" },
+                        { "status", "extra" },
+                        { "client" },
+                        { "call", ":1" },
+                        { "call", ":1", "A", "b", "c" },
+                        { "list", "--raw" },
+                        { "status", "--count", "3" },
+                        { "subscribe", "a", "--count", "0" },
+                        { "call", "--timeout", "soon", ":1", "A" },
+                        { "call", "--timeout", "-1", ":1", "A" },
+                        { "call", "--raw", "--json", ":1", "A" },
+                        { "publish", "--fd", "/dev/null", "a/b" },
+                        { "--bogus", "status" },
+                        { "status", "--address", "" },
+                };
+
+                for (size_t i = 0; i < ELEMENTSOF(bad); i++) {
+                        ctl(&r, bad[i][0], bad[i][1], bad[i][2], bad[i][3], bad[i][4]);
+                        assert_exit(&r, 64);
+                        assert_string_equal(r.out, "");
+                        assert_true(r.n_err > 0);
+                        run_free(&r);
+                }
+        }
+}
+
+/* --- tables on a terminal ------------------------------------------------- */
+
+/* 59 bytes: the broker keeps 63 of a description. */
+#define LONG_DESCRIPTION "a-description-longer-than-any-terminal-column-would-show-it"
+
+static void test_terminal(void **state) {
+        ServiceFixture *f = *state;
+        _cleanup_bus_ plx_bus *wordy = NULL;
+        struct winsize ws = { .ws_row = 24, .ws_col = 100 };
+        Proc p = PROC_NULL;
+        char *argv[] = { (char *)plexusctl_path(), (char *)"clients", NULL };
+        char *line, *save = NULL;
+        int master, slave;
+        Run r;
+
+        assert_int_equal(plx_bus_new(&wordy, f->harness->address, LONG_DESCRIPTION), 0);
+
+        /* Not a terminal: nothing cut. */
+        ctl(&r, "clients");
+        assert_exit(&r, 0);
+        assert_contains(r.out, LONG_DESCRIPTION);
+        run_free(&r);
+
+        master = posix_openpt(O_RDWR | O_NOCTTY | O_CLOEXEC);
+        assert_true(master >= 0);
+        assert_int_equal(grantpt(master), 0);
+        assert_int_equal(unlockpt(master), 0);
+        slave = open(ptsname(master), O_RDWR | O_NOCTTY | O_CLOEXEC);
+        assert_true(slave >= 0);
+        assert_int_equal(ioctl(slave, TIOCSWINSZ, &ws), 0);
+
+        unsetenv("COLUMNS");
+        proc_start(&p, argv, slave);
+        close(slave);
+        p.out_fd = master;
+        proc_finish(&p, &r, NULL, 0);
+        assert_exit(&r, 0);
+
+        /* Every line fits 100 columns; the description is cut, with an ellipsis. */
+        assert_null(strstr(r.out, LONG_DESCRIPTION));
+        assert_true(strstr(r.out, "...") || strstr(r.out, "\xe2\x80\xa6"));
+        for (line = strtok_r(r.out, "\r\n", &save); line; line = strtok_r(NULL, "\r\n", &save)) {
+                size_t columns = 0;
+
+                /* Columns, not bytes: "…" is three bytes in a UTF-8 locale. */
+                for (const char *c = line; *c; c++)
+                        columns += ((unsigned char)*c & 0xc0) != 0x80;
+                if (columns > 100)
+                        fail_msg("line wider than the terminal: \"%s\"", line);
+        }
+        run_free(&r);
+}
+
+int main(void) {
+        const struct CMUnitTest tests[] = {
+                SERVICE_TEST(test_status),
+                SERVICE_TEST(test_list),
+                SERVICE_TEST(test_clients),
+                SERVICE_TEST(test_clients_paged),
+                SERVICE_TEST(test_client),
+                SERVICE_TEST(test_stats),
+                SERVICE_TEST(test_call),
+                SERVICE_TEST(test_publish_subscribe),
+                SERVICE_TEST(test_publish_queue_full),
+                SERVICE_TEST(test_wait),
+                cmocka_unit_test_setup_teardown(test_no_bus, harness_setup, harness_teardown),
+                cmocka_unit_test_setup_teardown(test_usage, harness_setup, harness_teardown),
+                SERVICE_TEST(test_terminal),
+        };
+
+        /* The test's own output must not depend on a terminal's width either. */
+        unsetenv("COLUMNS");
+        return cmocka_run_group_tests(tests, NULL, NULL);
+}
