@@ -19,6 +19,8 @@ void fdpass_attach(struct msghdr *mh, FdControl *control, const int *fds, size_t
 
         if (!n_fds)
                 return;
+        /* The padding after an odd number of fds goes to the kernel too: no stack garbage. */
+        memset(control, 0, CMSG_SPACE(n_fds * sizeof(int)));
         mh->msg_control = control;
         mh->msg_controllen = CMSG_SPACE(n_fds * sizeof(int));
         c = CMSG_FIRSTHDR(mh);

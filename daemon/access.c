@@ -21,14 +21,23 @@ bool access_privileged(Broker *b, Peer *p) {
         return p->cred.uid == 0 || p->cred.uid == b->cred.uid;
 }
 
+static PolicySubject subject(Peer *p);
+
 /**
  * access_may_connect() - whether @p may stay connected at all
  *
- * Without a policy only privileged clients are served: a per-user bus is
- * its owner's alone.
+ * Only if some rule applies to it: without a policy only privileged
+ * clients are served (a per-user bus is its owner's alone), and a user the
+ * policy does not name is refused at HELLO rather than left to fail every
+ * action.
  */
 bool access_may_connect(Broker *b, Peer *p) {
-        return access_privileged(b, p) || b->policy;
+        PolicySubject s;
+
+        if (access_privileged(b, p))
+                return true;
+        s = subject(p);
+        return policy_applies(b->policy, &s);
 }
 
 /* The peer's groups: primary first, then supplementary (SO_PEERGROUPS), read once. */
@@ -48,6 +57,15 @@ static void peer_load_groups(Peer *p) {
         for (size_t i = 0; i < n; i++)
                 p->gids[i + 1] = buf[i];
         p->n_gids = n + 1;
+}
+
+static PolicySubject subject(Peer *p) {
+        peer_load_groups(p);
+        return (PolicySubject) {
+                .uid = p->cred.uid,
+                .gids = p->gids ? p->gids : &p->cred.gid,
+                .n_gids = p->gids ? p->n_gids : 1,
+        };
 }
 
 static bool first_denial(Peer *p, PolicyAction action, const char *target) {
@@ -78,18 +96,13 @@ bool access_check(Broker *b, Peer *p, PolicyAction action, const char *target, c
         if (access_privileged(b, p))
                 return true;
 
-        peer_load_groups(p);
-        s = (PolicySubject) {
-                .uid = p->cred.uid,
-                .gids = p->gids ? p->gids : &p->cred.gid,
-                .n_gids = p->gids ? p->n_gids : 1,
-        };
+        s = subject(p);
         if (policy_allows(b->policy, &s, action, target, aliases, NULL))
                 return true;
 
         b->stats.n_denied++;
         if (first_denial(p, action, target) && log_limit_pass(&p->log_limit, &b->log, now_usec()))
-                peer_log(p, LOG_NOTICE, "denied: %s %s (uid %u, gid %u)", policy_action_to_string(action),
-                         target ? target : "", (unsigned)p->cred.uid, (unsigned)p->cred.gid);
+                peer_log(p, LOG_NOTICE, "denied: %s%s%s (uid %u, gid %u)", policy_action_to_string(action),
+                         target ? " " : "", target ?: "", (unsigned)p->cred.uid, (unsigned)p->cred.gid);
         return false;
 }

@@ -42,9 +42,19 @@ typedef struct Parse {
         size_t err_size;
 } Parse;
 
+static int handle_line(Parse *p, const char *section, const char *name, const char *value);
+
 /* Debian's libinih is built without line numbers for handlers: name the key instead. */
 static int handle(void *userdata, const char *section, const char *name, const char *value) {
         Parse *p = userdata;
+
+        /* libinih reads on after an error; the first one is the one to report. */
+        if (p->err[0])
+                return 0;
+        return handle_line(p, section, name, value);
+}
+
+static int handle_line(Parse *p, const char *section, const char *name, const char *value) {
         unsigned long long v;
         char *end;
 
@@ -121,7 +131,8 @@ int config_load(plx_broker_config *c, Policy **ret_policy, const char *path, boo
         f = fopen(path, "re");
         if (!f) {
                 r = -errno;
-                if (r == -ENOENT && !required) {
+                /* An optional default file that is absent or not ours to read: defaults. */
+                if ((r == -ENOENT || r == -EACCES) && !required) {
                         *ret_policy = NULL;
                         return 0;
                 }

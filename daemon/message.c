@@ -37,6 +37,8 @@ int message_new(Message **ret, const void *header, size_t header_len,
         m->payload_len = (uint32_t)payload_len;
         m->n_fds = 0;
         m->fds = NULL;
+        m->origin_id = 0;
+        m->origin_serial = 0;
         if (n_fds) {
                 m->fds = malloc(n_fds * sizeof(int));
                 if (!m->fds) {

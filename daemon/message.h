@@ -17,6 +17,8 @@ typedef struct Message {
         uint32_t payload_len;
         uint32_t n_fds;
         int *fds;               /* the message's own duplicates, closed with it */
+        uint64_t origin_id;     /* who sent it and with which serial, to tell them if it is dropped */
+        uint64_t origin_serial;
         uint8_t data[];         /* header, then payload */
 } Message;
 

@@ -239,7 +239,13 @@ Peer *peer_find(Broker *b, const char *unique_id) {
                         return NULL;
                 id = id * 10 + (uint64_t)(*s - '0');
         }
+        return peer_find_id(b, id);
+}
 
+/**
+ * peer_find_id() - the running peer with numeric id @id, or NULL
+ */
+Peer *peer_find_id(Broker *b, uint64_t id) {
         htable_for_each_hash(n, &b->peers_by_id, hash_u64(id)) {
                 Peer *p = container_of(n, Peer, id_node);
 
@@ -356,7 +362,7 @@ static void peer_update_backpressure(Peer *p) {
  * through, so that the receiver can see a gap where it missed one.
  *
  * Return: 0 when sent or queued (or when @p is dead: callers are told by
- * router_peer_gone()), PEER_E_QUEUE_FULL when refused.
+ * router_peer_gone()), PEER_E_QUEUE_FULL or PEER_E_FDS when refused.
  */
 int peer_send(Peer *p, OutFrame *f, bool force) {
         uint64_t delivery = ++p->n_delivered;
@@ -371,6 +377,13 @@ int peer_send(Peer *p, OutFrame *f, bool force) {
                                  f->fds, f->n_fds, delivery);
                 if (r == 0)
                         return 0;
+                /*
+                 * The kernel limits fds in flight per user (RLIMIT_NOFILE): a
+                 * receiver that does not read holds them. Refuse this frame,
+                 * not the connection.
+                 */
+                if (r == -ETOOMANYREFS)
+                        return PEER_E_FDS;
                 if (r != -EAGAIN && r != -ENOBUFS) {
                         peer_log(p, LOG_DEBUG, "send failed: %s", strerror(-r));
                         peer_hangup(p);
@@ -388,6 +401,8 @@ int peer_send(Peer *p, OutFrame *f, bool force) {
                                 f->fds, f->n_fds);
                 if (r < 0)
                         goto oom;
+                f->msg->origin_id = f->origin_id;
+                f->msg->origin_serial = f->origin_serial;
         }
         r = queue_push(&p->queue, f->msg, delivery, size, force);
         if (r == QUEUE_E_FULL)
@@ -420,6 +435,12 @@ static void peer_flush(Peer *p) {
                         loop_source_clear(&p->source, EPOLLOUT);
                         peer_update_backpressure(p);
                         return;
+                }
+                if (r == -ETOOMANYREFS) {
+                        /* As in peer_send(): this frame goes, with word to its sender; the connection stays. */
+                        router_frame_dropped(p->broker, p, e->msg);
+                        queue_pop(&p->queue);
+                        continue;
                 }
                 if (r < 0) {
                         peer_log(p, LOG_DEBUG, "send failed: %s", strerror(-r));

@@ -30,6 +30,7 @@
 
 enum {
         PEER_E_QUEUE_FULL = 1,
+        PEER_E_FDS,             /* the kernel refused the fds: too many in flight (ETOOMANYREFS) */
 };
 
 typedef enum PeerState {
@@ -102,6 +103,8 @@ typedef struct OutFrame {
         size_t payload_len;
         const int *fds;         /* borrowed; queued messages keep duplicates */
         size_t n_fds;
+        uint64_t origin_id;     /* sending peer's id and frame serial, 0 for the broker's */
+        uint64_t origin_serial;
         Message *msg;
 } OutFrame;
 
@@ -120,6 +123,7 @@ void peer_close(Peer *p);
 void peer_stop_reading(Peer *p);
 void peer_set_running(Peer *p);
 Peer *peer_find(Broker *b, const char *unique_id);
+Peer *peer_find_id(Broker *b, uint64_t id);
 
 static inline bool peer_is_alive(const Peer *p) {
         return p->state == PEER_STATE_HELLO || p->state == PEER_STATE_RUNNING;

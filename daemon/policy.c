@@ -364,6 +364,20 @@ static bool item_allows(PolicyAction a, const char *item, const char *target) {
 }
 
 /**
+ * policy_applies() - whether any rule of @p applies to @s
+ *
+ * Return: false for a NULL policy.
+ */
+bool policy_applies(const Policy *p, const PolicySubject *s) {
+        if (!p)
+                return false;
+        for (size_t i = 0; i < p->n_rules; i++)
+                if (rule_applies(&p->rules[i], s))
+                        return true;
+        return false;
+}
+
+/**
  * policy_allows() - whether @s may do @action on @target
  * @p:          the policy, or NULL (allows nothing)
  * @s:          who

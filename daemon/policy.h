@@ -44,6 +44,7 @@ int policy_set(Policy *p, const char *rule, const char *key, const char *value, 
 int policy_finish(Policy *p, char *err, size_t err_size);
 size_t policy_n_rules(const Policy *p);
 
+bool policy_applies(const Policy *p, const PolicySubject *s);
 bool policy_allows(const Policy *p, const PolicySubject *s, PolicyAction action,
                    const char *target, const char *const *aliases, const char **ret_rule);
 bool policy_pattern_covers(const char *allowed, const char *pattern);

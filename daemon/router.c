@@ -39,8 +39,12 @@ static void stamp(Broker *b, Plexus__Header *h, Peer *from) {
         h->delivery = 0;
 }
 
-/* Encode @h and hand it with @payload and @fds to @to. Returns peer_send()'s result. */
-static int send_one(Broker *b, Peer *to, const Plexus__Header *h, const void *payload,
+/*
+ * Encode @h and hand it with @payload and @fds to @to. A frame from a client
+ * (@from) remembers it, so that the sender can be told should the frame be
+ * dropped later. Returns peer_send()'s result.
+ */
+static int send_one(Broker *b, Peer *to, Peer *from, const Plexus__Header *h, const void *payload,
                     size_t payload_len, const int *fds, size_t n_fds, bool force) {
         uint8_t header[FRAME_HEADER_MAX];
         OutFrame f = {
@@ -49,6 +53,8 @@ static int send_one(Broker *b, Peer *to, const Plexus__Header *h, const void *pa
                 .payload_len = payload_len,
                 .fds = fds,
                 .n_fds = n_fds,
+                .origin_id = from ? from->id : 0,
+                .origin_serial = h->serial,
         };
         int r;
 
@@ -87,7 +93,7 @@ static int vsend_error(Broker *b, Peer *to, uint64_t reply_serial, const char *n
 
         b->stats.n_errors_sent++;
         /* Forced: bounded by the sender's own frames, see queue.h. */
-        return send_one(b, to, &h, text, MIN((size_t)n, sizeof(text) - 1), NULL, 0, true);
+        return send_one(b, to, NULL, &h, text, MIN((size_t)n, sizeof(text) - 1), NULL, 0, true);
 }
 
 /**
@@ -186,7 +192,28 @@ int router_send_reply(Broker *b, Peer *to, uint64_t reply_serial, const Protobuf
         h.destination = to->unique_id;
         stamp(b, &h, NULL);
         h.serial = h.sequence;
-        return send_one(b, to, &h, heap ?: stack, n, NULL, 0, true);
+        return send_one(b, to, NULL, &h, heap ?: stack, n, NULL, 0, true);
+}
+
+/**
+ * router_frame_dropped() - a queued frame could not be sent: tell its sender
+ * @b:          the broker
+ * @to:         the receiver it was for
+ * @m:          the frame
+ *
+ * Only fds make a queued frame undeliverable to a connected receiver (the
+ * kernel's limit on fds in flight); its sender, if still connected, gets
+ * plexus.Error.FdsRejected for it, and the receiver a gap in its delivery
+ * counter.
+ */
+void router_frame_dropped(Broker *b, Peer *to, const Message *m) {
+        Peer *origin = m->origin_id ? peer_find_id(b, m->origin_id) : NULL;
+
+        b->stats.n_fds_rejected++;
+        if (origin)
+                router_send_error(b, origin, m->origin_serial, ERROR_FDS_REJECTED,
+                                  "%s could not take %u fds (too many in flight); frame dropped",
+                                  to->unique_id, m->n_fds);
 }
 
 /**
@@ -214,7 +241,7 @@ int router_send_signal(Broker *b, Peer *to, const char *topic, const ProtobufCMe
         h.member = (char *)topic;
         stamp(b, &h, NULL);
         h.serial = h.sequence;
-        return send_one(b, to, &h, heap ?: stack, n, NULL, 0, true);
+        return send_one(b, to, NULL, &h, heap ?: stack, n, NULL, 0, true);
 }
 
 /**
@@ -237,7 +264,7 @@ void router_broadcast(Broker *b, const char *topic) {
         /* Safe walk: a failed send hangs the peer up, moving it off the list. */
         list_for_each_entry_safe(p, &b->peers, link)
                 if (p->state == PEER_STATE_RUNNING)
-                        send_one(b, p, &h, NULL, 0, NULL, 0, true);
+                        send_one(b, p, NULL, &h, NULL, 0, NULL, 0, true);
 }
 
 /**
@@ -397,8 +424,15 @@ static void route_call(Broker *b, Peer *from, Plexus__Header *h, const FrameView
         }
 
         stamp(b, h, from);
-        r = send_one(b, callee, h, f->payload, f->payload_len, fds, n_fds, false);
-        if (r == PEER_E_QUEUE_FULL) {
+        r = send_one(b, callee, from, h, f->payload, f->payload_len, fds, n_fds, false);
+        if (r == PEER_E_FDS) {
+                if (pc)
+                        pending_call_free(b, pc);
+                b->stats.n_fds_rejected++;
+                router_send_error(b, from, h->serial, ERROR_FDS_REJECTED,
+                                  "%s cannot take %zu more fds now (too many in flight)",
+                                  callee->unique_id, n_fds);
+        } else if (r == PEER_E_QUEUE_FULL) {
                 if (pc)
                         pending_call_free(b, pc);
                 b->stats.n_queue_full++;
@@ -436,8 +470,8 @@ static void route_reply(Broker *b, Peer *from, Plexus__Header *h, const FrameVie
         pending_call_free(b, pc);
 
         stamp(b, h, from);
-        r = send_one(b, caller, h, f->payload, f->payload_len, fds, n_fds, false);
-        if (r == PEER_E_QUEUE_FULL) {
+        r = send_one(b, caller, from, h, f->payload, f->payload_len, fds, n_fds, false);
+        if (r == PEER_E_QUEUE_FULL || r == PEER_E_FDS) {
                 /*
                  * The caller must not wait forever: it gets a small forced
                  * error in place of the reply, and the replier learns too.
@@ -467,12 +501,12 @@ static void deliver_signal(Subscription *s, void *userdata) {
                 return;
         p->last_signal_sequence = fo->sequence;
         fo->n_matched++;
-        if (peer_send(p, &fo->frame, false) == PEER_E_QUEUE_FULL)
+        if (peer_send(p, &fo->frame, false) != 0)
                 fo->n_full++;
 }
 
 /* Hand a stamped SIGNAL to every matching subscriber, once per client. */
-static void fan_out(Broker *b, const Plexus__Header *h, const void *payload, size_t size,
+static void fan_out(Broker *b, Peer *from, const Plexus__Header *h, const void *payload, size_t size,
                     const int *fds, size_t n_fds, SignalFanout *fo) {
         uint8_t header[FRAME_HEADER_MAX];
 
@@ -486,6 +520,8 @@ static void fan_out(Broker *b, const Plexus__Header *h, const void *payload, siz
                         .payload_len = size,
                         .fds = fds,
                         .n_fds = n_fds,
+                        .origin_id = from ? from->id : 0,
+                        .origin_serial = h->serial,
                 },
         };
         assert(fo->frame.header_len > 0);
@@ -521,7 +557,7 @@ size_t router_publish(Broker *b, Peer *as, const char *topic, const void *payloa
         h.member = (char *)topic;
         stamp(b, &h, as);
         h.serial = h.sequence;
-        fan_out(b, &h, payload, size, NULL, 0, &fo);
+        fan_out(b, NULL, &h, payload, size, NULL, 0, &fo);
         if (ret_n_matched)
                 *ret_n_matched = fo.n_matched;
         return fo.n_full;
@@ -549,10 +585,10 @@ static void route_signal(Broker *b, Peer *from, Plexus__Header *h, const FrameVi
 
         /* The client's own header goes out (serial, unknown fields), re-stamped. */
         stamp(b, h, from);
-        fan_out(b, h, f->payload, f->payload_len, fds, n_fds, &fo);
+        fan_out(b, from, h, f->payload, f->payload_len, fds, n_fds, &fo);
         if (fo.n_full)
                 router_send_error(b, from, h->serial, ERROR_QUEUE_FULL,
-                                  "signal on %s missed by %zu of %zu subscribers (queue full)",
+                                  "signal on %s missed by %zu of %zu subscribers (queue full, or too many fds in flight)",
                                   h->member, fo.n_full, fo.n_matched);
 }
 

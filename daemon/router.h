@@ -29,5 +29,6 @@ void router_fail_peer(Broker *b, Peer *p, uint64_t reply_serial, const char *nam
                       const char *fmt, ...) _printf_(5, 6);
 void router_peer_gone(Broker *b, Peer *p);
 void router_peer_closing(Broker *b, Peer *p);
+void router_frame_dropped(Broker *b, Peer *to, const Message *m);
 size_t router_publish(Broker *b, Peer *as, const char *topic, const void *payload, size_t size,
                       size_t *ret_n_matched);

@@ -4,8 +4,9 @@
  * The heap is a binary min-heap of Timer pointers; each timer records its
  * index so that disarming is O(log n) without a search. After any change the
  * owner of the queue calls timer_queue_rearm(), which touches the timerfd
- * only when the earliest deadline changed: arming 100,000 call timeouts in a
- * row costs one timerfd_settime(), not 100,000.
+ * only when the earliest deadline moves earlier: arming 100,000 call
+ * timeouts in a row costs one timerfd_settime(), and so does a steady
+ * stream of calls answered in time.
  */
 
 #include <assert.h>
@@ -182,7 +183,15 @@ int timer_queue_rearm(TimerQueue *q) {
         struct itimerspec its = {};
         uint64_t want = t ? MAX(t->deadline, 1u) : 0;
 
-        if (want == q->armed || q->fd < 0)
+        /*
+         * Only ever move the timerfd earlier. When the earliest timer goes
+         * (a call answered before its deadline, the usual case) the timerfd
+         * stays set for the old deadline and fires once for nothing, at
+         * which point timer_queue_dispatch() re-arms it for what is left.
+         * Calls arm and disarm a timer each; this keeps both from costing a
+         * timerfd_settime() per call.
+         */
+        if (q->fd < 0 || !want || (q->armed && q->armed <= want))
                 return 0;
 
         /* An all-zero it_value disarms; deadline 0 is mapped to 1 usec. */

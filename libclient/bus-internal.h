@@ -40,6 +40,7 @@
 
 typedef struct WFrame {
         List link;
+        uint64_t serial;
         size_t len;
         size_t n_fds;
         int *fds;               /* duplicates the frame owns until it is sent */

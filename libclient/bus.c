@@ -99,6 +99,16 @@ static ssize_t send_with_fds(int fd, struct iovec *iov, size_t n_iov, const int 
         return sendmsg(fd, &mh, MSG_DONTWAIT | MSG_NOSIGNAL);
 }
 
+/* A queued frame could not be sent: answer it locally, as the broker would have. */
+static void frame_refused(plx_bus *bus, uint64_t serial, const char *name, const char *text) {
+        plx_msg *m;
+
+        if (msg_new_local_error(&m, bus, serial, name, text) < 0)
+                return;         /* out of memory: a call still ends at its deadline */
+        list_append(&bus->rqueue, &m->link);
+        bus->n_rqueue++;
+}
+
 static int wqueue_flush(plx_bus *bus) {
         WFrame *w;
 
@@ -110,8 +120,18 @@ static int wqueue_flush(plx_bus *bus) {
                                 return 0;
                         if (errno == EINTR)
                                 continue;
-                        bus_connection_lost(bus);
-                        return -ECONNRESET;
+                        if (errno == ETOOMANYREFS) {
+                                /*
+                                 * Too many of this user's fds are in flight:
+                                 * this frame cannot go, the connection is fine.
+                                 * Its sender hears of it like of any refusal.
+                                 */
+                                frame_refused(bus, w->serial, PLX_ERROR_FDS_REJECTED,
+                                              "too many file descriptors in flight (ETOOMANYREFS); frame dropped");
+                        } else {
+                                bus_connection_lost(bus);
+                                return -ECONNRESET;
+                        }
                 }
                 list_unlink(&w->link);
                 bus->n_wqueue--;
@@ -167,6 +187,8 @@ int bus_send_frame(plx_bus *bus, Plexus__Header *h, const void *payload, size_t 
                 }
                 if (errno == EBADF && n_fds)
                         return -EBADF;  /* one of the caller's fds is not open */
+                if (errno == ETOOMANYREFS)
+                        return -ETOOMANYREFS;   /* fds in flight: this frame, not the connection */
                 if (errno != EAGAIN && errno != ENOBUFS) {
                         bus_connection_lost(bus);
                         return -ECONNRESET;
@@ -199,6 +221,7 @@ int bus_send_frame(plx_bus *bus, Plexus__Header *h, const void *payload, size_t 
                 }
         }
         w->len = total;
+        w->serial = h->serial;
         memcpy(w->data, head, FRAME_PREFIX_SIZE + hlen);
         if (size)
                 memcpy(w->data + FRAME_PREFIX_SIZE + hlen, payload, size);
@@ -343,7 +366,7 @@ int bus_wait(plx_bus *bus, uint64_t deadline) {
  * full (what we wait for may be behind messages nobody dispatches).
  */
 int bus_await(plx_bus *bus, uint64_t deadline, BusMatchFn match, void *userdata, plx_msg **ret) {
-        bool renewed = false;
+        bool renewed = false, waited = false;
         uint64_t now;
         int r;
 
@@ -354,6 +377,16 @@ int bus_await(plx_bus *bus, uint64_t deadline, BusMatchFn match, void *userdata,
                         return -ENOBUFS;
                 if (bus->connected) {
                         r = wqueue_flush(bus);
+                        if (r < 0)
+                                return r;
+                }
+                /*
+                 * Whatever we wait for was just asked for: sleep before the
+                 * first read rather than read, get EAGAIN, and sleep.
+                 */
+                if (!waited) {
+                        waited = true;
+                        r = bus_wait(bus, MIN(deadline, lease_next_deadline(bus)));
                         if (r < 0)
                                 return r;
                 }
@@ -692,9 +725,12 @@ _public_ int plx_bus_process(plx_bus *bus) {
                 if (r < 0 && r != -ECONNRESET)
                         return r;
         }
-        r = bus_read(bus, &progress);
-        if (r < 0 && r != -ECONNRESET)
-                return r;
+        /* Read only when nothing is waiting: a read per dispatched message would mostly say EAGAIN. */
+        if (bus->n_rqueue == 0) {
+                r = bus_read(bus, &progress);
+                if (r < 0 && r != -ECONNRESET)
+                        return r;
+        }
 
         m = list_first_entry(&bus->rqueue, plx_msg, link);
         if (m) {

@@ -251,16 +251,21 @@ int harness_cleanup(Harness *h) {
 }
 
 /**
- * harness_broker_spawn() - fork and exec plexusd on @h->address, no waiting
+ * harness_broker_spawn_args() - fork and exec plexusd with extra arguments
  * @h:          the harness, prepared
+ * @args:       NULL-terminated arguments appended to "plexusd -a <address>"
+ *              (e.g. "-c", path), or NULL for none; borrowed
+ * @stderr_fd:  where the broker's stderr goes, or -1 to share the test's;
+ *              borrowed (the broker gets a duplicate)
  *
- * Return: 0, -ENOENT if $PLEXUSD is not set, or a negative errno.
+ * Return: 0, -ENOENT if $PLEXUSD is not set, -E2BIG for too many
+ * arguments, or a negative errno.
  */
-int harness_broker_spawn(Harness *h) {
+int harness_broker_spawn_args(Harness *h, const char *const *args, int stderr_fd) {
         const char *plexusd = harness_plexusd();
         const char *wrapper = getenv("PLEXUS_TEST_BROKER_WRAPPER");
         char wrap[512] = "";
-        char *argv[32];
+        char *argv[48];
         size_t n = 0;
         pid_t pid;
 
@@ -281,6 +286,11 @@ int harness_broker_spawn(Harness *h) {
         argv[n++] = h->address;
         if (getenv("PLEXUS_TEST_VERBOSE"))
                 argv[n++] = (char *)"-v";
+        for (size_t i = 0; args && args[i]; i++) {
+                if (n + 1 >= sizeof(argv) / sizeof(argv[0]))
+                        return -E2BIG;
+                argv[n++] = (char *)args[i];
+        }
         argv[n] = NULL;
 
         fflush(NULL);
@@ -289,6 +299,8 @@ int harness_broker_spawn(Harness *h) {
                 return -errno;
         if (pid == 0) {
                 child_reset(SIGTERM);
+                if (stderr_fd >= 0 && dup2(stderr_fd, STDERR_FILENO) < 0)
+                        _exit(127);
                 close_range(3, ~0U, 0);
                 execvp(argv[0], argv);
                 fprintf(stderr, "cannot execute %s: %m\n", argv[0]);
@@ -299,16 +311,27 @@ int harness_broker_spawn(Harness *h) {
 }
 
 /**
- * harness_broker_start() - start plexusd on @h->address and wait for it
+ * harness_broker_spawn() - fork and exec plexusd on @h->address, no waiting
  * @h:          the harness, prepared
  *
- * Return: 0, -ENOENT if $PLEXUSD is not set, -ECHILD if the broker exited,
- * -ETIMEDOUT.
+ * Return: as harness_broker_spawn_args().
  */
-int harness_broker_start(Harness *h) {
+int harness_broker_spawn(Harness *h) {
+        return harness_broker_spawn_args(h, NULL, -1);
+}
+
+/**
+ * harness_broker_start_args() - harness_broker_start() with extra arguments
+ * @h:          the harness, prepared
+ * @args:       as for harness_broker_spawn_args()
+ * @stderr_fd:  as for harness_broker_spawn_args()
+ *
+ * Return: as harness_broker_start().
+ */
+int harness_broker_start_args(Harness *h, const char *const *args, int stderr_fd) {
         int r;
 
-        r = harness_broker_spawn(h);
+        r = harness_broker_spawn_args(h, args, stderr_fd);
         if (r < 0)
                 return r;
 
@@ -322,6 +345,17 @@ int harness_broker_start(Harness *h) {
                 return r;
         }
         return 0;
+}
+
+/**
+ * harness_broker_start() - start plexusd on @h->address and wait for it
+ * @h:          the harness, prepared
+ *
+ * Return: 0, -ENOENT if $PLEXUSD is not set, -ECHILD if the broker exited,
+ * -ETIMEDOUT.
+ */
+int harness_broker_start(Harness *h) {
+        return harness_broker_start_args(h, NULL, -1);
 }
 
 /**

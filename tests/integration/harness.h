@@ -69,6 +69,8 @@ int harness_prepare(Harness *h);
 int harness_cleanup(Harness *h);
 int harness_broker_spawn(Harness *h);
 int harness_broker_start(Harness *h);
+int harness_broker_spawn_args(Harness *h, const char *const *args, int stderr_fd);
+int harness_broker_start_args(Harness *h, const char *const *args, int stderr_fd);
 int harness_broker_stop(Harness *h);
 int harness_broker_signal(Harness *h, int sig);
 int harness_wait_for_broker(const char *address, pid_t pid, int timeout_ms);

@@ -280,8 +280,11 @@ int plx_bus_call_async(plx_bus *bus, plx_slot **ret_slot, const char *destinatio
  *
  * Any fd type can travel: pipes, sockets, memfds, files. The other
  * arguments and the results are as for plx_bus_call(), plus -EBADF if one of
- * @fds is not open and plexus.Error.FdsRejected (-EREMOTEIO) if the broker
- * or the callee's queue could not take them.
+ * @fds is not open, -ETOOMANYREFS if the kernel refuses more fds in flight
+ * for this user (RLIMIT_NOFILE; the connection stays usable), and
+ * plexus.Error.FdsRejected (-EREMOTEIO) if the broker or the callee could
+ * not take them. A frame already queued when the kernel refuses its fds is
+ * dropped and answered locally with PLX_ERROR_FDS_REJECTED.
  */
 int plx_bus_call_with_fds(plx_bus *bus, const char *destination, const char *member,
                           const void *payload, size_t size, const int *fds, size_t n_fds,
