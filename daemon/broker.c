@@ -496,6 +496,21 @@ int plx_broker_run(plx_broker *b) {
                 if (r < 0)
                         break;
 
+                /*
+                 * A shutdown request goes first: otherwise a connection that
+                 * became ready in the same round would be accepted, only to be
+                 * hung up by the shutdown before its HELLO, instead of waiting
+                 * in the (socket-activated) backlog for the next instance.
+                 */
+                LoopSource *first[] = { &b->signal_source, &b->wakeup_source };
+
+                for (size_t i = 0; i < ELEMENTSOF(first); i++) {
+                        if (list_is_linked(&first[i]->ready_link)) {
+                                list_unlink(&first[i]->ready_link);
+                                list_link_before(ready.next, &first[i]->ready_link);
+                        }
+                }
+
                 while (!list_is_empty(&ready)) {
                         LoopSource *s = list_entry(ready.next, LoopSource, ready_link);
 
