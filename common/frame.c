@@ -235,32 +235,51 @@ size_t frame_header_pack(const Plexus__Header *h, uint8_t *buf, size_t size) {
         return plexus__header__pack(h, buf);
 }
 
+static size_t put_varint(uint8_t *buf, uint64_t v) {
+        size_t n = 0;
+
+        do {
+                buf[n++] = (uint8_t)((v & 0x7f) | (v > 0x7f ? 0x80 : 0));
+                v >>= 7;
+        } while (v);
+        return n;
+}
+
 /**
  * frame_varint_field() - encode one varint field (tag and value)
  * @buf:        at least 16 bytes
  * @field:      field number
  * @value:      the value
  *
- * Protobuf decoders accept fields in any order, so a field appended to an
- * encoded header is read like any other. The broker uses this to stamp the
- * per-receiver delivery counter without encoding the header once per
- * receiver.
+ * Protobuf decoders accept fields in any order, and for a field that occurs
+ * twice the last occurrence wins. The broker relies on both: it stamps a
+ * forwarded header by appending its own fields to the sender's bytes (so
+ * whatever the sender wrote there is overridden), and the per-receiver
+ * delivery counter after that, without encoding the header again.
  *
  * Return: bytes written.
  */
 size_t frame_varint_field(uint8_t *buf, uint32_t field, uint64_t value) {
-        uint64_t tag = (uint64_t)field << 3;    /* wire type 0: varint */
-        size_t n = 0;
+        size_t n = put_varint(buf, (uint64_t)field << 3);       /* wire type 0: varint */
 
-        do {
-                buf[n++] = (uint8_t)((tag & 0x7f) | (tag > 0x7f ? 0x80 : 0));
-                tag >>= 7;
-        } while (tag);
-        do {
-                buf[n++] = (uint8_t)((value & 0x7f) | (value > 0x7f ? 0x80 : 0));
-                value >>= 7;
-        } while (value);
-        return n;
+        return n + put_varint(buf + n, value);
+}
+
+/**
+ * frame_string_field() - encode one string field (tag, length, bytes)
+ * @buf:        at least 16 + strlen(@s) bytes
+ * @field:      field number
+ * @s:          the string
+ *
+ * Return: bytes written.
+ */
+size_t frame_string_field(uint8_t *buf, uint32_t field, const char *s) {
+        size_t len = strlen(s);
+        size_t n = put_varint(buf, (uint64_t)field << 3 | 2);   /* wire type 2: length-delimited */
+
+        n += put_varint(buf + n, len);
+        memcpy(buf + n, s, len);
+        return n + len;
 }
 
 /**

@@ -96,6 +96,7 @@ const char *frame_strerror(int e);
 
 size_t frame_header_pack(const Plexus__Header *h, uint8_t *buf, size_t size);
 size_t frame_varint_field(uint8_t *buf, uint32_t field, uint64_t value);
+size_t frame_string_field(uint8_t *buf, uint32_t field, const char *s);
 void frame_prefix(uint8_t prefix[static FRAME_PREFIX_SIZE], uint32_t header_len);
 
 const char *frame_kind_to_string(int kind);

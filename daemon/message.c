@@ -15,6 +15,8 @@
  * @ret:        the message with one reference, written on success
  * @header:     encoded header, borrowed
  * @header_len: its length
+ * @stamp:      encoded fields to append to the header (the broker's stamp), or NULL
+ * @stamp_len:  their length
  * @payload:    payload, borrowed
  * @payload_len: its length
  * @fds:        fds passed with the frame, borrowed: the message keeps
@@ -25,15 +27,16 @@
  * Return: 0, -ENOMEM, or -EMFILE/-ENFILE when the broker is out of fds.
  */
 int message_new(Message **ret, const void *header, size_t header_len,
+                const void *stamp, size_t stamp_len,
                 const void *payload, size_t payload_len, const int *fds, size_t n_fds) {
         Message *m;
 
-        m = malloc(sizeof(*m) + header_len + payload_len);
+        m = malloc(sizeof(*m) + header_len + stamp_len + payload_len);
         if (!m)
                 return -ENOMEM;
 
         m->n_refs = 1;
-        m->header_len = (uint32_t)header_len;
+        m->header_len = (uint32_t)(header_len + stamp_len);
         m->payload_len = (uint32_t)payload_len;
         m->n_fds = 0;
         m->fds = NULL;
@@ -58,8 +61,10 @@ int message_new(Message **ret, const void *header, size_t header_len,
                 }
         }
         memcpy(m->data, header, header_len);
+        if (stamp_len)
+                memcpy(m->data + header_len, stamp, stamp_len);
         if (payload_len)
-                memcpy(m->data + header_len, payload, payload_len);
+                memcpy(m->data + header_len + stamp_len, payload, payload_len);
         *ret = m;
         return 0;
 }

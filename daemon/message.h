@@ -23,6 +23,7 @@ typedef struct Message {
 } Message;
 
 int message_new(Message **ret, const void *header, size_t header_len,
+                const void *stamp, size_t stamp_len,
                 const void *payload, size_t payload_len, const int *fds, size_t n_fds);
 Message *message_ref(Message *m);
 Message *message_unref(Message *m);

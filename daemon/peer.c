@@ -311,25 +311,27 @@ void peer_close(Peer *p) {
 }
 
 static int peer_sendmsg(Peer *p, const uint8_t *header, size_t header_len,
+                        const uint8_t *stamp, size_t stamp_len,
                         const uint8_t *payload, size_t payload_len,
                         const int *fds, size_t n_fds, uint64_t delivery) {
         FdControl control;
         uint8_t prefix[FRAME_PREFIX_SIZE], field[24];
         size_t field_len = frame_varint_field(field, FRAME_FIELD_DELIVERY, delivery);
-        struct iovec iov[4] = {
+        struct iovec iov[5] = {
                 { .iov_base = prefix, .iov_len = sizeof(prefix) },
                 { .iov_base = (void *)header, .iov_len = header_len },
+                { .iov_base = (void *)stamp, .iov_len = stamp_len },
                 { .iov_base = field, .iov_len = field_len },
                 { .iov_base = (void *)payload, .iov_len = payload_len },
         };
         struct msghdr mh = {
                 .msg_iov = iov,
-                .msg_iovlen = payload_len ? 4 : 3,
+                .msg_iovlen = payload_len ? 5 : 4,
         };
         ssize_t n;
 
         fdpass_attach(&mh, &control, fds, n_fds);
-        frame_prefix(prefix, (uint32_t)(header_len + field_len));
+        frame_prefix(prefix, (uint32_t)(header_len + stamp_len + field_len));
         n = sendmsg(p->fd, &mh, MSG_DONTWAIT | MSG_NOSIGNAL);
         if (n < 0)
                 return -errno;
@@ -373,8 +375,8 @@ int peer_send(Peer *p, OutFrame *f, bool force) {
                 return 0;
 
         if (queue_is_empty(&p->queue)) {
-                r = peer_sendmsg(p, f->header, f->header_len, f->payload, f->payload_len,
-                                 f->fds, f->n_fds, delivery);
+                r = peer_sendmsg(p, f->header, f->header_len, f->stamp, f->stamp_len,
+                                 f->payload, f->payload_len, f->fds, f->n_fds, delivery);
                 if (r == 0)
                         return 0;
                 /*
@@ -392,13 +394,13 @@ int peer_send(Peer *p, OutFrame *f, bool force) {
                 loop_source_clear(&p->source, EPOLLOUT);
         }
 
-        size = FRAME_PREFIX_SIZE + f->header_len + 11 + f->payload_len;
+        size = FRAME_PREFIX_SIZE + f->header_len + f->stamp_len + 11 + f->payload_len;
         if (!force && !queue_has_room(&p->queue, size, f->n_fds))
                 return PEER_E_QUEUE_FULL;
 
         if (!f->msg) {
-                r = message_new(&f->msg, f->header, f->header_len, f->payload, f->payload_len,
-                                f->fds, f->n_fds);
+                r = message_new(&f->msg, f->header, f->header_len, f->stamp, f->stamp_len,
+                                f->payload, f->payload_len, f->fds, f->n_fds);
                 if (r < 0)
                         goto oom;
                 f->msg->origin_id = f->origin_id;
@@ -428,7 +430,7 @@ static void peer_flush(Peer *p) {
         int r;
 
         while ((e = queue_peek(&p->queue))) {
-                r = peer_sendmsg(p, message_header(e->msg), e->msg->header_len,
+                r = peer_sendmsg(p, message_header(e->msg), e->msg->header_len, NULL, 0,
                                  message_payload(e->msg), e->msg->payload_len,
                                  e->msg->fds, e->msg->n_fds, e->delivery);
                 if (r == -EAGAIN || r == -ENOBUFS) {

@@ -99,6 +99,8 @@ struct Peer {
 typedef struct OutFrame {
         const uint8_t *header;
         size_t header_len;
+        const uint8_t *stamp;   /* broker fields appended to @header, or NULL */
+        size_t stamp_len;
         const uint8_t *payload;
         size_t payload_len;
         const int *fds;         /* borrowed; queued messages keep duplicates */

@@ -39,6 +39,62 @@ static void stamp(Broker *b, Plexus__Header *h, Peer *from) {
         h->delivery = 0;
 }
 
+/* Room for every stamped field: sender (":" and 20 digits), timeout, five varints. */
+#define STAMP_MAX 128
+
+/*
+ * The fields only the broker may set, encoded to be appended to the
+ * sender's own header bytes. Protobuf takes the last occurrence of a field,
+ * so these override whatever the sender wrote; every field is written even
+ * when it is 0 (uid 0 is root), which proto3 would otherwise leave out.
+ */
+static size_t stamp_encode(const Plexus__Header *h, uint8_t buf[static STAMP_MAX]) {
+        size_t n = 0;
+
+        n += frame_string_field(buf + n, 5, h->sender);
+        if (h->kind == PLEXUS__KIND__KIND_CALL)
+                n += frame_varint_field(buf + n, 9, h->timeout_ms);
+        n += frame_varint_field(buf + n, 10, h->sequence);
+        n += frame_varint_field(buf + n, 12, h->sender_uid);
+        n += frame_varint_field(buf + n, 13, h->sender_pid);
+        n += frame_varint_field(buf + n, 14, h->n_fds);
+        n += frame_varint_field(buf + n, 15, h->sender_gid);
+        assert(n <= STAMP_MAX);
+        return n;
+}
+
+/*
+ * Hand a client's frame on: its header bytes as received plus the stamp of
+ * @h (stamped already), its payload and fds, all untouched. No header is
+ * encoded on this path.
+ */
+static int forward_one(Broker *b, Peer *to, Peer *from, const Plexus__Header *h, const FrameView *fv,
+                       const int *fds, size_t n_fds) {
+        uint8_t stamp[STAMP_MAX];
+        OutFrame f = {
+                .header = fv->header,
+                .header_len = fv->header_len,
+                .stamp = stamp,
+                .stamp_len = stamp_encode(h, stamp),
+                .payload = fv->payload,
+                .payload_len = fv->payload_len,
+                .fds = fds,
+                .n_fds = n_fds,
+                .origin_id = from->id,
+                .origin_serial = h->serial,
+        };
+        int r;
+
+        monitor_copy(b, h, fv->payload, fv->payload_len);
+        r = peer_send(to, &f, false);
+        out_frame_deinit(&f);
+        if (r == 0) {
+                b->stats.n_routed[h->kind]++;
+                b->stats.n_bytes_routed += fv->payload_len;
+        }
+        return r;
+}
+
 /*
  * Encode @h and hand it with @payload and @fds to @to. A frame from a client
  * (@from) remembers it, so that the sender can be told should the frame be
@@ -424,7 +480,7 @@ static void route_call(Broker *b, Peer *from, Plexus__Header *h, const FrameView
         }
 
         stamp(b, h, from);
-        r = send_one(b, callee, from, h, f->payload, f->payload_len, fds, n_fds, false);
+        r = forward_one(b, callee, from, h, f, fds, n_fds);
         if (r == PEER_E_FDS) {
                 if (pc)
                         pending_call_free(b, pc);
@@ -470,7 +526,7 @@ static void route_reply(Broker *b, Peer *from, Plexus__Header *h, const FrameVie
         pending_call_free(b, pc);
 
         stamp(b, h, from);
-        r = send_one(b, caller, from, h, f->payload, f->payload_len, fds, n_fds, false);
+        r = forward_one(b, caller, from, h, f, fds, n_fds);
         if (r == PEER_E_QUEUE_FULL || r == PEER_E_FDS) {
                 /*
                  * The caller must not wait forever: it gets a small forced
@@ -505,17 +561,19 @@ static void deliver_signal(Subscription *s, void *userdata) {
                 fo->n_full++;
 }
 
-/* Hand a stamped SIGNAL to every matching subscriber, once per client. */
-static void fan_out(Broker *b, Peer *from, const Plexus__Header *h, const void *payload, size_t size,
-                    const int *fds, size_t n_fds, SignalFanout *fo) {
-        uint8_t header[FRAME_HEADER_MAX];
+/*
+ * Hand a stamped SIGNAL to every matching subscriber, once per client. A
+ * client's signal (@fv given) goes out as its own header bytes plus the
+ * stamp; the broker's own signals are encoded from @h.
+ */
+static void fan_out(Broker *b, Peer *from, const Plexus__Header *h, const FrameView *fv,
+                    const void *payload, size_t size, const int *fds, size_t n_fds, SignalFanout *fo) {
+        uint8_t header[FRAME_HEADER_MAX], stamp[STAMP_MAX];
 
         *fo = (SignalFanout) {
                 .b = b,
                 .sequence = h->sequence,
                 .frame = {
-                        .header = header,
-                        .header_len = frame_header_pack(h, header, sizeof(header)),
                         .payload = payload,
                         .payload_len = size,
                         .fds = fds,
@@ -524,7 +582,16 @@ static void fan_out(Broker *b, Peer *from, const Plexus__Header *h, const void *
                         .origin_serial = h->serial,
                 },
         };
-        assert(fo->frame.header_len > 0);
+        if (fv) {
+                fo->frame.header = fv->header;
+                fo->frame.header_len = fv->header_len;
+                fo->frame.stamp = stamp;
+                fo->frame.stamp_len = stamp_encode(h, stamp);
+        } else {
+                fo->frame.header = header;
+                fo->frame.header_len = frame_header_pack(h, header, sizeof(header));
+                assert(fo->frame.header_len > 0);
+        }
 
         monitor_copy(b, h, payload, size);
         topic_trie_match(&b->topics, h->member, deliver_signal, fo);
@@ -557,7 +624,7 @@ size_t router_publish(Broker *b, Peer *as, const char *topic, const void *payloa
         h.member = (char *)topic;
         stamp(b, &h, as);
         h.serial = h.sequence;
-        fan_out(b, NULL, &h, payload, size, NULL, 0, &fo);
+        fan_out(b, NULL, &h, NULL, payload, size, NULL, 0, &fo);
         if (ret_n_matched)
                 *ret_n_matched = fo.n_matched;
         return fo.n_full;
@@ -585,7 +652,7 @@ static void route_signal(Broker *b, Peer *from, Plexus__Header *h, const FrameVi
 
         /* The client's own header goes out (serial, unknown fields), re-stamped. */
         stamp(b, h, from);
-        fan_out(b, from, h, f->payload, f->payload_len, fds, n_fds, &fo);
+        fan_out(b, from, h, f, f->payload, f->payload_len, fds, n_fds, &fo);
         if (fo.n_full)
                 router_send_error(b, from, h->serial, ERROR_QUEUE_FULL,
                                   "signal on %s missed by %zu of %zu subscribers (queue full, or too many fds in flight)",

@@ -29,7 +29,7 @@ static Message *new_message(uint8_t tag) {
         uint8_t payload[5] = { 1, 2, 3, 4, tag };
         Message *m = NULL;
 
-        assert_int_equal(message_new(&m, header, sizeof(header), payload, sizeof(payload), NULL, 0), 0);
+        assert_int_equal(message_new(&m, header, sizeof(header), NULL, 0, payload, sizeof(payload), NULL, 0), 0);
         assert_non_null(m);
         return m;
 }
@@ -50,7 +50,7 @@ static void test_message(void **state) {
         static const uint8_t payload[] = "payload";
         Message *m = NULL;
 
-        assert_int_equal(message_new(&m, header, sizeof(header), payload, sizeof(payload), NULL, 0), 0);
+        assert_int_equal(message_new(&m, header, sizeof(header), NULL, 0, payload, sizeof(payload), NULL, 0), 0);
         assert_int_equal(m->n_refs, 1);
         assert_int_equal(m->header_len, sizeof(header));
         assert_int_equal(m->payload_len, sizeof(payload));
@@ -64,7 +64,7 @@ static void test_message(void **state) {
         assert_null(message_unref(m));
 
         /* No payload: payload_len 0, the pointer sits right after the header. */
-        assert_int_equal(message_new(&m, header, sizeof(header), NULL, 0, NULL, 0), 0);
+        assert_int_equal(message_new(&m, header, sizeof(header), NULL, 0, NULL, 0, NULL, 0), 0);
         assert_int_equal(m->payload_len, 0);
         assert_ptr_equal(message_payload(m), message_header(m) + sizeof(header));
         message_unref(m);
@@ -383,7 +383,7 @@ static void test_queue_fd_limit(void **state) {
         for (size_t i = 0; i < 3; i++)
                 fds[i] = pipefd[0];
 
-        assert_int_equal(message_new(&m, header, sizeof(header), NULL, 0, fds, 3), 0);
+        assert_int_equal(message_new(&m, header, sizeof(header), NULL, 0, NULL, 0, fds, 3), 0);
         assert_int_equal(m->n_fds, 3);
         for (size_t i = 0; i < 3; i++) {
                 assert_int_not_equal(m->fds[i], pipefd[0]);
