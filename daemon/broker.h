@@ -173,6 +173,7 @@ struct Broker {
         char *config_path;
         uint64_t start_usec;
         struct ucred cred;              /* the broker's own, stamped on frames it sends */
+        int peer_pidfd_support;         /* SO_PEERPIDFD: 0 unknown, 1 yes, -1 no */
         BrokerStats stats;
 
         Arena arena;                    /* decoded header of the frame being routed */

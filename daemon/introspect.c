@@ -81,7 +81,7 @@ static size_t string_cost(const char *s) {
  * INTROSPECT_CMDLINE_MAX bytes; "" if unreadable. Not for an exited
  * client: its pid may already be someone else's.
  */
-static void read_cmdline(const Peer *p, char *buf) {
+static void read_cmdline(Peer *p, char *buf) {
         char raw[INTROSPECT_CMDLINE_MAX];
         char path[64];
         size_t n = 0;

@@ -49,22 +49,37 @@ static void peer_timer_fired(Timer *t, uint64_t now) {
 #define SO_PEERPIDFD 77
 #endif
 
-/*
- * A pidfd for the process that connected. SO_PEERPIDFD (Linux 6.5) refers to
- * exactly the process that called connect(); on older kernels pidfd_open()
- * of the SO_PEERCRED pid is the fallback, which could, in the short window
- * since connect(), name a process that reused the pid of one that exited.
- */
-static int peer_open_pidfd(int fd, pid_t pid) {
+static int socket_pidfd(int fd) {
         socklen_t len = sizeof(int);
         int pidfd = -1;
 
-        if (getsockopt(fd, SOL_SOCKET, SO_PEERPIDFD, &pidfd, &len) == 0 && pidfd >= 0)
-                return pidfd;
-        if (pid <= 0)
+        if (getsockopt(fd, SOL_SOCKET, SO_PEERPIDFD, &pidfd, &len) < 0 || pidfd < 0)
                 return -1;
-        pidfd = (int)syscall(SYS_pidfd_open, pid, 0);
-        return pidfd >= 0 ? pidfd : -1;
+        return pidfd;
+}
+
+/*
+ * A pidfd for the process that connected. SO_PEERPIDFD (Linux 6.5) refers to
+ * exactly the process that called connect(), whenever it is asked: such a
+ * kernel lets the broker open it only when needed, so that an idle client
+ * costs one fd, not two. On older kernels pidfd_open() of the SO_PEERCRED
+ * pid at accept is the fallback; it could, in the short window since
+ * connect(), name a process that reused the pid of one that exited.
+ */
+static void peer_pin_process(Peer *p, int fd) {
+        Broker *b = p->broker;
+
+        if (b->peer_pidfd_support == 0) {
+                int pidfd = socket_pidfd(fd);
+
+                b->peer_pidfd_support = pidfd >= 0 ? 1 : -1;
+                plx_close(pidfd);
+        }
+        if (b->peer_pidfd_support < 0 && p->cred.pid > 0) {
+                p->pidfd = (int)syscall(SYS_pidfd_open, p->cred.pid, 0);
+                if (p->pidfd < 0)
+                        p->pidfd = -1;
+        }
 }
 
 /**
@@ -72,10 +87,14 @@ static int peer_open_pidfd(int fd, pid_t pid) {
  *
  * As far as the pidfd can tell; without one, assumed alive.
  */
-bool peer_process_alive(const Peer *p) {
-        struct pollfd pfd = { .fd = p->pidfd, .events = POLLIN };
+bool peer_process_alive(Peer *p) {
+        struct pollfd pfd;
+
+        if (p->pidfd < 0 && p->broker->peer_pidfd_support > 0 && p->fd >= 0)
+                p->pidfd = socket_pidfd(p->fd);
 
         /* A pidfd becomes readable when its process exits. */
+        pfd = (struct pollfd) { .fd = p->pidfd, .events = POLLIN };
         return p->pidfd < 0 || (poll(&pfd, 1, 0) == 0);
 }
 
@@ -115,7 +134,7 @@ int peer_new(Peer **ret, Broker *b, int fd) {
 
         if (getsockopt(fd, SOL_SOCKET, SO_PEERCRED, &p->cred, &len) < 0)
                 return -errno;
-        p->pidfd = peer_open_pidfd(fd, p->cred.pid);
+        peer_pin_process(p, fd);
 
         r = timer_arm(&b->timers, &p->timer,
                       p->connected_usec + (uint64_t)b->config.hello_timeout_ms * 1000u);

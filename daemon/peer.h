@@ -58,7 +58,7 @@ struct Peer {
         List link;                      /* broker->peers, or broker->dead_peers */
 
         struct ucred cred;
-        int pidfd;                      /* pins the process behind cred.pid, -1 if unavailable */
+        int pidfd;                      /* pins the process behind cred.pid; -1: not opened (yet) */
         gid_t *gids;                    /* primary and supplementary, read at the first policy check */
         size_t n_gids;
         uint64_t denials_logged[8];     /* hashes of denials already logged */
@@ -132,7 +132,7 @@ static inline bool peer_is_alive(const Peer *p) {
 }
 
 const char *peer_comm(Peer *p);
-bool peer_process_alive(const Peer *p);
+bool peer_process_alive(Peer *p);
 
 /* Per-client lines name the client by unique id, pid, process name and description. */
 #define peer_log(p, prio, fmt, ...)                                                     \
