@@ -287,14 +287,34 @@ static void py_check(const char *json, size_t n, bool lines, const char *fmt, ..
 /* A file of /proc/self, NULs as spaces, without the trailing newline or NUL. */
 static void read_self(const char *what, char *buf, size_t size) {
         char path[64];
-        ssize_t n;
-        int fd;
+        ssize_t n = 0;
+        int pipefd[2];
+        pid_t pid;
 
-        snprintf(path, sizeof(path), "/proc/self/%s", what);
-        fd = open(path, O_RDONLY | O_CLOEXEC);
-        assert_true(fd >= 0);
-        n = read(fd, buf, size - 1);
-        close(fd);
+        /*
+         * Read /proc/PID/... of this process from a child, as the broker sees
+         * it: valgrind answers a process's reads of its own cmdline with the
+         * program's arguments instead of its own, unlike the kernel does for
+         * everybody else.
+         */
+        snprintf(path, sizeof(path), "/proc/%d/%s", (int)getpid(), what);
+        assert_int_equal(pipe(pipefd), 0);
+        pid = fork();
+        assert_true(pid >= 0);
+        if (pid == 0) {
+                char tmp[4096];
+                int fd = open(path, O_RDONLY | O_CLOEXEC);
+                ssize_t k = fd >= 0 ? read(fd, tmp, sizeof(tmp)) : -1;
+
+                _exit(k > 0 && write(pipefd[1], tmp, (size_t)k) == k ? 0 : 1);
+        }
+        close(pipefd[1]);
+        for (ssize_t k; (size_t)n < size - 1 && (k = read(pipefd[0], buf + n, size - 1 - (size_t)n)) > 0;)
+                n += k;
+        close(pipefd[0]);
+        assert_int_equal(harness_child_wait(&(HarnessChild) { .pid = pid, .report_fd = -1,
+                                                               .control_fd = -1, .stderr_fd = -1 },
+                                            harness_timeout_ms(HARNESS_TIMEOUT_MS)), 0);
         assert_true(n > 0);
         while (n > 0 && (buf[n - 1] == 0 || buf[n - 1] == '\n'))
                 n--;
