@@ -5,9 +5,11 @@
 
 #include <errno.h>
 #include <pwd.h>
+#include <signal.h>
 #include <stdarg.h>
 #include <stdio.h>
 #include <string.h>
+#include <sys/signalfd.h>
 #include <time.h>
 
 #include "address.h"
@@ -165,6 +167,33 @@ int ctl_broker_call(Ctl *c, const char *member, const ProtobufCMessage *request,
  */
 uint64_t ctl_timeout(const Ctl *c, uint64_t fallback) {
         return c->timeout_usec != CTL_TIMEOUT_UNSET ? c->timeout_usec : fallback;
+}
+
+/**
+ * ctl_signal_fd() - SIGINT and SIGTERM as a file descriptor, for verbs that run until stopped
+ * @c:          the context
+ * @ret_fd:     receives a non-blocking signalfd, to close
+ *
+ * Blocks both signals first, so that one arriving at any point later ends
+ * the verb's loop cleanly instead of killing the process halfway through
+ * a line (or a capture record).
+ *
+ * Return: 0, or CTL_EXIT_FAILURE after reporting why not.
+ */
+int ctl_signal_fd(Ctl *c, int *ret_fd) {
+        sigset_t mask;
+        int fd;
+
+        sigemptyset(&mask);
+        sigaddset(&mask, SIGINT);
+        sigaddset(&mask, SIGTERM);
+        if (sigprocmask(SIG_BLOCK, &mask, NULL) < 0)
+                return ctl_fail(c, CTL_EXIT_FAILURE, NULL, "sigprocmask: %s", strerror(errno));
+        fd = signalfd(-1, &mask, SFD_CLOEXEC | SFD_NONBLOCK);
+        if (fd < 0)
+                return ctl_fail(c, CTL_EXIT_FAILURE, NULL, "signalfd: %s", strerror(errno));
+        *ret_fd = fd;
+        return 0;
 }
 
 /**

@@ -5,8 +5,9 @@
  *
  * main() (plexusctl.c) parses the command line into a Ctl and runs one
  * verb; the verbs live in inspect.c (the bus's state: status, list,
- * clients, client, stats) and drive.c (traffic: call, publish, subscribe,
- * wait). A verb returns the process's exit code. Everything that can fail
+ * clients, client, stats), drive.c (traffic: call, publish, subscribe,
+ * wait) and watch.c (every frame on the bus: monitor, capture). A verb
+ * returns the process's exit code. Everything that can fail
  * once the command line is parsed is reported here, by ctl_fail() and
  * ctl_call_failed(): one line on stderr, and with --json also a
  * {"error": {...}} document on stdout, so that a script reading stdout
@@ -39,6 +40,9 @@ enum {
 /* --timeout infinity: long enough to never pass, short enough not to overflow a deadline. */
 #define CTL_TIMEOUT_INFINITY (UINT64_MAX / 4)
 
+/* Monitor filters in all, the broker's bound (docs/protocol.md §16). */
+#define CTL_FILTERS_MAX 64
+
 typedef struct Ctl {
         const char *verb;               /* for messages */
         const char *address;            /* --address; NULL: the default */
@@ -49,6 +53,15 @@ typedef struct Ctl {
         uint64_t count;                 /* --count; 0: no limit */
         size_t columns;                 /* table width; 0: no limit (not a terminal) */
 
+        /* --topic, --name, --member: NULL-terminated, as plx_bus_become_monitor() takes them */
+        const char *topics[CTL_FILTERS_MAX + 1];
+        const char *names[CTL_FILTERS_MAX + 1];
+        const char *members[CTL_FILTERS_MAX + 1];
+        size_t n_topics, n_names, n_members;
+
+        const char *fd_paths[PLX_FDS_MAX];      /* --fd */
+        size_t n_fd_paths;
+
         plx_bus *bus;                   /* once connected */
 } Ctl;
 
@@ -57,6 +70,7 @@ int ctl_fail(Ctl *c, int code, const char *error_name, const char *fmt, ...) _pr
 int ctl_call_failed(Ctl *c, const char *what, int r, plx_msg *reply);
 int ctl_broker_call(Ctl *c, const char *member, const ProtobufCMessage *request, plx_msg **ret_reply);
 uint64_t ctl_timeout(const Ctl *c, uint64_t fallback);
+int ctl_signal_fd(Ctl *c, int *ret_fd);
 
 char *ctl_format_duration(char *buf, size_t size, uint64_t usec);
 char *ctl_format_time(char *buf, size_t size, uint64_t realtime_usec);
@@ -73,3 +87,6 @@ int drive_call(Ctl *c, int argc, char **argv);
 int drive_publish(Ctl *c, int argc, char **argv);
 int drive_subscribe(Ctl *c, int argc, char **argv);
 int drive_wait(Ctl *c, int argc, char **argv);
+
+int watch_monitor(Ctl *c, int argc, char **argv);
+int watch_capture(Ctl *c, int argc, char **argv);

@@ -5,17 +5,22 @@
  * shown as text when they are text (utf8_is_text()), else as a hexdump;
  * --raw writes the bytes alone; --json gives each payload twice, as
  * "payload_text" (null unless well-formed UTF-8) and as "payload_hex"
- * (always, exact).
+ * (always, exact). File descriptors that come with a message are counted
+ * ("fds: N", "n_fds"), not used: they are closed with the message.
+ *
+ * --fd PATH (call, publish) opens each PATH read-only and passes the
+ * descriptors along; the receiver gets duplicates, ours are closed when
+ * the verb ends.
  */
 
 #include <errno.h>
+#include <fcntl.h>
 #include <inttypes.h>
 #include <poll.h>
-#include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <sys/signalfd.h>
+#include <unistd.h>
 
 #include "bus-name.h"
 #include "ctl.h"
@@ -51,6 +56,35 @@ static void json_payload(Json *j, const void *p, size_t n) {
         json_hex(j, "payload_hex", p, n);
 }
 
+/* The descriptors of --fd, open while the verb runs. */
+typedef struct FdSet {
+        int fds[PLX_FDS_MAX];
+        size_t n_fds;
+} FdSet;
+
+static void fd_set_close(FdSet *s) {
+        for (size_t i = 0; i < s->n_fds; i++)
+                close(s->fds[i]);
+        s->n_fds = 0;
+}
+
+/*
+ * Open every --fd PATH read-only. O_RDONLY opens directories too (the
+ * receiver can use openat() on those); FIFOs would block until a writer
+ * appears, which is what opening one means.
+ */
+static int fd_set_open(Ctl *c, FdSet *s) {
+        for (size_t i = 0; i < c->n_fd_paths; i++) {
+                int fd = open(c->fd_paths[i], O_RDONLY | O_CLOEXEC | O_NOCTTY);
+
+                if (fd < 0)
+                        return ctl_fail(c, CTL_EXIT_FAILURE, NULL, "cannot open %s for --fd: %s", c->fd_paths[i],
+                                        strerror(errno));
+                s->fds[s->n_fds++] = fd;
+        }
+        return 0;
+}
+
 /**
  * drive_call() - plexusctl call DEST MEMBER [PAYLOAD]
  * @c:          the context
@@ -61,14 +95,18 @@ static void json_payload(Json *j, const void *p, size_t n) {
  */
 int drive_call(Ctl *c, int argc, char **argv) {
         _cleanup_(plx_msg_unrefp) plx_msg *reply = NULL;
+        _cleanup_(fd_set_close) FdSet fds = {};
         _cleanup_(freep) void *payload = NULL;
         const char *destination = argv[0], *member = argv[1];
         char what[600];
         const void *p;
-        size_t size, n;
+        size_t size, n, n_fds;
         int r;
 
         r = read_payload(c, argc, argv, 2, &payload, &size);
+        if (r != 0)
+                return r;
+        r = fd_set_open(c, &fds);
         if (r != 0)
                 return r;
         r = ctl_connect(c);
@@ -76,11 +114,13 @@ int drive_call(Ctl *c, int argc, char **argv) {
                 return r;
 
         snprintf(what, sizeof(what), "%s on %s", member, destination);
-        r = plx_bus_call(c->bus, destination, member, payload, size, ctl_timeout(c, PLX_TIMEOUT_DEFAULT), &reply);
+        r = plx_bus_call_with_fds(c->bus, destination, member, payload, size, fds.fds, fds.n_fds,
+                                  ctl_timeout(c, PLX_TIMEOUT_DEFAULT), &reply);
         if (r < 0)
                 return ctl_call_failed(c, what, r, reply);
 
         p = plx_msg_get_payload(reply, &n);
+        n_fds = plx_msg_get_n_fds(reply);
         if (c->raw) {
                 fwrite(p, 1, n, stdout);
         } else if (c->json) {
@@ -90,10 +130,14 @@ int drive_call(Ctl *c, int argc, char **argv) {
                 json_object_begin(&j, NULL);
                 json_string(&j, "sender", plx_msg_get_sender(reply));
                 json_payload(&j, p, n);
+                if (n_fds > 0)
+                        json_uint(&j, "n_fds", n_fds);
                 json_object_end(&j);
                 json_end(&j);
         } else {
                 payload_print(stdout, p, n);
+                if (n_fds > 0)
+                        printf("fds: %zu\n", n_fds);
         }
         return fflush(stdout) == 0 && !ferror(stdout) ? CTL_EXIT_SUCCESS : CTL_EXIT_FAILURE;
 }
@@ -122,6 +166,7 @@ static int on_error(plx_msg *error, void *userdata) {
  */
 int drive_publish(Ctl *c, int argc, char **argv) {
         _cleanup_(plx_msg_unrefp) plx_msg *error = NULL;
+        _cleanup_(fd_set_close) FdSet fds = {};
         _cleanup_(freep) void *payload = NULL;
         const char *topic = argv[0];
         char what[300];
@@ -131,13 +176,16 @@ int drive_publish(Ctl *c, int argc, char **argv) {
         r = read_payload(c, argc, argv, 1, &payload, &size);
         if (r != 0)
                 return r;
+        r = fd_set_open(c, &fds);
+        if (r != 0)
+                return r;
         r = ctl_connect(c);
         if (r != 0)
                 return r;
         plx_bus_set_error_handler(c->bus, on_error, &error);
 
         snprintf(what, sizeof(what), "publishing on %s", topic);
-        r = plx_bus_publish(c->bus, topic, payload, size);
+        r = plx_bus_publish_with_fds(c->bus, topic, payload, size, fds.fds, fds.n_fds);
         if (r == -EINVAL)
                 return ctl_fail(c, CTL_EXIT_USAGE, NULL, "\"%s\" is not a topic one may publish on "
                                 "(levels separated by '/', no '+' or '#', not under plexus/)", topic);
@@ -162,6 +210,8 @@ int drive_publish(Ctl *c, int argc, char **argv) {
                 json_object_begin(&j, NULL);
                 json_string(&j, "topic", topic);
                 json_uint(&j, "size", size);
+                if (fds.n_fds > 0)
+                        json_uint(&j, "n_fds", fds.n_fds);
                 json_object_end(&j);
                 if (json_end(&j) < 0)
                         return CTL_EXIT_FAILURE;
@@ -179,8 +229,9 @@ static int on_signal(plx_msg *signal, void *userdata) {
         Subscriber *s = userdata;
         Ctl *c = s->ctl;
         const char *topic = plx_msg_get_topic(signal), *sender = plx_msg_get_sender(signal);
+        size_t n, n_fds = plx_msg_get_n_fds(signal);
+        char fds[32] = "";
         const void *p;
-        size_t n;
 
         if (c->count && s->n_received >= c->count)
                 return 0;       /* more than asked for arrived in one read */
@@ -198,16 +249,22 @@ static int on_signal(plx_msg *signal, void *userdata) {
                 json_string(&j, "sender", sender);
                 json_uint(&j, "sequence", plx_msg_get_sequence(signal));
                 json_payload(&j, p, n);
+                if (n_fds > 0)
+                        json_uint(&j, "n_fds", n_fds);
                 json_object_end(&j);
                 fputc('\n', stdout);
-        } else if (n == 0) {
-                printf("%s %s\n", topic, sender);
-        } else if (utf8_is_text(p, n)) {
-                printf("%s %s ", topic, sender);
-                payload_print(stdout, p, n);
         } else {
-                printf("%s %s (%zu bytes)\n", topic, sender, n);
-                payload_hexdump(stdout, p, n);
+                if (n_fds > 0)
+                        snprintf(fds, sizeof(fds), " (fds: %zu)", n_fds);
+                if (n == 0) {
+                        printf("%s %s%s\n", topic, sender, fds);
+                } else if (utf8_is_text(p, n)) {
+                        printf("%s %s%s ", topic, sender, fds);
+                        payload_print(stdout, p, n);
+                } else {
+                        printf("%s %s%s (%zu bytes)\n", topic, sender, fds, n);
+                        payload_hexdump(stdout, p, n);
+                }
         }
         /* A line a reader of the pipe can act on now, not when the buffer fills. */
         if (fflush(stdout) != 0 || ferror(stdout))
@@ -259,18 +316,12 @@ static int subscriber_run(Subscriber *s, int signal_fd) {
 int drive_subscribe(Ctl *c, int argc, char **argv) {
         _cleanup_(closep) int signal_fd = -1;
         Subscriber s = { .ctl = c };
-        sigset_t mask;
         int r;
 
-        /* Blocked before connecting, so that a signal at any point ends the loop cleanly. */
-        sigemptyset(&mask);
-        sigaddset(&mask, SIGINT);
-        sigaddset(&mask, SIGTERM);
-        if (sigprocmask(SIG_BLOCK, &mask, NULL) < 0)
-                return ctl_fail(c, CTL_EXIT_FAILURE, NULL, "sigprocmask: %s", strerror(errno));
-        signal_fd = signalfd(-1, &mask, SFD_CLOEXEC | SFD_NONBLOCK);
-        if (signal_fd < 0)
-                return ctl_fail(c, CTL_EXIT_FAILURE, NULL, "signalfd: %s", strerror(errno));
+        /* Before connecting, so that a signal at any point ends the loop cleanly. */
+        r = ctl_signal_fd(c, &signal_fd);
+        if (r != 0)
+                return r;
 
         r = ctl_connect(c);
         if (r != 0)

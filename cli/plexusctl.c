@@ -24,12 +24,17 @@
 #include <unistd.h>
 
 #include "build-config.h"
+#include "bus-name.h"
 #include "ctl.h"
+#include "frame.h"
+#include "topic.h"
 
 enum {
         OPT_RAW = 1u << 0,
         OPT_COUNT = 1u << 1,
         OPT_LEGEND = 1u << 2,
+        OPT_FILTER = 1u << 3,           /* --topic, --name, --member */
+        OPT_FD = 1u << 4,
 };
 
 typedef struct Verb {
@@ -81,20 +86,46 @@ static const Verb verbs[] = {
                 "frames dropped or refused by reason, and current and peak counts.\n",
         },
         {
-                "call", 2, 3, OPT_RAW, drive_call, "DEST MEMBER [PAYLOAD]",
-                "Call a method and show the reply",
-                "Calls MEMBER on DEST (a unique id or a well-known name) and prints the\n"
-                "reply's payload: as text if it is printable UTF-8, else as a hexdump.\n"
-                "PAYLOAD is the bytes to send, @FILE to send a file, - for standard input;\n"
-                "none sends an empty payload. Exit status 1 for an error reply, 2 when no\n"
-                "answer came within --timeout (default 25s), 3 if DEST is not on the bus.\n",
+                "monitor", 0, 0, OPT_COUNT | OPT_FILTER, watch_monitor, "",
+                "Show every frame routed on the bus",
+                "Becomes a monitor of the bus (its policy must allow that) and prints a\n"
+                "line per frame the broker routes: sequence number, kind, sender ->\n"
+                "destination (* for a signal), member, topic or error name, serials, and\n"
+                "the payload in short. --topic, --name and --member select frames (any\n"
+                "of them may match); without them every frame is shown. A monitor only\n"
+                "listens: nothing it sees is answered or changed. Frames the broker had\n"
+                "to drop because this monitor fell behind are reported in their place\n"
+                "as \"missed N frames\". Runs until SIGINT or SIGTERM (exit status 0), or\n"
+                "until --count frames. With --json, one JSON object per line.\n",
         },
         {
-                "publish", 1, 2, 0, drive_publish, "TOPIC [PAYLOAD]",
+                "capture", 1, 1, OPT_COUNT | OPT_FILTER, watch_capture, "FILE",
+                "Write every frame routed on the bus to a pcap file",
+                "Monitors the bus as monitor does and writes each frame to FILE (- for\n"
+                "standard output) in the classic pcap format with link type USER0 (147):\n"
+                "one record per frame, its bytes in the wire format, timestamped when\n"
+                "received. tshark and Wireshark read it. FILE is created with mode 0600.\n"
+                "Runs until SIGINT or SIGTERM, or until --count frames, then prints how\n"
+                "many frames it captured and missed (on stderr if FILE is -).\n",
+        },
+        {
+                "call", 2, 3, OPT_RAW | OPT_FD, drive_call, "DEST MEMBER [PAYLOAD]",
+                "Call a method and show the reply",
+                "Calls MEMBER on DEST (a unique id or a well-known name) and prints the\n"
+                "reply's payload: as text if it is printable UTF-8, else as a hexdump,\n"
+                "and \"fds: N\" if file descriptors came with it. PAYLOAD is the bytes to\n"
+                "send, @FILE to send a file, - for standard input; none sends an empty\n"
+                "payload. --fd attaches files as descriptors. Exit status 1 for an error\n"
+                "reply, 2 when no answer came within --timeout (default 25s), 3 if DEST\n"
+                "is not on the bus.\n",
+        },
+        {
+                "publish", 1, 2, OPT_FD, drive_publish, "TOPIC [PAYLOAD]",
                 "Publish a signal",
-                "Publishes PAYLOAD (as for call) on TOPIC and waits until the broker has\n"
-                "handled it. Exit status 1 if the broker refused it, or if subscribers\n"
-                "missed it because their queues were full.\n",
+                "Publishes PAYLOAD (as for call) on TOPIC, with the files of --fd as\n"
+                "descriptors, and waits until the broker has handled it. Exit status 1\n"
+                "if the broker refused it, or if subscribers missed it because their\n"
+                "queues were full.\n",
         },
         {
                 "subscribe", 1, 1, OPT_RAW | OPT_COUNT, drive_subscribe, "PATTERN",
@@ -125,7 +156,8 @@ static const char exit_status_help[] =
 static const char common_options_help[] =
         "  -a, --address PATH   the bus's socket (default: $PLEXUS_BUS_ADDRESS, else\n"
         "                       $XDG_RUNTIME_DIR/plexus/bus, else /run/plexus/bus as root)\n"
-        "  -j, --json           JSON output: one document; for subscribe one per line\n"
+        "  -j, --json           JSON output: one document; for subscribe and monitor\n"
+        "                       one per line\n"
         "  -t, --timeout TIME   bound every call to the bus (and wait's waiting):\n"
         "                       seconds, or with a unit (500ms, 2s, 1min), or infinity\n"
         "  -h, --help           show this help\n";
@@ -135,8 +167,16 @@ static const struct {
         const char *help;
 } verb_options_help[] = {
         { OPT_RAW, "      --raw            write received payloads to stdout as bytes, nothing else\n" },
-        { OPT_COUNT, "  -n, --count N        stop after N signals\n" },
+        { OPT_COUNT, "  -n, --count N        stop after N signals (subscribe) or frames\n" },
         { OPT_LEGEND, "      --no-legend      leave out the header line\n" },
+        { OPT_FILTER, "      --topic PATTERN  select signals whose topic matches PATTERN\n"
+                      "      --name NAME      select frames from or to NAME (unique id,\n"
+                      "                       well-known name, or plexus for the broker)\n"
+                      "      --member MEMBER  select calls of method MEMBER\n"
+                      "                       (each repeatable; a frame is selected if any\n"
+                      "                       of them matches; 64 in all at most)\n" },
+        { OPT_FD, "      --fd PATH        open PATH read-only and attach it as a file\n"
+                  "                       descriptor (repeatable, 253 at most)\n" },
 };
 
 static void help(FILE *f) {
@@ -238,6 +278,23 @@ static size_t terminal_columns(void) {
         return 80;
 }
 
+static const char *option_names(unsigned int bit) {
+        switch (bit) {
+        case OPT_RAW:
+                return "--raw";
+        case OPT_COUNT:
+                return "--count";
+        case OPT_LEGEND:
+                return "--no-legend";
+        case OPT_FILTER:
+                return "--topic, --name or --member";
+        case OPT_FD:
+                return "--fd";
+        default:
+                return "such option";
+        }
+}
+
 static int usage_error(const char *fmt, ...) _printf_(1, 2);
 static int usage_error(const char *fmt, ...) {
         va_list ap;
@@ -256,6 +313,9 @@ int main(int argc, char **argv) {
                 ARG_NO_LEGEND,
                 ARG_VERSION,
                 ARG_FD,
+                ARG_TOPIC,
+                ARG_NAME,
+                ARG_MEMBER,
         };
         static const struct option options[] = {
                 { "address", required_argument, NULL, 'a' },
@@ -267,10 +327,14 @@ int main(int argc, char **argv) {
                 { "help", no_argument, NULL, 'h' },
                 { "version", no_argument, NULL, ARG_VERSION },
                 { "fd", required_argument, NULL, ARG_FD },
+                { "topic", required_argument, NULL, ARG_TOPIC },
+                { "name", required_argument, NULL, ARG_NAME },
+                { "member", required_argument, NULL, ARG_MEMBER },
                 {}
         };
         Ctl c = { .legend = true };
         unsigned int used = 0;
+        size_t n_filters = 0;
         bool want_help = false;
         const Verb *v;
         int opt, r;
@@ -310,8 +374,42 @@ int main(int argc, char **argv) {
                         printf("plexusctl %s\n", PLEXUS_VERSION);
                         return CTL_EXIT_SUCCESS;
                 case ARG_FD:
-                        /* Named in the issue and the man page: say why rather than "unknown option". */
-                        return usage_error("--fd is not available yet: plexusctl cannot attach file descriptors");
+                        if (c.n_fd_paths >= ELEMENTSOF(c.fd_paths))
+                                return usage_error("at most %zu --fd", ELEMENTSOF(c.fd_paths));
+                        if (!*optarg)
+                                return usage_error("empty --fd");
+                        c.fd_paths[c.n_fd_paths++] = optarg;
+                        used |= OPT_FD;
+                        break;
+                case ARG_TOPIC:
+                        if (!topic_pattern_is_valid(optarg))
+                                return usage_error("\"%s\" is not a topic pattern "
+                                                   "(levels separated by '/', '+' for one level, a final '#' for any)",
+                                                   optarg);
+                        if (n_filters++ >= CTL_FILTERS_MAX)
+                                return usage_error("at most %d filters", CTL_FILTERS_MAX);
+                        c.topics[c.n_topics++] = optarg;
+                        used |= OPT_FILTER;
+                        break;
+                case ARG_NAME:
+                        if (!bus_name_is_unique_id(optarg) && !bus_name_is_well_known(optarg) &&
+                            strcmp(optarg, PLX_BROKER) != 0)
+                                return usage_error("\"%s\" is neither a unique id (:N), a well-known name nor %s",
+                                                   optarg, PLX_BROKER);
+                        if (n_filters++ >= CTL_FILTERS_MAX)
+                                return usage_error("at most %d filters", CTL_FILTERS_MAX);
+                        c.names[c.n_names++] = optarg;
+                        used |= OPT_FILTER;
+                        break;
+                case ARG_MEMBER:
+                        if (!*optarg || strlen(optarg) > FRAME_NAME_MAX)
+                                return usage_error("\"%s\" is not a method name (1 to %u bytes)", optarg,
+                                                   FRAME_NAME_MAX);
+                        if (n_filters++ >= CTL_FILTERS_MAX)
+                                return usage_error("at most %d filters", CTL_FILTERS_MAX);
+                        c.members[c.n_members++] = optarg;
+                        used |= OPT_FILTER;
+                        break;
                 default:
                         return usage_error("unknown option or missing argument");
                 }
@@ -335,10 +433,12 @@ int main(int argc, char **argv) {
         argc -= optind + 1;
         argv += optind + 1;
 
-        if (used & ~v->options)
-                return usage_error("%s takes no %s", v->name,
-                                   (used & ~v->options) & OPT_RAW ? "--raw" :
-                                   (used & ~v->options) & OPT_COUNT ? "--count" : "--no-legend");
+        if (used & ~v->options) {
+                unsigned int extra = used & ~v->options;
+
+                /* The lowest bit: one option named is enough to go on. */
+                return usage_error("%s takes no %s", v->name, option_names(extra & -extra));
+        }
         if (c.raw && c.json)
                 return usage_error("--raw and --json exclude each other");
         if (argc < v->min_args || argc > v->max_args)

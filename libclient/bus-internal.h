@@ -122,6 +122,9 @@ struct plx_bus {
         uint64_t last_delivery;
         uint64_t n_missed;
 
+        plx_monitor_fn monitor_callback;        /* non-NULL once a monitor, see monitor.c */
+        void *monitor_userdata;
+
         bool exit_requested;
         int exit_code;
 
@@ -183,6 +186,7 @@ void lease_clear(plx_bus *bus);
 uint64_t lease_next_deadline(plx_bus *bus);
 void bus_connection_lost(plx_bus *bus);
 int bus_dispatch(plx_bus *bus, plx_msg *m);
+bool monitor_takes(plx_bus *bus, plx_msg *m);
 
 int msg_new_from_frame(plx_msg **ret, plx_bus *bus, const Plexus__Header *h,
                        const uint8_t *payload, size_t payload_len);

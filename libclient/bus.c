@@ -420,7 +420,9 @@ int bus_await(plx_bus *bus, uint64_t deadline, BusMatchFn match, void *userdata,
 static bool is_answer(plx_msg *m, void *userdata) {
         const uint64_t *serial = userdata;
 
-        return (m->kind == PLX_MSG_REPLY || m->kind == PLX_MSG_ERROR) && m->reply_serial == *serial;
+        /* A monitor's copy of someone else's answer may carry the same serial. */
+        return (m->kind == PLX_MSG_REPLY || m->kind == PLX_MSG_ERROR) && m->reply_serial == *serial &&
+               !monitor_takes(m->bus, m);
 }
 
 /**
@@ -689,6 +691,9 @@ _public_ int plx_bus_flush(plx_bus *bus) {
  */
 int bus_dispatch(plx_bus *bus, plx_msg *m) {
         plx_slot *s;
+
+        if (monitor_takes(bus, m))
+                return bus->monitor_callback(m, bus->monitor_userdata);
 
         switch (m->kind) {
         case PLX_MSG_REPLY:

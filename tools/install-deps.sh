@@ -17,6 +17,7 @@ packages=(
     systemd
     valgrind
     python3
+    tshark
 )
 
 missing=()

@@ -17,6 +17,15 @@
  * plexusctl, which must list every client of a bus whose client list takes
  * several frames, and directly, by calling ListClients with the generated
  * protobuf-c code.
+ *
+ * monitor and capture watch the traffic between the test's connection and
+ * the service: they must see it all and change none of it, and monitors
+ * stopped with SIGSTOP while the bus is flooded must not hold up calls
+ * between others, and must report what they missed once they run again.
+ * Capture files are read twice: by hand, record by record, and by tshark
+ * (installed by tools/install-deps.sh; without it that part is skipped,
+ * saying so), plain and with the dissector cli/plexus.lua. --fd passes
+ * files that the receiving connection reads back.
  */
 
 #include <errno.h>
@@ -30,6 +39,7 @@
 #include <string.h>
 #include <sys/ioctl.h>
 #include <sys/prctl.h>
+#include <sys/stat.h>
 #include <sys/wait.h>
 #include <termios.h>
 #include <time.h>
@@ -1008,6 +1018,532 @@ static void test_wait(void **state) {
         run_free(&r);
 }
 
+/* --- monitor, capture, --fd ----------------------------------------------- */
+
+/* Until the broker counts @n monitors. */
+static void wait_monitors(plx_bus *bus, uint64_t n) {
+        uint64_t deadline = harness_now_ms() + (uint64_t)harness_timeout_ms(HARNESS_TIMEOUT_MS);
+
+        for (;;) {
+                _cleanup_msg_ plx_msg *reply = NULL;
+                Plexus__Stats *st;
+                uint64_t have;
+                const void *p;
+                size_t size;
+
+                assert_int_equal(plx_bus_call(bus, PLX_BROKER, "GetStats", NULL, 0, PLX_TIMEOUT_DEFAULT, &reply), 0);
+                p = plx_msg_get_payload(reply, &size);
+                st = plexus__stats__unpack(NULL, size, p);
+                assert_non_null(st);
+                have = st->n_monitors;
+                plexus__stats__free_unpacked(st, NULL);
+                if (have == n)
+                        return;
+                if (harness_now_ms() >= deadline)
+                        fail_msg("%llu monitors, expected %llu", (unsigned long long)have, (unsigned long long)n);
+                usleep(10 * 1000);
+        }
+}
+
+/*
+ * Read @p's stdout, appending to *@buf, until @needle is in it (at the
+ * start of a line if @line_start); bounded, and in chunks, for monitors
+ * that write a lot. Returns the needle's offset.
+ */
+static size_t proc_read_until(Proc *p, char **buf, size_t *n, const char *needle, bool line_start) {
+        uint64_t deadline = harness_now_ms() + (uint64_t)harness_timeout_ms(HARNESS_TIMEOUT_MS);
+        size_t from = 0, len = strlen(needle);
+
+        if (!*buf)
+                append(buf, n, "", 0);
+        for (;;) {
+                struct pollfd pfd = { .fd = p->out_fd, .events = POLLIN };
+                char chunk[65536];
+                uint64_t now;
+                ssize_t l;
+
+                for (char *s = *buf + from; (s = strstr(s, needle)); s++)
+                        if (!line_start || s == *buf || s[-1] == '\n')
+                                return (size_t)(s - *buf);
+                from = *n > len ? *n - len : 0;
+
+                now = harness_now_ms();
+                if (now >= deadline)
+                        fail_msg("\"%s\" not in the output in time; its end:\n%s", needle,
+                                 *n > 2000 ? *buf + *n - 2000 : *buf);
+                assert_true(poll(&pfd, 1, (int)(deadline - now)) >= 0 || errno == EINTR);
+                if (!(pfd.revents & (POLLIN | POLLHUP | POLLERR)))
+                        continue;
+                l = read(p->out_fd, chunk, sizeof(chunk));
+                if (l < 0 && (errno == EINTR || errno == EAGAIN))
+                        continue;
+                if (l <= 0)
+                        fail_msg("the output ended without \"%s\"; its end:\n%s", needle,
+                                 *n > 2000 ? *buf + *n - 2000 : *buf);
+                append(buf, n, chunk, (size_t)l);
+                assert_true(*n < OUTPUT_MAX);
+        }
+}
+
+static void test_monitor(void **state) {
+        ServiceFixture *f = *state;
+        const char *own = plx_bus_get_unique_id(f->bus), *id = f->service_id;
+        _cleanup_msg_ plx_msg *reply = NULL;
+        Proc filtered = PROC_NULL, all = PROC_NULL;
+        char line[600];
+        const void *p;
+        size_t n;
+        Run r;
+
+        /* Filtered, JSON lines, ended by --count; and everything, human-readable, until SIGTERM. */
+        CTL_START(&filtered, "--json", "monitor", "--name", id, "--topic", "mon/#", "--count", "3");
+        CTL_START(&all, "monitor");
+        wait_monitors(f->bus, 2);
+
+        /* The traffic between us and the service is not altered: the call arrives and is answered. */
+        assert_int_equal(plx_bus_call(f->bus, id, "Echo", "watched", 7, PLX_TIMEOUT_DEFAULT, &reply), 0);
+        assert_int_equal(plx_msg_get_kind(reply), PLX_MSG_REPLY);
+        assert_string_equal(plx_msg_get_sender(reply), id);
+        p = plx_msg_get_payload(reply, &n);
+        assert_int_equal(n, 7);
+        assert_memory_equal(p, "watched", 7);
+        assert_int_equal(plx_bus_publish(f->bus, "mon/temp", "21.5", 4), 0);
+        assert_int_equal(plx_bus_publish(f->bus, "other/x", "\x01\x02", 2), 0);
+        assert_int_equal(plx_bus_call(f->bus, PLX_BROKER, "Ping", NULL, 0, PLX_TIMEOUT_DEFAULT, NULL), 0);
+
+        proc_finish(&filtered, &r, NULL, 0);
+        assert_exit(&r, 0);
+        JSON_LINES(&r,
+                   "assert len(d) == 3, d\n"
+                   "c, rp, s = d\n"
+                   "keys = {'sequence', 'kind', 'serial', 'reply_serial', 'sender', 'destination', 'member', 'topic',\n"
+                   "        'error_name', 'no_reply', 'timeout_ms', 'delivery', 'sender_uid', 'sender_gid',\n"
+                   "        'sender_pid', 'n_fds', 'size', 'payload_text', 'payload_hex'}\n"
+                   "assert all(set(x) == keys for x in d), [set(x) ^ keys for x in d]\n"
+                   "assert c['kind'] == 'call' and c['sender'] == '%s' and c['destination'] == '%s', c\n"
+                   "assert c['member'] == 'Echo' and c['topic'] is None and c['error_name'] is None, c\n"
+                   "assert c['payload_text'] == 'watched' and c['payload_hex'] == b'watched'.hex() and c['size'] == 7\n"
+                   "assert c['no_reply'] is False and c['timeout_ms'] == 25000 and c['reply_serial'] == 0, c\n"
+                   "assert c['sender_uid'] == %u and c['sender_gid'] == %u and c['sender_pid'] == %d, c\n"
+                   "assert c['n_fds'] == 0 and c['serial'] > 0\n"
+                   "assert rp['kind'] == 'reply' and rp['sender'] == '%s' and rp['destination'] == '%s', rp\n"
+                   "assert rp['reply_serial'] == c['serial'] and rp['payload_text'] == 'watched', rp\n"
+                   "assert rp['member'] is None and rp['sender_pid'] == %d, rp\n"
+                   "assert s['kind'] == 'signal' and s['topic'] == 'mon/temp' and s['sender'] == '%s', s\n"
+                   "assert s['destination'] is None and s['member'] is None and s['payload_text'] == '21.5', s\n"
+                   "assert c['sequence'] < rp['sequence'] < s['sequence']\n"
+                   "assert rp['delivery'] == c['delivery'] + 1 and s['delivery'] == rp['delivery'] + 1, d\n",
+                   own, id, (unsigned)getuid(), (unsigned)getgid(), (int)getpid(), id, own, (int)f->service.pid,
+                   own);
+        run_free(&r);
+
+        /* The unfiltered one has seen everything above, up to our Ping, and answered nothing. */
+        {
+                _cleanup_(freep) char *out = NULL;
+                size_t n_out = 0;
+
+                snprintf(line, sizeof(line), " call %s -> plexus Ping serial=", own);
+                proc_read_until(&all, &out, &n_out, line, false);
+                snprintf(line, sizeof(line), " call %s -> %s Echo serial=", own, id);
+                assert_contains(out, line);
+                snprintf(line, sizeof(line), " reply %s -> %s serial=", id, own);
+                assert_contains(out, line);
+                assert_contains(strstr(out, line), " \"watched\"\n");
+                snprintf(line, sizeof(line), " signal %s -> * mon/temp serial=", own);
+                assert_contains(out, line);
+                assert_contains(strstr(out, line), " \"21.5\"\n");
+                snprintf(line, sizeof(line), " signal %s -> * other/x serial=", own);
+                assert_contains(out, line);
+                assert_contains(strstr(out, line), " (2 bytes) 01 02\n");
+                assert_null(strstr(out, PLX_ERROR_UNKNOWN_METHOD));
+                assert_null(strstr(out, "missed"));
+        }
+        assert_int_equal(kill(all.pid, SIGTERM), 0);
+        proc_finish(&all, &r, NULL, 0);
+        assert_exit(&r, 0);
+        assert_string_equal(r.err, "");
+        run_free(&r);
+
+        /* Had a monitor answered a copy, or sent anything else, the broker would have refused it. */
+        ctl(&r, "--json", "stats");
+        assert_exit(&r, 0);
+        JSON(&r, "assert d['errors_sent'] == 0 and d['drops']['protocol_errors'] == 0, d\n"
+                 "assert d['drops']['unexpected_replies'] == 0, d\n");
+        run_free(&r);
+}
+
+/* Publish @n signals of @size bytes on @topic from @bus, in batches the queues take. */
+static void flood(plx_bus *bus, const char *topic, size_t n, size_t size) {
+        _cleanup_(freep) char *payload = malloc(size);
+
+        assert_non_null(payload);
+        memset(payload, 'x', size);
+        for (size_t done = 0; done < n;) {
+                for (size_t i = 0; i < 500 && done < n; i++, done++)
+                        assert_int_equal(plx_bus_publish(bus, topic, payload, size), 0);
+                assert_int_equal(harness_bus_flush(bus, harness_timeout_ms(HARNESS_TIMEOUT_MS)), 0);
+                /* The broker has handled the batch when it answers. */
+                assert_int_equal(plx_bus_call(bus, PLX_BROKER, "Ping", NULL, 0, PLX_TIMEOUT_DEFAULT, NULL), 0);
+                assert_int_equal(harness_bus_drain(bus), 0);
+        }
+}
+
+/* The count of a "missed N frames" line, or of {"missed": N}, at @s. */
+static unsigned long long missed_count(const char *s) {
+        unsigned long long v = 0;
+
+        if (sscanf(s, "missed %llu frame", &v) == 1 || sscanf(s, "{\"missed\":%llu}", &v) == 1)
+                return v;
+        fail_msg("not a missed line: %.80s", s);
+        return 0;
+}
+
+/*
+ * Monitors that stop reading (SIGSTOP) while the bus is flooded: the bus
+ * does not wait for them, calls between others keep completing, and once
+ * they run again they report how many frames they missed.
+ */
+static void test_monitor_stopped(void **state) {
+        ServiceFixture *f = *state;
+        _cleanup_bus_ plx_bus *flooder = NULL;
+        Proc human = PROC_NULL, json = PROC_NULL;
+        Proc *mons[] = { &human, &json };
+        uint64_t started, slowest = 0;
+        unsigned int n_calls = 0;
+        int status;
+        Run r;
+
+        assert_int_equal(plx_bus_new(&flooder, f->harness->address, "flooder"), 0);
+        CTL_START(&human, "monitor");
+        CTL_START(&json, "monitor", "--json");
+        wait_monitors(f->bus, 2);
+        for (size_t i = 0; i < ELEMENTSOF(mons); i++) {
+                assert_int_equal(kill(mons[i]->pid, SIGSTOP), 0);
+                assert_int_equal(waitpid(mons[i]->pid, &status, WUNTRACED), mons[i]->pid);
+                assert_true(WIFSTOPPED(status));
+        }
+
+        /*
+         * More than a monitor's queue (4096 frames) and its socket's buffer
+         * hold: 6000 signals of 64 bytes, in rounds; after each
+         * round a ping-pong between us and the service, whose copies do not
+         * fit either, must still complete.
+         */
+        started = harness_now_ms();
+        for (int round = 0; round < 6; round++) {
+                flood(flooder, "flood/x", 1000, 64);
+                for (int i = 0; i < 10; i++) {
+                        uint64_t t = harness_now_ms();
+                        _cleanup_msg_ plx_msg *reply = NULL;
+                        size_t n;
+
+                        assert_int_equal(plx_bus_call(f->bus, f->service_id, "Echo", "ping", 4, 5 * 1000 * 1000,
+                                                      &reply), 0);
+                        plx_msg_get_payload(reply, &n);
+                        assert_int_equal(n, 4);
+                        n_calls++;
+                        slowest = MAX(slowest, harness_now_ms() - t);
+                }
+        }
+        print_message("%u calls completed while the monitors were stopped, in %llu ms (slowest %llu ms)\n", n_calls,
+                      (unsigned long long)(harness_now_ms() - started), (unsigned long long)slowest);
+        assert_int_equal(n_calls, 60);
+
+        /* Running again, each learns how many frames it missed. */
+        for (size_t i = 0; i < ELEMENTSOF(mons); i++) {
+                _cleanup_(freep) char *out = NULL;
+                size_t n_out = 0, at;
+
+                assert_int_equal(kill(mons[i]->pid, SIGCONT), 0);
+                at = proc_read_until(mons[i], &out, &n_out, mons[i] == &json ? "{\"missed\":" : "missed ", true);
+                assert_true(missed_count(out + at) > 0);
+                print_message("monitor %zu: %.*s\n", i, (int)strcspn(out + at, "\n"), out + at);
+                assert_int_equal(kill(mons[i]->pid, SIGTERM), 0);
+                proc_finish(mons[i], &r, NULL, 0);
+                assert_exit(&r, 0);
+                run_free(&r);
+        }
+}
+
+static bool have_tshark(void) {
+        Proc p = PROC_NULL;
+        bool found;
+        Run r;
+
+        proc_start(&p, (char *[]) { (char *)"tshark", (char *)"--version", NULL }, -1);
+        proc_finish(&p, &r, NULL, 0);
+        found = r.status == 0;
+        run_free(&r);
+        return found;
+}
+
+static uint32_t le32(const uint8_t *p) {
+        return (uint32_t)p[0] | (uint32_t)p[1] << 8 | (uint32_t)p[2] << 16 | (uint32_t)p[3] << 24;
+}
+
+/* The bytes of @path, read whole. */
+static char *read_file(const char *path, size_t *ret_n) {
+        char *buf = NULL;
+        size_t n = 0;
+        char chunk[65536];
+        ssize_t l;
+        int fd;
+
+        fd = open(path, O_RDONLY | O_CLOEXEC);
+        assert_true(fd >= 0);
+        append(&buf, &n, "", 0);
+        while ((l = read(fd, chunk, sizeof(chunk))) > 0)
+                append(&buf, &n, chunk, (size_t)l);
+        assert_int_equal(l, 0);
+        close(fd);
+        *ret_n = n;
+        return buf;
+}
+
+#define N_CAPTURED 6
+
+static void test_capture(void **state) {
+        ServiceFixture *f = *state;
+        static const char *const words[] = { "one", "two", "three" };
+        const char *own = plx_bus_get_unique_id(f->bus), *id = f->service_id;
+        _cleanup_(freep) char *file = NULL;
+        size_t lengths[N_CAPTURED], n_file, off;
+        uint64_t before = realtime_usec(), after;
+        char path[400], lua[600], expected[2048];
+        Proc cap = PROC_NULL;
+        Run r;
+
+        snprintf(path, sizeof(path), "%s/bus.pcap", f->harness->dir);
+        CTL_START(&cap, "capture", path, "--name", id, "--count", "6");
+        wait_monitors(f->bus, 1);
+        for (size_t i = 0; i < ELEMENTSOF(words); i++)
+                assert_int_equal(plx_bus_call(f->bus, id, "Echo", words[i], strlen(words[i]), PLX_TIMEOUT_DEFAULT,
+                                              NULL), 0);
+        /* Not for the service: not captured. */
+        assert_int_equal(plx_bus_publish(f->bus, "cap/x", "no", 2), 0);
+        proc_finish(&cap, &r, NULL, 0);
+        after = realtime_usec();
+        assert_exit(&r, 0);
+        snprintf(expected, sizeof(expected), "captured 6 frames to %s\n", path);
+        assert_string_equal(r.out, expected);
+        run_free(&r);
+
+        /* The file, read by hand: pcap header, then each record a frame as the broker sent it. */
+        file = read_file(path, &n_file);
+        assert_true(n_file > 24);
+        assert_memory_equal(file, "\xd4\xc3\xb2\xa1\x02\x00\x04\x00", 8);
+        assert_int_equal(le32((uint8_t *)file + 8), 0);
+        assert_int_equal(le32((uint8_t *)file + 12), 0);
+        assert_int_equal(le32((uint8_t *)file + 16), 262144);
+        assert_int_equal(le32((uint8_t *)file + 20), 147);
+        off = 24;
+        for (size_t i = 0; i < N_CAPTURED; i++) {
+                const uint8_t *rec = (const uint8_t *)file + off, *frame = rec + 16;
+                uint64_t ts = (uint64_t)le32(rec) * 1000000u + le32(rec + 4);
+                uint32_t len = le32(rec + 8), hlen;
+                Plexus__Header *h;
+
+                assert_true(off + 16 <= n_file);
+                assert_int_equal(le32(rec + 12), len);
+                assert_true(off + 16 + len <= n_file);
+                assert_true(le32(rec + 4) < 1000000);
+                assert_true(ts >= before - 1000000 && ts <= after + 1000000);
+                hlen = le32(frame);
+                assert_true(4 + hlen <= len);
+                h = plexus__header__unpack(NULL, hlen, frame + 4);
+                assert_non_null(h);
+                assert_int_equal(h->kind, i % 2 == 0 ? PLEXUS__KIND__KIND_CALL : PLEXUS__KIND__KIND_REPLY);
+                assert_string_equal(h->sender, i % 2 == 0 ? own : id);
+                assert_string_equal(h->destination, i % 2 == 0 ? id : own);
+                if (i % 2 == 0)
+                        assert_string_equal(h->member, "Echo");
+                assert_true(h->sequence > 0 && h->delivery > 0 && h->serial > 0);
+                assert_int_equal(h->sender_pid, i % 2 == 0 ? (uint32_t)getpid() : (uint32_t)f->service.pid);
+                /* As the broker encodes it: delivery (field 11, tag 0x58) appended last. */
+                if (h->delivery < 128) {
+                        assert_int_equal(frame[4 + hlen - 2], 0x58);
+                        assert_int_equal(frame[4 + hlen - 1], h->delivery);
+                }
+                assert_int_equal(len - 4 - hlen, strlen(words[i / 2]));
+                assert_memory_equal(frame + 4 + hlen, words[i / 2], strlen(words[i / 2]));
+                plexus__header__free_unpacked(h, NULL);
+                lengths[i] = len;
+                off += 16 + len;
+        }
+        assert_int_equal(off, n_file);
+
+        /* To standard output. The first capture's monitor must be gone before counting the new one. */
+        wait_monitors(f->bus, 0);
+        {
+                Proc out = PROC_NULL;
+
+                CTL_START(&out, "capture", "-", "--member", "Echo", "-n", "1");
+                wait_monitors(f->bus, 1);
+                assert_int_equal(plx_bus_call(f->bus, id, "Echo", "x", 1, PLX_TIMEOUT_DEFAULT, NULL), 0);
+                proc_finish(&out, &r, NULL, 0);
+                assert_exit(&r, 0);
+                /* --member matches the CALL only; the REPLY has no member. */
+                assert_contains(r.err, "captured 1 frame to standard output");
+                assert_true(r.n_out > 24 + 16);
+                assert_memory_equal(r.out, file, 24);
+                run_free(&r);
+        }
+
+        if (!have_tshark()) {
+                print_message("tshark is not installed (tools/install-deps.sh installs it): "
+                              "skipping the check of the capture with tshark\n");
+                skip();
+        }
+
+        /* tshark lists exactly the frames, with their lengths. */
+        {
+                Proc t = PROC_NULL;
+                size_t k = 0;
+
+                proc_start(&t, (char *[]) { (char *)"tshark", (char *)"-r", path, (char *)"-T", (char *)"fields",
+                                            (char *)"-e", (char *)"frame.number", (char *)"-e", (char *)"frame.len",
+                                            NULL }, -1);
+                proc_finish(&t, &r, NULL, 0);
+                if (r.status != 0)
+                        fail_msg("tshark failed (%d):\n%s", r.status, r.err);
+                for (char *line = r.out, *nl; (nl = strchr(line, '\n')); line = nl + 1, k++) {
+                        assert_true(k < N_CAPTURED);
+                        snprintf(expected, sizeof(expected), "%zu\t%zu", k + 1, lengths[k]);
+                        *nl = 0;
+                        assert_string_equal(line, expected);
+                }
+                assert_int_equal(k, N_CAPTURED);
+                run_free(&r);
+        }
+
+        /* And with our dissector, next to plexusctl in the build tree. */
+        snprintf(lua, sizeof(lua), "lua_script:%s", plexusctl_path());
+        assert_non_null(strrchr(lua, '/'));
+        strcpy(strrchr(lua, '/') + 1, "plexus.lua");
+        {
+                Proc t = PROC_NULL;
+
+                proc_start(&t, (char *[]) { (char *)"tshark", (char *)"-X", lua, (char *)"-r", path, (char *)"-T",
+                                            (char *)"fields", (char *)"-E", (char *)"separator=/s", (char *)"-e",
+                                            (char *)"plexus.kind", (char *)"-e", (char *)"plexus.sender",
+                                            (char *)"-e", (char *)"plexus.member", (char *)"-e",
+                                            (char *)"plexus.payload_len", NULL }, -1);
+                proc_finish(&t, &r, NULL, 0);
+                if (r.status != 0)
+                        fail_msg("tshark with plexus.lua failed (%d):\n%s", r.status, r.err);
+                snprintf(expected, sizeof(expected),
+                         "1 %s Echo 3\n2 %s  3\n1 %s Echo 3\n2 %s  3\n1 %s Echo 5\n2 %s  5\n", own, id, own, id, own,
+                         id);
+                assert_string_equal(r.out, expected);
+                assert_null(strstr(r.err, "Lua"));
+                run_free(&r);
+        }
+}
+
+/* A method of the test's own connection that reads the fds it gets and answers with a pipe. */
+typedef struct FdCall {
+        bool done;
+        char content[256];              /* of the first fd */
+        size_t n_fds;
+        bool second_is_dir;
+} FdCall;
+
+static int on_read_fd(plx_msg *call, void *userdata) {
+        FdCall *fc = userdata;
+        struct stat st;
+        ssize_t l;
+        int p[2], r;
+
+        fc->n_fds = plx_msg_get_n_fds(call);
+        fc->done = true;
+        if (fc->n_fds >= 1) {
+                l = pread(plx_msg_get_fd(call, 0), fc->content, sizeof(fc->content) - 1, 0);
+                fc->content[l > 0 ? l : 0] = 0;
+        }
+        if (fc->n_fds >= 2)
+                fc->second_is_dir = fstat(plx_msg_get_fd(call, 1), &st) == 0 && S_ISDIR(st.st_mode);
+        assert_int_equal(pipe2(p, O_CLOEXEC), 0);
+        close(p[1]);
+        r = plx_msg_reply_with_fds(call, fc->content, strlen(fc->content), &p[0], 1);
+        close(p[0]);
+        return r;
+}
+
+static int on_fd_signal(plx_msg *signal, void *userdata) {
+        FdCall *fc = userdata;
+        ssize_t l;
+
+        fc->n_fds = plx_msg_get_n_fds(signal);
+        fc->done = true;
+        if (fc->n_fds >= 1) {
+                l = pread(plx_msg_get_fd(signal, 0), fc->content, sizeof(fc->content) - 1, 0);
+                fc->content[l > 0 ? l : 0] = 0;
+        }
+        return 0;
+}
+
+static void test_fd(void **state) {
+        ServiceFixture *f = *state;
+        const char *own = plx_bus_get_unique_id(f->bus);
+        char path[400];
+        FdCall fc = {};
+        Proc p = PROC_NULL, sub = PROC_NULL;
+        Run r;
+        int fd;
+
+        snprintf(path, sizeof(path), "%s/passed", f->harness->dir);
+        fd = open(path, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0600);
+        assert_true(fd >= 0);
+        assert_int_equal(write(fd, "read through the fd\n", 20), 20);
+        close(fd);
+        assert_int_equal(plx_bus_add_method(f->bus, NULL, "ReadFd", on_read_fd, &fc), 0);
+
+        /* call --fd: the callee reads the file; the reply's own fd is counted. */
+        CTL_START(&p, "call", own, "ReadFd", "--fd", path);
+        assert_int_equal(harness_bus_wait(f->bus, &fc.done, harness_timeout_ms(HARNESS_TIMEOUT_MS)), 0);
+        proc_finish(&p, &r, NULL, 0);
+        assert_exit(&r, 0);
+        assert_int_equal(fc.n_fds, 1);
+        assert_string_equal(fc.content, "read through the fd\n");
+        assert_string_equal(r.out, "read through the fd\nfds: 1\n");
+        run_free(&r);
+
+        /* Two, the second a directory; --json counts the reply's. */
+        fc = (FdCall) {};
+        CTL_START(&p, "--json", "call", "--fd", path, own, "ReadFd", "--fd", f->harness->dir);
+        assert_int_equal(harness_bus_wait(f->bus, &fc.done, harness_timeout_ms(HARNESS_TIMEOUT_MS)), 0);
+        proc_finish(&p, &r, NULL, 0);
+        assert_exit(&r, 0);
+        assert_int_equal(fc.n_fds, 2);
+        assert_true(fc.second_is_dir);
+        JSON(&r, "assert d == {'sender': '%s', 'size': 20, 'payload_text': 'read through the fd\\n',\n"
+                 "             'payload_hex': b'read through the fd\\n'.hex(), 'n_fds': 1}, d\n", own);
+        run_free(&r);
+
+        /* publish --fd: the subscriber reads it; subscribe shows the count. */
+        fc = (FdCall) {};
+        assert_int_equal(plx_bus_subscribe(f->bus, NULL, "fd/x", on_fd_signal, &fc), 0);
+        CTL_START(&sub, "--json", "subscribe", "fd/#", "--count", "1");
+        wait_subscribed(f->bus, "fd/#");
+        ctl(&r, "--json", "publish", "--fd", path, "fd/x", "with an fd");
+        assert_exit(&r, 0);
+        JSON(&r, "assert d == {'topic': 'fd/x', 'size': 10, 'n_fds': 1}, d\n");
+        run_free(&r);
+        assert_int_equal(harness_bus_wait(f->bus, &fc.done, harness_timeout_ms(HARNESS_TIMEOUT_MS)), 0);
+        assert_int_equal(fc.n_fds, 1);
+        assert_string_equal(fc.content, "read through the fd\n");
+        proc_finish(&sub, &r, NULL, 0);
+        assert_exit(&r, 0);
+        JSON_LINES(&r, "assert len(d) == 1 and d[0]['n_fds'] == 1 and d[0]['payload_text'] == 'with an fd', d\n");
+        run_free(&r);
+
+        /* A file that cannot be opened: exit status 1, before anything is sent. */
+        ctl(&r, "call", own, "ReadFd", "--fd", "/nonexistent/file");
+        assert_exit(&r, 1);
+        assert_contains(r.err, "cannot open /nonexistent/file for --fd");
+        run_free(&r);
+}
+
 /* --- the bus is not there; the command line is wrong ---------------------- */
 
 static void test_no_bus(void **state) {
@@ -1015,6 +1551,7 @@ static void test_no_bus(void **state) {
         static const char *const verbs[][4] = {
                 { "status" }, { "list" }, { "clients" }, { "client", ":1" }, { "stats" },
                 { "call", ":1", "Echo" }, { "publish", "a/b" }, { "subscribe", "a/b" }, { "wait", "a.b" },
+                { "monitor" }, { "capture", "/dev/null" },
         };
         char address[400];
         Run r;
@@ -1051,6 +1588,7 @@ static void test_no_bus(void **state) {
 static void test_usage(void **state) {
         static const char *const verbs[] = {
                 "status", "list", "clients", "client", "stats", "call", "publish", "subscribe", "wait",
+                "monitor", "capture",
         };
         Run r;
 
@@ -1093,7 +1631,17 @@ static void test_usage(void **state) {
                         { "call", "--timeout", "soon", ":1", "A" },
                         { "call", "--timeout", "-1", ":1", "A" },
                         { "call", "--raw", "--json", ":1", "A" },
-                        { "publish", "--fd", "/dev/null", "a/b" },
+                        { "status", "--fd", "/dev/null" },
+                        { "subscribe", "a/b", "--fd", "/dev/null" },
+                        { "call", "--fd", "", ":1", "A" },
+                        { "monitor", "extra" },
+                        { "monitor", "--topic", "a/#/b" },
+                        { "monitor", "--name", "no name" },
+                        { "monitor", "--member", "" },
+                        { "call", ":1", "A", "--member", "A" },
+                        { "capture" },
+                        { "capture", "a", "b" },
+                        { "capture", "-", "--json" },
                         { "--bogus", "status" },
                         { "status", "--address", "" },
                 };
@@ -1173,6 +1721,10 @@ int main(void) {
                 SERVICE_TEST(test_publish_subscribe),
                 SERVICE_TEST(test_publish_queue_full),
                 SERVICE_TEST(test_wait),
+                SERVICE_TEST(test_monitor),
+                SERVICE_TEST(test_monitor_stopped),
+                SERVICE_TEST(test_capture),
+                SERVICE_TEST(test_fd),
                 cmocka_unit_test_setup_teardown(test_no_bus, harness_setup, harness_teardown),
                 cmocka_unit_test_setup_teardown(test_usage, harness_setup, harness_teardown),
                 SERVICE_TEST(test_terminal),

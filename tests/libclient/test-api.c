@@ -455,6 +455,89 @@ static void test_api_names_and_fds(void **state) {
         plx_bus_free(api.service);
 }
 
+/* --- monitors ------------------------------------------------------------ */
+
+typedef struct Monitored {
+        int kinds[8];
+        uint64_t serials[8];
+        size_t n;
+} Monitored;
+
+static int on_monitor(plx_msg *msg, void *userdata) {
+        Monitored *m = userdata;
+
+        assert_true(m->n < sizeof(m->kinds) / sizeof(m->kinds[0]));
+        assert_int_equal(plx_msg_get_n_fds(msg), 0);
+        m->kinds[m->n] = plx_msg_get_kind(msg);
+        m->serials[m->n] = plx_msg_get_kind(msg) == PLX_MSG_CALL ? plx_msg_get_serial(msg)
+                                                                  : plx_msg_get_reply_serial(msg);
+        m->n++;
+        return 0;
+}
+
+static void test_api_monitor(void **state) {
+        Harness *h = *state;
+        _cleanup_msg_ plx_msg *reply = NULL;
+        plx_bus *monitor = NULL;
+        Monitored seen = {};
+        Api api = {};
+        uint64_t deadline;
+
+        assert_int_equal(plx_bus_new(&api.service, h->address, "api-service"), 0);
+        assert_int_equal(plx_bus_new(&api.client, h->address, "api-client"), 0);
+        assert_int_equal(plx_bus_new(&monitor, h->address, "api-monitor"), 0);
+        assert_int_equal(plx_bus_add_method(api.service, NULL, "Echo", on_echo, &api), 0);
+
+        /* Checked locally: a bad pattern, no callback. */
+        assert_int_equal(plx_bus_become_monitor(monitor, (const char *const[]) { "a/#/b", NULL }, NULL, NULL,
+                                                on_monitor, &seen), -EINVAL);
+        assert_int_equal(plx_bus_become_monitor(monitor, NULL, NULL, NULL, NULL, NULL), -EINVAL);
+        assert_int_equal(plx_bus_become_monitor(monitor, NULL,
+                                                (const char *const[]) { plx_bus_get_unique_id(api.service), NULL },
+                                                NULL, on_monitor, &seen), 0);
+        assert_int_equal(plx_bus_become_monitor(monitor, NULL, NULL, NULL, on_monitor, &seen), -EALREADY);
+
+        /*
+         * The client's Echo gets serial 3, as the monitor's Ping below does:
+         * the copy of the Echo's REPLY, read while the Ping waits, must not
+         * pass for the Ping's answer.
+         */
+        assert_int_equal(plx_bus_call(api.client, PLX_BROKER, "Ping", NULL, 0, PLX_TIMEOUT_DEFAULT, NULL), 0);
+        assert_int_equal(plx_bus_call_async(api.client, NULL, plx_bus_get_unique_id(api.service), "Echo",
+                                            "seen", 4, 5000 * 1000, on_reply, &api), 0);
+        poll_until(&api, &api.reply_done);
+        assert_int_equal(plx_msg_get_kind(api.reply), PLX_MSG_REPLY);
+        assert_int_equal(plx_msg_get_reply_serial(api.reply), 3);
+        api.reply = plx_msg_unref(api.reply);
+
+        assert_int_equal(plx_bus_call(monitor, PLX_BROKER, "Ping", NULL, 0, PLX_TIMEOUT_DEFAULT, &reply), 0);
+        assert_string_equal(plx_msg_get_sender(reply), PLX_BROKER);
+        assert_int_equal(plx_msg_get_reply_serial(reply), 3);
+
+        /* The copies: the CALL (not answered by the monitor) and its REPLY. */
+        deadline = harness_now_ms() + (uint64_t)harness_timeout_ms(HARNESS_TIMEOUT_MS);
+        while (seen.n < 2) {
+                struct pollfd p = { .fd = plx_bus_get_fd(monitor), .events = POLLIN };
+                int r;
+
+                while ((r = plx_bus_process(monitor)) > 0)
+                        ;
+                assert_int_equal(r, 0);
+                assert_true(harness_now_ms() < deadline);
+                if (seen.n < 2)
+                        assert_true(poll(&p, 1, 100) >= 0);
+        }
+        assert_int_equal(seen.kinds[0], PLX_MSG_CALL);
+        assert_int_equal(seen.kinds[1], PLX_MSG_REPLY);
+        assert_int_equal(seen.serials[0], 3);
+        assert_int_equal(seen.serials[1], 3);
+        assert_int_equal(plx_bus_get_n_missed(monitor), 0);
+
+        plx_bus_free(monitor);
+        plx_bus_free(api.client);
+        plx_bus_free(api.service);
+}
+
 int main(void) {
         const struct CMUnitTest tests[] = {
                 cmocka_unit_test(test_null_destructors),
@@ -462,6 +545,7 @@ int main(void) {
                 cmocka_unit_test_setup_teardown(test_sd_event, harness_setup, harness_teardown),
                 cmocka_unit_test_setup_teardown(test_sd_event_default, harness_setup, harness_teardown),
                 cmocka_unit_test_setup_teardown(test_api_names_and_fds, harness_setup, harness_teardown),
+                cmocka_unit_test_setup_teardown(test_api_monitor, harness_setup, harness_teardown),
         };
 
         return cmocka_run_group_tests(tests, NULL, NULL);

@@ -72,6 +72,12 @@ enum {
 /* Prefix of the topics on which the broker announces changes of name owners. */
 #define PLX_TOPIC_NAMES_PREFIX "plexus/names/"
 
+/*
+ * Topic on which the broker tells a monitor how many copies it dropped for
+ * it (payload: plexus.MonitorMissed, see docs/protocol.md §16).
+ */
+#define PLX_TOPIC_MONITOR_MISSED "plexus/monitor/missed"
+
 /* Pass as a timeout to use the default (25 s). */
 #define PLX_TIMEOUT_DEFAULT UINT64_MAX
 
@@ -99,6 +105,12 @@ typedef int (*plx_signal_fn)(plx_msg *signal, void *userdata);
 
 /* An ERROR that answers no pending call, e.g. a failed publish. */
 typedef int (*plx_error_fn)(plx_msg *error, void *userdata);
+
+/*
+ * A frame received by a monitor, see plx_bus_become_monitor(). Nothing is
+ * answered on the monitor's behalf, whatever the kind.
+ */
+typedef int (*plx_monitor_fn)(plx_msg *msg, void *userdata);
 
 /* --- Connection --------------------------------------------------------- */
 
@@ -424,6 +436,49 @@ uint64_t plx_bus_get_n_missed(plx_bus *bus);
  * Return: NULL.
  */
 plx_slot *plx_slot_free(plx_slot *slot);
+
+/* --- Monitoring -------------------------------------------------------- */
+
+/**
+ * plx_bus_become_monitor() - receive a copy of every frame the broker routes
+ * @bus:        connection
+ * @topics:     NULL-terminated topic patterns ('+', final '#'), or NULL
+ * @names:      NULL-terminated unique ids or well-known names, or NULL
+ * @members:    NULL-terminated method names, or NULL
+ * @callback:   gets every frame received from now on, see below
+ * @userdata:   handed to @callback
+ *
+ * Calls the broker's BecomeMonitor (docs/protocol.md §16) and waits for
+ * its answer. With no filter at all every routed frame is copied; else a
+ * frame is copied if any filter matches: a SIGNAL whose topic matches one
+ * of @topics, a frame whose sender or destination is one of @names, a
+ * CALL whose member is one of @members. At most 64 filters in all. The
+ * arrays and strings are borrowed.
+ *
+ * From then on plx_bus_process() hands every received frame to @callback
+ * instead of dispatching it: copies of CALLs (never answered, not even
+ * with PLX_ERROR_UNKNOWN_METHOD), REPLYs, ERRORs and SIGNALs between other
+ * clients, and the SIGNALs the broker sends the monitor itself, among them
+ * PLX_TOPIC_MONITOR_MISSED. Only REPLYs and ERRORs addressed to this
+ * connection go their usual way, so the monitor can still call the bus's
+ * own methods (the only frames a monitor may send). Messages queued but
+ * not yet dispatched when this returns go to @callback too.
+ *
+ * The broker never waits for a monitor: copies that do not fit its queue
+ * are dropped. Each copy takes a number of the connection's delivery
+ * counter all the same, so drops show as gaps in plx_msg_get_delivery()
+ * (summed by plx_bus_get_n_missed()); once the queue has drained the
+ * broker also says how many on PLX_TOPIC_MONITOR_MISSED. Copies carry no
+ * file descriptors. There is no way back: a monitor stays one until
+ * plx_bus_free().
+ *
+ * Return: 0; -EALREADY if @bus is a monitor already; -EINVAL for a bad
+ * pattern, name or member, or more than 64 filters; -EACCES if the
+ * broker's policy does not allow this user to monitor; or as
+ * plx_bus_call().
+ */
+int plx_bus_become_monitor(plx_bus *bus, const char *const *topics, const char *const *names,
+                           const char *const *members, plx_monitor_fn callback, void *userdata);
 
 /* --- Well-known names -------------------------------------------------- */
 
