@@ -4,6 +4,7 @@
  */
 
 #include <errno.h>
+#include <poll.h>
 #include <pwd.h>
 #include <signal.h>
 #include <stdarg.h>
@@ -167,6 +168,28 @@ int ctl_broker_call(Ctl *c, const char *member, const ProtobufCMessage *request,
  */
 uint64_t ctl_timeout(const Ctl *c, uint64_t fallback) {
         return c->timeout_usec != CTL_TIMEOUT_UNSET ? c->timeout_usec : fallback;
+}
+
+/**
+ * ctl_wait() - sleep until the bus needs processing or a stop signal came
+ * @bus:        the connection, idle (plx_bus_process() returned 0)
+ * @signal_fd:  from ctl_signal_fd()
+ *
+ * Return: 1 when SIGINT or SIGTERM arrived, 0 when the bus wants
+ * plx_bus_process() again, or a negative errno.
+ */
+int ctl_wait(plx_bus *bus, int signal_fd) {
+        struct pollfd pfd[2];
+        int r, ms;
+
+        r = plx_bus_get_timeout(bus, &ms);
+        if (r < 0)
+                return r;
+        pfd[0] = (struct pollfd) { .fd = plx_bus_get_fd(bus), .events = (short)plx_bus_get_events(bus) };
+        pfd[1] = (struct pollfd) { .fd = signal_fd, .events = POLLIN };
+        if (poll(pfd, 2, ms) < 0)
+                return errno == EINTR ? 0 : -errno;
+        return (pfd[1].revents & POLLIN) ? 1 : 0;
 }
 
 /**

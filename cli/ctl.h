@@ -71,6 +71,7 @@ int ctl_call_failed(Ctl *c, const char *what, int r, plx_msg *reply);
 int ctl_broker_call(Ctl *c, const char *member, const ProtobufCMessage *request, plx_msg **ret_reply);
 uint64_t ctl_timeout(const Ctl *c, uint64_t fallback);
 int ctl_signal_fd(Ctl *c, int *ret_fd);
+int ctl_wait(plx_bus *bus, int signal_fd);
 
 char *ctl_format_duration(char *buf, size_t size, uint64_t usec);
 char *ctl_format_time(char *buf, size_t size, uint64_t realtime_usec);

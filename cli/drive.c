@@ -277,26 +277,17 @@ static int subscriber_run(Subscriber *s, int signal_fd) {
         plx_bus *bus = s->ctl->bus;
 
         while (!s->error && !(s->ctl->count && s->n_received >= s->ctl->count)) {
-                struct pollfd pfd[2];
-                int r, ms;
+                int r;
 
                 r = plx_bus_process(bus);
                 if (r < 0)
                         return r;
                 if (r > 0)
                         continue;
-
-                r = plx_bus_get_timeout(bus, &ms);
+                r = ctl_wait(bus, signal_fd);
                 if (r < 0)
                         return r;
-                pfd[0] = (struct pollfd) { .fd = plx_bus_get_fd(bus), .events = (short)plx_bus_get_events(bus) };
-                pfd[1] = (struct pollfd) { .fd = signal_fd, .events = POLLIN };
-                if (poll(pfd, 2, ms) < 0) {
-                        if (errno == EINTR)
-                                continue;
-                        return -errno;
-                }
-                if (pfd[1].revents & POLLIN)
+                if (r > 0)
                         return 0;
         }
         return s->error;

@@ -346,8 +346,7 @@ static int watch_run(Watch *w, int signal_fd) {
         unsigned int busy = 0;
 
         while (!w->error && !(w->ctl->count && w->n_frames >= w->ctl->count)) {
-                struct pollfd pfd[2];
-                int r, ms;
+                int r;
 
                 r = plx_bus_process(bus);
                 if (r < 0)
@@ -360,17 +359,10 @@ static int watch_run(Watch *w, int signal_fd) {
 
                 if (fflush(w->out) != 0)
                         return -EIO;
-                r = plx_bus_get_timeout(bus, &ms);
+                r = ctl_wait(bus, signal_fd);
                 if (r < 0)
                         return r;
-                pfd[0] = (struct pollfd) { .fd = plx_bus_get_fd(bus), .events = (short)plx_bus_get_events(bus) };
-                pfd[1] = (struct pollfd) { .fd = signal_fd, .events = POLLIN };
-                if (poll(pfd, 2, ms) < 0) {
-                        if (errno == EINTR)
-                                continue;
-                        return -errno;
-                }
-                if (pfd[1].revents & POLLIN)
+                if (r > 0)
                         return 0;
         }
         return w->error;
