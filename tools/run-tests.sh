@@ -39,4 +39,23 @@ if [ ! -d "$dir" ]; then
     meson setup "$dir" --werror "${setup[@]}"
 fi
 meson compile -C "$dir"
-meson test -C "$dir" --print-errorlogs "${testargs[@]}" "$@"
+status=0
+meson test -C "$dir" --print-errorlogs "${testargs[@]}" "$@" || status=$?
+
+# One closing line any CI can read: counts from meson's own log of this run
+# (testlog.json, or testlog-valgrind.json with a wrapper: the newest).
+python3 - "$dir/meson-logs" <<'PY' || true
+import glob, json, os, sys
+log = max(glob.glob(os.path.join(sys.argv[1], "testlog*.json")), key=os.path.getmtime)
+passed = failed = skipped = 0
+for line in open(log):
+    r = json.loads(line).get("result")
+    if r in ("OK", "EXPECTEDFAIL"):
+        passed += 1
+    elif r == "SKIP":
+        skipped += 1
+    else:
+        failed += 1
+print(f"tests: {passed} passed, {failed} failed, {skipped} skipped")
+PY
+exit "$status"
