@@ -85,6 +85,20 @@ static int fd_set_open(Ctl *c, FdSet *s) {
         return 0;
 }
 
+/* What call and publish do before sending: payload, --fd files, connection. */
+static int prepare_send(Ctl *c, int argc, char **argv, int payload_index,
+                        void **ret_payload, size_t *ret_size, FdSet *fds) {
+        int r;
+
+        r = read_payload(c, argc, argv, payload_index, ret_payload, ret_size);
+        if (r != 0)
+                return r;
+        r = fd_set_open(c, fds);
+        if (r != 0)
+                return r;
+        return ctl_connect(c);
+}
+
 /**
  * drive_call() - plexusctl call DEST MEMBER [PAYLOAD]
  * @c:          the context
@@ -103,13 +117,7 @@ int drive_call(Ctl *c, int argc, char **argv) {
         size_t size, n, n_fds;
         int r;
 
-        r = read_payload(c, argc, argv, 2, &payload, &size);
-        if (r != 0)
-                return r;
-        r = fd_set_open(c, &fds);
-        if (r != 0)
-                return r;
-        r = ctl_connect(c);
+        r = prepare_send(c, argc, argv, 2, &payload, &size, &fds);
         if (r != 0)
                 return r;
 
@@ -173,13 +181,7 @@ int drive_publish(Ctl *c, int argc, char **argv) {
         size_t size;
         int r;
 
-        r = read_payload(c, argc, argv, 1, &payload, &size);
-        if (r != 0)
-                return r;
-        r = fd_set_open(c, &fds);
-        if (r != 0)
-                return r;
-        r = ctl_connect(c);
+        r = prepare_send(c, argc, argv, 1, &payload, &size, &fds);
         if (r != 0)
                 return r;
         plx_bus_set_error_handler(c->bus, on_error, &error);
