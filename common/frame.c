@@ -157,6 +157,11 @@ int frame_header_check(const Plexus__Header *h, const char **ret_reason) {
         else if (!name_ok(h->destination, false) || !name_ok(h->member, false) ||
                  !name_ok(h->error_name, false))
                 why = "name field longer than 255 bytes";
+        else if (h->large_addr && !h->large_size)
+                why = "large_addr without large_size";
+        else if (h->large_size && h->kind != PLEXUS__KIND__KIND_CALL && h->kind != PLEXUS__KIND__KIND_REPLY &&
+                 h->kind != PLEXUS__KIND__KIND_SIGNAL)
+                why = "only CALL, REPLY and SIGNAL frames may be large";
         else {
                 switch (h->kind) {
                 case PLEXUS__KIND__KIND_CALL:

@@ -43,6 +43,16 @@
 
 /* Field numbers of plexus.Header that the broker appends per receiver. */
 #define FRAME_FIELD_DELIVERY 11u
+#define FRAME_FIELD_TRANSFER_ID 18u
+
+/*
+ * Large frames (docs/protocol.md §17): the payload travels outside the
+ * socket, in a sealed memfd passed as the frame's first fd, or read by each
+ * receiver from the sender's memory with process_vm_readv().
+ */
+#define FRAME_MESSAGE_MAX_DEFAULT (1ull << 30)  /* largest large payload by default: 1 GiB */
+#define FRAME_MEMFD_SEALS (F_SEAL_SEAL | F_SEAL_SHRINK | F_SEAL_GROW | F_SEAL_WRITE)
+#define TOPIC_TRANSFER_DONE "plexus/transfer/done"
 
 /* Header.flags bits. */
 #define FRAME_FLAG_NO_REPLY 0x1u                /* CALL: the caller expects no reply */

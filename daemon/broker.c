@@ -46,6 +46,10 @@ void plx_broker_config_init(plx_broker_config *c) {
                 .max_subscriptions = BROKER_DEFAULT_MAX_SUBSCRIPTIONS,
                 .max_pending_calls = BROKER_DEFAULT_MAX_PENDING_CALLS,
                 .max_names = BROKER_DEFAULT_MAX_NAMES,
+                .max_message_size = BROKER_DEFAULT_MAX_MESSAGE_SIZE,
+                .max_transfers = BROKER_DEFAULT_MAX_TRANSFERS,
+                .max_lent_bytes = BROKER_DEFAULT_MAX_LENT_BYTES,
+                .transfer_lease_ms = BROKER_DEFAULT_TRANSFER_LEASE_MS,
                 .default_timeout_ms = BROKER_DEFAULT_TIMEOUT_MS,
                 .max_timeout_ms = BROKER_DEFAULT_MAX_TIMEOUT_MS,
                 .hello_timeout_ms = BROKER_DEFAULT_HELLO_TIMEOUT_MS,
@@ -154,7 +158,8 @@ static void status_tick(Timer *t, uint64_t now) {
 static int config_check(const plx_broker_config *c) {
         if (!c->max_clients || !c->max_queue_frames || c->max_queue_bytes < FRAME_SIZE_MAX + 64 ||
             !c->max_pending_calls || !c->max_names || !c->default_timeout_ms || !c->hello_timeout_ms ||
-            c->max_timeout_ms < c->default_timeout_ms)
+            c->max_timeout_ms < c->default_timeout_ms || c->max_message_size < FRAME_SIZE_MAX ||
+            !c->max_transfers || !c->max_lent_bytes || !c->transfer_lease_ms)
                 return -EINVAL;
         return 0;
 }
@@ -201,6 +206,7 @@ int plx_broker_new(plx_broker **ret, const plx_broker_config *config) {
         list_init(&b->dead_peers);
         list_init(&b->monitors);
         list_init(&b->pending_free);
+        list_init(&b->transfer_list);
         b->next_peer_id = 1;
         b->start_usec = now_usec();
         b->cred = (struct ucred) { .pid = getpid(), .uid = geteuid(), .gid = getegid() };
@@ -561,6 +567,7 @@ plx_broker *plx_broker_free(plx_broker *b) {
         policy_free(b->policy);
         pending_flush_free_list(b);
         htable_deinit(&b->pending);
+        htable_deinit(&b->transfers);
         htable_deinit(&b->peers_by_id);
         topic_trie_deinit(&b->topics);
         name_registry_deinit(&b->names);

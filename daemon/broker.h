@@ -62,6 +62,10 @@ typedef struct plx_broker_config {
         uint32_t max_timeout_ms;        /* longer timeouts are capped */
         uint32_t hello_timeout_ms;      /* a client must say HELLO within this */
         uint32_t shutdown_timeout_ms;   /* flush deadline on shutdown */
+        uint32_t max_message_size;      /* largest payload of a large frame */
+        uint32_t max_transfers;         /* per client, process_vm transfers outstanding */
+        uint32_t max_lent_bytes;        /* per client, bytes lent by those transfers */
+        uint32_t transfer_lease_ms;     /* how long a process_vm transfer stays readable */
 } plx_broker_config;
 
 #define BROKER_DEFAULT_MAX_CLIENTS 16384u
@@ -71,6 +75,10 @@ typedef struct plx_broker_config {
 #define BROKER_DEFAULT_MAX_SUBSCRIPTIONS 512u
 #define BROKER_DEFAULT_MAX_PENDING_CALLS 1024u
 #define BROKER_DEFAULT_MAX_NAMES 256u
+#define BROKER_DEFAULT_MAX_MESSAGE_SIZE (1u << 30)
+#define BROKER_DEFAULT_MAX_TRANSFERS 64u
+#define BROKER_DEFAULT_MAX_LENT_BYTES (2u << 30)
+#define BROKER_DEFAULT_TRANSFER_LEASE_MS 10000u
 
 /* Leases and last wills of names, see docs/protocol.md. */
 #define NAME_LEASE_MIN_MS 10u
@@ -97,6 +105,8 @@ typedef struct plx_broker_config {
 #define ERROR_NAME_HAS_NO_OWNER "plexus.Error.NameHasNoOwner"
 #define ERROR_FDS_REJECTED "plexus.Error.FdsRejected"
 #define ERROR_NAME_NOT_OWNED "plexus.Error.NameNotOwned"
+#define ERROR_TRANSFER_EXPIRED "plexus.Error.TransferExpired"
+#define ERROR_INVALID_PAYLOAD "plexus.Error.InvalidPayload"
 
 #define TOPIC_SHUTDOWN "plexus/broker/shutdown"
 #define TOPIC_NAMES_PREFIX "plexus/names/"
@@ -115,6 +125,11 @@ typedef struct BrokerStats {
         uint64_t n_denied;              /* actions the policy denied */
         uint64_t n_protocol_errors;     /* clients disconnected for bad input */
         uint64_t n_peers_peak;
+        uint64_t n_large[2];            /* large frames routed: [0] memfd, [1] process_vm */
+        uint64_t n_large_bytes[2];
+        uint64_t n_transfers_expired;
+        uint64_t n_transfers_refused;
+        uint64_t n_transfers_copied;
 } BrokerStats;
 
 typedef enum BrokerState {
@@ -159,6 +174,11 @@ struct Broker {
         HTable pending;                 /* PendingCall.node, by (caller id, serial) */
         List pending_free;              /* recycled PendingCall objects */
         size_t n_pending_free;
+
+        HTable transfers;               /* Transfer.node, by id */
+        List transfer_list;             /* Transfer.link */
+        size_t n_transfers;
+        uint64_t next_transfer_id;
 
         TopicTrie topics;
         NameRegistry names;

@@ -33,6 +33,10 @@ static const Key limits[] = {
         KEY(max_timeout_ms, 1, 24u * 3600u * 1000u),
         KEY(hello_timeout_ms, 1, 3600u * 1000u),
         KEY(shutdown_timeout_ms, 0, 3600u * 1000u),
+        KEY(max_message_size, FRAME_SIZE_MAX, UINT32_MAX),
+        KEY(max_transfers, 1, 1u << 16),
+        KEY(max_lent_bytes, FRAME_SIZE_MAX, UINT32_MAX),
+        KEY(transfer_lease_ms, 10, 3600u * 1000u),
 };
 
 typedef struct Parse {

@@ -16,6 +16,7 @@
 #include "peer.h"
 #include "router.h"
 #include "topic.h"
+#include "transfer.h"
 
 /**
  * driver_hello() - complete the handshake of @p
@@ -69,6 +70,8 @@ void driver_hello(Broker *b, Peer *p, Plexus__Header *h, const FrameView *f) {
         w.max_subscriptions = b->config.max_subscriptions;
         w.default_timeout_ms = b->config.default_timeout_ms;
         w.max_timeout_ms = b->config.max_timeout_ms;
+        w.max_message_size = b->config.max_message_size;
+        w.transfer_lease_ms = b->config.transfer_lease_ms;
         router_send_reply(b, p, h->serial, &w.base);
 }
 
@@ -532,6 +535,30 @@ static void method_become_monitor(Broker *b, Peer *from, Plexus__Header *h, cons
                 router_send_reply(b, from, h->serial, NULL);
 }
 
+/*
+ * A receiver of a lent frame reports its copy. The answer is the only thing
+ * that lets it keep the bytes: a REPLY while the transfer is live, else
+ * TransferExpired (too late, or never one of its receivers).
+ */
+static void method_ack_transfer(Broker *b, Peer *from, Plexus__Header *h, const uint8_t *payload, size_t len) {
+        Plexus__TransferAck *req;
+
+        req = plexus__transfer_ack__unpack(&b->payload_arena.allocator, len, payload);
+        if (!req) {
+                router_send_error(b, from, h->serial, ERROR_INVALID_ARGS,
+                                  "AckTransfer needs a plexus.TransferAck");
+                return;
+        }
+        if (transfer_ack(b, from, req->transfer_id, req->status) != 0) {
+                router_send_error(b, from, h->serial, ERROR_TRANSFER_EXPIRED,
+                                  "transfer %" PRIu64 " is over (lease ended, sender gone, "
+                                  "call finished) or was not lent to you", req->transfer_id);
+                return;
+        }
+        /* NO_REPLY would make the answer meaningless; it is sent regardless. */
+        router_send_reply(b, from, h->serial, NULL);
+}
+
 typedef void (*MethodFn)(Broker *b, Peer *from, Plexus__Header *h, const uint8_t *payload, size_t len);
 
 static const struct {
@@ -552,6 +579,7 @@ static const struct {
         { "ListClients", introspect_list_clients },
         { "GetClient", introspect_get_client },
         { "GetStats", introspect_get_stats },
+        { "AckTransfer", method_ack_transfer },
 };
 
 /**

@@ -443,6 +443,14 @@ void introspect_get_stats(Broker *b, Peer *from, Plexus__Header *h, const uint8_
         st.n_fds_rejected = s->n_fds_rejected;
         st.n_denied = s->n_denied;
         st.n_reloads = s->n_reloads;
+        st.n_large_memfd = s->n_large[0];
+        st.n_large_memfd_bytes = s->n_large_bytes[0];
+        st.n_large_process_vm = s->n_large[1];
+        st.n_large_process_vm_bytes = s->n_large_bytes[1];
+        st.n_transfers = b->n_transfers;
+        st.n_transfers_expired = s->n_transfers_expired;
+        st.n_transfers_refused = s->n_transfers_refused;
+        st.n_transfers_copied = s->n_transfers_copied;
         if (!(h->flags & FRAME_FLAG_NO_REPLY))
                 router_send_reply(b, from, h->serial, &st.base);
 }

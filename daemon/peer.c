@@ -83,6 +83,21 @@ static void peer_pin_process(Peer *p, int fd) {
 }
 
 /**
+ * peer_get_pidfd() - a pidfd of the process that connected @p
+ *
+ * Opened on first use where SO_PEERPIDFD exists (it names exactly the
+ * connecting process, however late it is asked), else the one opened at
+ * accept. Owned by @p.
+ *
+ * Return: the fd, or -1 if there is none.
+ */
+int peer_get_pidfd(Peer *p) {
+        if (p->pidfd < 0 && p->broker->peer_pidfd_support > 0 && p->fd >= 0)
+                p->pidfd = socket_pidfd(p->fd);
+        return p->pidfd;
+}
+
+/**
  * peer_process_alive() - whether the process behind @p's credentials still runs
  *
  * As far as the pidfd can tell; without one, assumed alive.
@@ -90,8 +105,7 @@ static void peer_pin_process(Peer *p, int fd) {
 bool peer_process_alive(Peer *p) {
         struct pollfd pfd;
 
-        if (p->pidfd < 0 && p->broker->peer_pidfd_support > 0 && p->fd >= 0)
-                p->pidfd = socket_pidfd(p->fd);
+        (void)peer_get_pidfd(p);
 
         /* A pidfd becomes readable when its process exits. */
         pfd = (struct pollfd) { .fd = p->pidfd, .events = POLLIN };
@@ -128,6 +142,7 @@ int peer_new(Peer **ret, Broker *b, int fd) {
         list_init(&p->calls_out);
         list_init(&p->calls_in);
         list_init(&p->names);
+        list_init(&p->transfers);
         queue_init(&p->queue, b->config.max_queue_frames, b->config.max_queue_bytes, b->config.max_queue_fds);
         timer_init(&p->timer, peer_timer_fired);
         p->connected_usec = now_usec();

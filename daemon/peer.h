@@ -78,6 +78,9 @@ struct Peer {
         size_t n_calls_out;
         List calls_in;                  /* PendingCall.callee_link */
         List names;                     /* NameOwner.owner_link: owned and queued for */
+        List transfers;                 /* Transfer.lender_link: process_vm loans */
+        size_t n_transfers;
+        uint64_t n_lent_bytes;
         size_t n_names;
 
         struct Monitor *monitor;        /* set once the peer became a monitor */
@@ -133,6 +136,7 @@ static inline bool peer_is_alive(const Peer *p) {
 
 const char *peer_comm(Peer *p);
 bool peer_process_alive(Peer *p);
+int peer_get_pidfd(Peer *p);
 
 /* Per-client lines name the client by unique id, pid, process name and description. */
 #define peer_log(p, prio, fmt, ...)                                                     \

@@ -9,6 +9,7 @@
 #include "peer.h"
 #include "pending.h"
 #include "router.h"
+#include "transfer.h"
 
 static uint64_t pending_hash(uint64_t caller_id, uint64_t serial) {
         return hash_u64(caller_id * 0x9e3779b97f4a7c15ull ^ serial);
@@ -106,6 +107,9 @@ int pending_call_new(Broker *b, Peer *caller, Peer *callee, uint64_t serial,
  * pending_call_free() - forget @pc, keeping the object for reuse
  */
 void pending_call_free(Broker *b, PendingCall *pc) {
+        /* A call that ended frees its caller's buffer: the callee may not read it any more. */
+        if (pc->transfer_id)
+                transfer_drop_receiver(b, pc->transfer_id, pc->callee);
         timer_disarm(&b->timers, &pc->timer);
         htable_remove(&b->pending, &pc->node);
         list_unlink(&pc->callee_link);

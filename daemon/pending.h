@@ -27,6 +27,7 @@ typedef struct PendingCall {
         Peer *caller;
         Peer *callee;
         uint64_t serial;
+        uint64_t transfer_id;           /* the CALL lent its payload (process_vm), else 0 */
         List caller_link;               /* caller->calls_out, or broker->pending_free */
         List callee_link;               /* callee->calls_in */
         Timer timer;

@@ -13,6 +13,8 @@
  */
 
 #include <assert.h>
+#include <fcntl.h>
+#include <sys/stat.h>
 #include <inttypes.h>
 #include <stdarg.h>
 #include <stdio.h>
@@ -27,6 +29,7 @@
 #include "pending.h"
 #include "router.h"
 #include "topic.h"
+#include "transfer.h"
 
 static void stamp(Broker *b, Plexus__Header *h, Peer *from) {
         const struct ucred *cred = from ? &from->cred : &b->cred;
@@ -39,8 +42,8 @@ static void stamp(Broker *b, Plexus__Header *h, Peer *from) {
         h->delivery = 0;
 }
 
-/* Room for every stamped field: sender (":" and 20 digits), timeout, five varints. */
-#define STAMP_MAX 128
+/* Room for every stamped field: sender (":" and 20 digits), timeout, six varints. */
+#define STAMP_MAX 144
 
 /*
  * The fields only the broker may set, encoded to be appended to the
@@ -59,8 +62,18 @@ static size_t stamp_encode(const Plexus__Header *h, uint8_t buf[static STAMP_MAX
         n += frame_varint_field(buf + n, 13, h->sender_pid);
         n += frame_varint_field(buf + n, 14, h->n_fds);
         n += frame_varint_field(buf + n, 15, h->sender_gid);
+        if (h->large_size)
+                n += frame_varint_field(buf + n, FRAME_FIELD_TRANSFER_ID, h->transfer_id);
         assert(n <= STAMP_MAX);
         return n;
+}
+
+/* Count a large frame by its path once it reached a receiver. */
+static void large_routed(Broker *b, const Plexus__Header *h) {
+        if (h->large_size) {
+                b->stats.n_large[h->large_addr ? 1 : 0]++;
+                b->stats.n_large_bytes[h->large_addr ? 1 : 0] += h->large_size;
+        }
 }
 
 /*
@@ -69,7 +82,7 @@ static size_t stamp_encode(const Plexus__Header *h, uint8_t buf[static STAMP_MAX
  * encoded on this path.
  */
 static int forward_one(Broker *b, Peer *to, Peer *from, const Plexus__Header *h, const FrameView *fv,
-                       const int *fds, size_t n_fds) {
+                       const int *fds, size_t n_fds, Transfer *t) {
         uint8_t stamp[STAMP_MAX];
         OutFrame f = {
                 .header = fv->header,
@@ -91,6 +104,10 @@ static int forward_one(Broker *b, Peer *to, Peer *from, const Plexus__Header *h,
         if (r == 0) {
                 b->stats.n_routed[h->kind]++;
                 b->stats.n_bytes_routed += fv->payload_len;
+                large_routed(b, h);
+                if (t && transfer_add_receiver(t, to) < 0)
+                        /* The receiver's AckTransfer will be refused: it never keeps the bytes. */
+                        peer_log(to, LOG_WARNING, "out of memory recording a transfer reader");
         }
         return r;
 }
@@ -365,6 +382,7 @@ void router_peer_gone(Broker *b, Peer *p) {
         router_peer_closing(b, p);
         while ((pc = list_first_entry(&p->calls_out, PendingCall, caller_link)))
                 pending_call_free(b, pc);
+        transfer_peer_gone(b, p);
 
         while ((s = list_first_entry(&p->subscriptions, Subscription, owner_link))) {
                 list_unlink(&s->owner_link);
@@ -412,7 +430,7 @@ static bool call_allowed(Broker *b, Peer *from, Peer *callee, const char *destin
 }
 
 static void route_call(Broker *b, Peer *from, Plexus__Header *h, const FrameView *f,
-                       const int *fds, size_t n_fds) {
+                       const int *fds, size_t n_fds, Transfer *t) {
         PendingCall *pc = NULL;
         Peer *callee;
         int r;
@@ -422,6 +440,11 @@ static void route_call(Broker *b, Peer *from, Plexus__Header *h, const FrameView
                         b->stats.n_fds_rejected++;
                         router_send_error(b, from, h->serial, ERROR_FDS_REJECTED,
                                           "the bus's own methods take no file descriptors");
+                        return;
+                }
+                if (h->large_size) {
+                        router_send_error(b, from, h->serial, ERROR_INVALID_ARGS,
+                                          "the bus's own methods take no large payloads");
                         return;
                 }
                 /* Calls to the broker take their place in the bus order too, and monitors see them. */
@@ -477,10 +500,11 @@ static void route_call(Broker *b, Peer *from, Plexus__Header *h, const FrameView
                                           "broker out of memory");
                         return;
                 }
+                pc->transfer_id = t ? t->id : 0;
         }
 
         stamp(b, h, from);
-        r = forward_one(b, callee, from, h, f, fds, n_fds);
+        r = forward_one(b, callee, from, h, f, fds, n_fds, t);
         if (r == PEER_E_FDS) {
                 if (pc)
                         pending_call_free(b, pc);
@@ -501,7 +525,7 @@ static void route_call(Broker *b, Peer *from, Plexus__Header *h, const FrameView
 }
 
 static void route_reply(Broker *b, Peer *from, Plexus__Header *h, const FrameView *f,
-                        const int *fds, size_t n_fds) {
+                        const int *fds, size_t n_fds, Transfer *t) {
         PendingCall *pc;
         Peer *caller;
         int r;
@@ -526,7 +550,7 @@ static void route_reply(Broker *b, Peer *from, Plexus__Header *h, const FrameVie
         pending_call_free(b, pc);
 
         stamp(b, h, from);
-        r = forward_one(b, caller, from, h, f, fds, n_fds);
+        r = forward_one(b, caller, from, h, f, fds, n_fds, t);
         if (r == PEER_E_QUEUE_FULL || r == PEER_E_FDS) {
                 /*
                  * The caller must not wait forever: it gets a small forced
@@ -542,6 +566,7 @@ static void route_reply(Broker *b, Peer *from, Plexus__Header *h, const FrameVie
 
 typedef struct SignalFanout {
         Broker *b;
+        Transfer *transfer;
         OutFrame frame;
         uint64_t sequence;
         size_t n_matched;
@@ -559,6 +584,8 @@ static void deliver_signal(Subscription *s, void *userdata) {
         fo->n_matched++;
         if (peer_send(p, &fo->frame, false) != 0)
                 fo->n_full++;
+        else if (fo->transfer && transfer_add_receiver(fo->transfer, p) < 0)
+                peer_log(p, LOG_WARNING, "out of memory recording a transfer reader");
 }
 
 /*
@@ -567,11 +594,13 @@ static void deliver_signal(Subscription *s, void *userdata) {
  * stamp; the broker's own signals are encoded from @h.
  */
 static void fan_out(Broker *b, Peer *from, const Plexus__Header *h, const FrameView *fv,
-                    const void *payload, size_t size, const int *fds, size_t n_fds, SignalFanout *fo) {
+                    const void *payload, size_t size, const int *fds, size_t n_fds, Transfer *t,
+                    SignalFanout *fo) {
         uint8_t header[FRAME_HEADER_MAX], stamp[STAMP_MAX];
 
         *fo = (SignalFanout) {
                 .b = b,
+                .transfer = t,
                 .sequence = h->sequence,
                 .frame = {
                         .payload = payload,
@@ -599,6 +628,7 @@ static void fan_out(Broker *b, Peer *from, const Plexus__Header *h, const FrameV
 
         b->stats.n_routed[PLEXUS__KIND__KIND_SIGNAL]++;
         b->stats.n_bytes_routed += size;
+        large_routed(b, h);
         b->stats.n_queue_full += fo->n_full;
 }
 
@@ -624,14 +654,14 @@ size_t router_publish(Broker *b, Peer *as, const char *topic, const void *payloa
         h.member = (char *)topic;
         stamp(b, &h, as);
         h.serial = h.sequence;
-        fan_out(b, NULL, &h, NULL, payload, size, NULL, 0, &fo);
+        fan_out(b, NULL, &h, NULL, payload, size, NULL, 0, NULL, &fo);
         if (ret_n_matched)
                 *ret_n_matched = fo.n_matched;
         return fo.n_full;
 }
 
 static void route_signal(Broker *b, Peer *from, Plexus__Header *h, const FrameView *f,
-                         const int *fds, size_t n_fds) {
+                         const int *fds, size_t n_fds, Transfer *t) {
         SignalFanout fo;
 
         if (!topic_is_valid(h->member)) {
@@ -652,11 +682,96 @@ static void route_signal(Broker *b, Peer *from, Plexus__Header *h, const FrameVi
 
         /* The client's own header goes out (serial, unknown fields), re-stamped. */
         stamp(b, h, from);
-        fan_out(b, from, h, f, f->payload, f->payload_len, fds, n_fds, &fo);
+        fan_out(b, from, h, f, f->payload, f->payload_len, fds, n_fds, t, &fo);
         if (fo.n_full)
                 router_send_error(b, from, h->serial, ERROR_QUEUE_FULL,
                                   "signal on %s missed by %zu of %zu subscribers (queue full, or too many fds in flight)",
                                   h->member, fo.n_full, fo.n_matched);
+}
+
+/*
+ * A TransferDone for a lent frame the broker refused before it had a
+ * transfer: the sender may reuse its buffer at once.
+ */
+static void lend_refused(Broker *b, Peer *from, uint64_t serial) {
+        Plexus__TransferDone done = PLEXUS__TRANSFER_DONE__INIT;
+
+        done.serial = serial;
+        router_send_signal(b, from, TOPIC_TRANSFER_DONE, &done.base);
+}
+
+/*
+ * A process_vm frame: check it, open a transfer for it and put the sender's
+ * pidfd in front of its fds (@ret_fds, FRAME_FDS_MAX entries), so that each
+ * receiver can tell that the process it reads from is still the sender.
+ * Returns 0, or 1 when the frame was refused (the sender has been told).
+ */
+static int large_lend(Broker *b, Peer *from, Plexus__Header *h, const int *fds, size_t n_fds,
+                      int *ret_fds, Transfer **ret) {
+        const char *name = ERROR_LIMITS_EXCEEDED;
+        char why[160] = "";
+        int pidfd, r;
+
+        if (h->large_size > b->config.max_message_size) {
+                snprintf(why, sizeof(why), "message of %" PRIu64 " bytes, limit %u", h->large_size,
+                         b->config.max_message_size);
+        } else if (n_fds >= FRAME_FDS_MAX) {
+                name = ERROR_FDS_REJECTED;
+                snprintf(why, sizeof(why), "a lent frame carries at most %u fds", FRAME_FDS_MAX - 1);
+        } else if ((pidfd = peer_get_pidfd(from)) < 0) {
+                name = ERROR_INVALID_PAYLOAD;
+                snprintf(why, sizeof(why), "the broker cannot pin your process (no pidfd): "
+                         "send large payloads in a memfd");
+        } else {
+                r = transfer_new(b, from, h->serial, h->large_size, ret);
+                if (r == 0) {
+                        ret_fds[0] = pidfd;
+                        memcpy(ret_fds + 1, fds, n_fds * sizeof(int));
+                        h->transfer_id = (*ret)->id;
+                        return 0;
+                }
+                if (r == TRANSFER_E_LIMIT)
+                        snprintf(why, sizeof(why), "%zu transfers or %" PRIu64 " bytes lent already, limits %u and %u",
+                                 from->n_transfers, from->n_lent_bytes, b->config.max_transfers,
+                                 b->config.max_lent_bytes);
+                else
+                        snprintf(why, sizeof(why), "broker out of memory");
+        }
+        router_send_error(b, from, h->serial, name, "%s", why);
+        lend_refused(b, from, h->serial);
+        return 1;
+}
+
+/*
+ * A memfd frame: its first fd must be a memfd sealed against writing,
+ * shrinking and growing, holding at least large_size bytes. Receivers check
+ * again (they trust no fd), but a sender should hear of its mistake.
+ */
+static bool large_memfd_ok(Broker *b, Peer *from, const Plexus__Header *h, const int *fds, size_t n_fds) {
+        const int need = F_SEAL_WRITE | F_SEAL_SHRINK | F_SEAL_GROW;
+        struct stat st;
+        int seals;
+
+        if (h->large_size > b->config.max_message_size) {
+                router_send_error(b, from, h->serial, ERROR_LIMITS_EXCEEDED,
+                                  "message of %" PRIu64 " bytes, limit %u", h->large_size,
+                                  b->config.max_message_size);
+                return false;
+        }
+        if (n_fds == 0) {
+                router_send_error(b, from, h->serial, ERROR_INVALID_PAYLOAD,
+                                  "a large frame without large_addr needs a memfd as its first fd");
+                return false;
+        }
+        seals = fcntl(fds[0], F_GET_SEALS);
+        if (seals < 0 || (seals & need) != need || fstat(fds[0], &st) < 0 || !S_ISREG(st.st_mode) ||
+            (uint64_t)st.st_size < h->large_size) {
+                router_send_error(b, from, h->serial, ERROR_INVALID_PAYLOAD,
+                                  "the first fd is not a memfd sealed against write, shrink and grow "
+                                  "holding %" PRIu64 " bytes", h->large_size);
+                return false;
+        }
+        return true;
 }
 
 /**
@@ -673,6 +788,8 @@ static void route_signal(Broker *b, Peer *from, Plexus__Header *h, const FrameVi
  */
 void router_handle_frame(Broker *b, Peer *from, const uint8_t *buf, size_t len,
                          const int *fds, size_t n_fds, bool fds_truncated) {
+        int lent_fds[FRAME_FDS_MAX];
+        Transfer *t = NULL;
         Plexus__Header *h;
         const char *why = NULL;
         FrameView f;
@@ -729,21 +846,42 @@ void router_handle_frame(Broker *b, Peer *from, const uint8_t *buf, size_t len,
                                   "(it is out of fds); frame dropped");
                 return;
         }
+
+        if (h->large_size) {
+                if (f.payload_len > 0) {
+                        router_fail_peer(b, from, h->serial, ERROR_INVALID_FRAME,
+                                         "a large frame carries no payload in the datagram");
+                        return;
+                }
+                if (h->large_addr) {
+                        /* Lent memory: the sender's pidfd goes first, its own fds after. */
+                        if (large_lend(b, from, h, fds, n_fds, lent_fds, &t) != 0)
+                                return;
+                        fds = lent_fds;
+                        n_fds++;
+                } else if (!large_memfd_ok(b, from, h, fds, n_fds)) {
+                        return;
+                }
+        }
         h->n_fds = (uint32_t)n_fds;
 
         switch (h->kind) {
         case PLEXUS__KIND__KIND_CALL:
-                route_call(b, from, h, &f, fds, n_fds);
+                route_call(b, from, h, &f, fds, n_fds, t);
                 break;
         case PLEXUS__KIND__KIND_REPLY:
         case PLEXUS__KIND__KIND_ERROR:
-                route_reply(b, from, h, &f, fds, n_fds);
+                route_reply(b, from, h, &f, fds, n_fds, t);
                 break;
         case PLEXUS__KIND__KIND_SIGNAL:
-                route_signal(b, from, h, &f, fds, n_fds);
+                route_signal(b, from, h, &f, fds, n_fds, t);
                 break;
         default:
                 /* frame_header_decode() admits no other kind. */
                 assert(false);
         }
+
+        /* Every lent frame ends in one TransferDone, whoever it reached. */
+        if (t)
+                transfer_start(t);
 }

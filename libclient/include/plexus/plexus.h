@@ -59,6 +59,9 @@ enum {
 #define PLX_ERROR_NAME_NOT_OWNED "plexus.Error.NameNotOwned"
 #define PLX_ERROR_FDS_REJECTED "plexus.Error.FdsRejected"
 #define PLX_ERROR_ACCESS_DENIED "plexus.Error.AccessDenied"
+#define PLX_ERROR_TRANSFER_EXPIRED "plexus.Error.TransferExpired"
+#define PLX_ERROR_TRANSFER_REFUSED "plexus.Error.TransferRefused"
+#define PLX_ERROR_INVALID_PAYLOAD "plexus.Error.InvalidPayload"
 
 /* File descriptors one message can carry (the kernel's SCM_MAX_FD). */
 #define PLX_FDS_MAX 253
@@ -368,6 +371,132 @@ int plx_msg_reply_with_fds(plx_msg *call, const void *payload, size_t size,
  * Return: as plx_msg_reply().
  */
 int plx_msg_reply_error(plx_msg *call, const char *name, const char *message);
+
+/* --- Large messages ------------------------------------------------------ */
+
+/*
+ * Payloads above the bus's frame size (about 128 KiB) up to the broker's
+ * maximum message size (1 GiB by default, plx_bus_get_max_message_size())
+ * travel outside the socket; docs/protocol.md §17 has the exchange. The
+ * ordinary send functions (plx_bus_call() and friends, plx_msg_reply(),
+ * plx_bus_publish()) switch to it on their own above a threshold:
+ *
+ *  - plx_bus_call() lends the caller's own buffer: the callee's library
+ *    copies it once with process_vm_readv(). The buffer is borrowed until
+ *    plx_bus_call() returns, as always; by then no reader can touch it.
+ *    Where the callee may not read our memory (another uid, Yama, seccomp),
+ *    the call is sent again, at once, in a sealed memfd, and the callee is
+ *    remembered for next time.
+ *  - Everything else (async calls, replies, signals) copies the payload once
+ *    into a sealed memfd, which receivers map read-only: the caller's buffer
+ *    is free again when the function returns.
+ *  - A plx_buffer is a memfd the application writes into directly, then
+ *    hands over: no copy on the sending side at all.
+ *
+ * Received large payloads are read-only mappings (memfd) or buffers of the
+ * library's (process_vm); either way plx_msg_get_payload() points at them
+ * for as long as the message lives.
+ */
+
+/* plx_bus_set_large_path() values. */
+enum {
+        PLX_LARGE_AUTO = 0,             /* as described above */
+        PLX_LARGE_INLINE,               /* never: payloads must fit one frame (-EMSGSIZE) */
+        PLX_LARGE_MEMFD,                /* always a sealed memfd above the threshold */
+        PLX_LARGE_PROCESS_VM,           /* always lend (async sends lend a private copy) */
+};
+
+#define PLX_LARGE_THRESHOLD_DEFAULT (64u * 1024u)
+
+typedef struct plx_buffer plx_buffer;
+
+/**
+ * plx_buffer_new() - a shareable buffer to build a large payload in
+ * @ret:        the buffer, written on success
+ * @size:       its capacity in bytes, at least 1
+ *
+ * The buffer is a memfd mapped read-write into this process. Write the
+ * payload into plx_buffer_get_data(), then hand it to
+ * plx_bus_publish_buffer(), plx_bus_call_buffer() or plx_msg_reply_buffer(),
+ * which seal it and pass it on without copying. Those functions take the
+ * buffer over, whatever they return: do not touch the data or free the
+ * buffer after the call. A buffer never sent is freed with plx_buffer_free().
+ *
+ * Return: 0, -EINVAL, -ENOMEM, or the errno of memfd_create()/mmap().
+ */
+int plx_buffer_new(plx_buffer **ret, size_t size);
+
+/** plx_buffer_get_data() - where to write the payload; valid until the buffer is sent or freed */
+void *plx_buffer_get_data(plx_buffer *buf);
+
+/** plx_buffer_get_size() - the capacity given to plx_buffer_new() */
+size_t plx_buffer_get_size(plx_buffer *buf);
+
+/** plx_buffer_free() - release a buffer that was not sent; NULL is fine. Return: NULL. */
+plx_buffer *plx_buffer_free(plx_buffer *buf);
+
+/**
+ * plx_bus_publish_buffer() - publish the first @size bytes of @buf on @topic
+ *
+ * Takes @buf over (see plx_buffer_new()): every subscriber maps the same
+ * sealed pages. Return: as plx_bus_publish(); -EINVAL if @size exceeds the
+ * buffer, -EMSGSIZE above the broker's maximum message size.
+ */
+int plx_bus_publish_buffer(plx_bus *bus, const char *topic, plx_buffer *buf, size_t size);
+
+/**
+ * plx_bus_call_buffer() - plx_bus_call() with the request in @buf
+ *
+ * Takes @buf over (see plx_buffer_new()). Return: as plx_bus_call().
+ */
+int plx_bus_call_buffer(plx_bus *bus, const char *destination, const char *member,
+                        plx_buffer *buf, size_t size, uint64_t timeout_usec, plx_msg **ret_reply);
+
+/**
+ * plx_msg_reply_buffer() - plx_msg_reply() with the reply in @buf
+ *
+ * Takes @buf over (see plx_buffer_new()). Return: as plx_msg_reply().
+ */
+int plx_msg_reply_buffer(plx_msg *call, plx_buffer *buf, size_t size);
+
+/**
+ * plx_bus_call_into() - plx_bus_call() that places the reply in @reply_buf
+ * @reply_buf:  where the reply's payload goes if it fits; borrowed until
+ *              this returns
+ * @reply_buf_size: its capacity
+ *
+ * A reply that fits is written into @reply_buf once, whatever path it took
+ * (for a memfd reply, one copy out of the mapping; for a lent reply,
+ * process_vm_readv() straight into it): no allocation for its bytes.
+ * plx_msg_get_payload() of *@ret_reply then returns @reply_buf, so keep it
+ * alive as long as the message. A larger reply is returned as by
+ * plx_bus_call().
+ *
+ * Return: as plx_bus_call().
+ */
+int plx_bus_call_into(plx_bus *bus, const char *destination, const char *member,
+                      const void *payload, size_t size, uint64_t timeout_usec,
+                      void *reply_buf, size_t reply_buf_size, plx_msg **ret_reply);
+
+/**
+ * plx_bus_set_large_path() - choose how large payloads travel
+ * @path:       PLX_LARGE_AUTO (default), _INLINE, _MEMFD or _PROCESS_VM
+ *
+ * For tests and benchmarks; AUTO is what applications want.
+ * Return: 0 or -EINVAL.
+ */
+int plx_bus_set_large_path(plx_bus *bus, int path);
+
+/**
+ * plx_bus_set_large_threshold() - payloads above @bytes take the large path
+ *
+ * Default PLX_LARGE_THRESHOLD_DEFAULT; capped at what fits one frame.
+ * Return: 0 or -EINVAL.
+ */
+int plx_bus_set_large_threshold(plx_bus *bus, size_t bytes);
+
+/** plx_bus_get_max_message_size() - the largest payload the broker accepts */
+uint64_t plx_bus_get_max_message_size(plx_bus *bus);
 
 /* --- Publish / subscribe ------------------------------------------------ */
 
