@@ -10,7 +10,8 @@
  * naming the field, then EOF; the frame must reach nobody. Meanwhile a
  * libplexus monitor stays attached and must keep decoding the copies it
  * gets (one bad copy would end it with EPROTO), and a probe client's calls
- * must keep getting answers.
+ * must keep getting answers. Valid unknown fields still pass, and libplexus
+ * refuses to send a name that is not UTF-8 rather than lose its connection.
  */
 
 #include <errno.h>
@@ -277,6 +278,21 @@ static void test_valid_unknown_fields(void **state) {
         probe(f, 2);
 }
 
+/*
+ * libplexus refuses what the broker would refuse before sending it: a name
+ * that is not UTF-8 fails locally, and the connection stays.
+ */
+static void test_libplexus_refuses_locally(void **state) {
+        Fixture *f = *state;
+
+        assert_int_equal(plx_bus_call(f->sf->bus, f->sf->service_id, "Ech\xff", "x", 1, 5000 * 1000, NULL),
+                         -EINVAL);
+        assert_int_equal(plx_bus_call(f->sf->bus, ":1.99\xc0\x80", "Echo", "x", 1, 5000 * 1000, NULL),
+                         -EINVAL);
+        assert_int_equal(plx_bus_publish(f->sf->bus, "news/\xed\xa0\x80", "x", 1), -EINVAL);
+        probe(f, 1);
+}
+
 /* Named after the case, with the case as the fixture's prestate. */
 #define HOSTILE_TEST(i) { hostile[i].what, test_hostile_header, setup, teardown, (void *)&hostile[i] }
 
@@ -286,6 +302,7 @@ int main(void) {
                 HOSTILE_TEST(4), HOSTILE_TEST(5), HOSTILE_TEST(6), HOSTILE_TEST(7),
                 HOSTILE_TEST(8), HOSTILE_TEST(9), HOSTILE_TEST(10),
                 cmocka_unit_test_setup_teardown(test_valid_unknown_fields, setup, teardown),
+                cmocka_unit_test_setup_teardown(test_libplexus_refuses_locally, setup, teardown),
         };
 
         _Static_assert(sizeof(hostile) / sizeof(hostile[0]) == 11, "one HOSTILE_TEST() per case");
