@@ -11,6 +11,7 @@
 #include <string.h>
 
 #include "frame.h"
+#include "header-wire.h"
 
 typedef struct ArenaChunk {
         struct ArenaChunk *next;
@@ -114,10 +115,16 @@ int frame_split(const void *buf, size_t len, FrameView *ret) {
  * @arena:      where the decoded header lives until arena_reset()
  * @ret:        the decoded header, written on success
  *
+ * The bytes must pass header_wire_validate() first: only headers that every
+ * protobuf decoder reads alike are admitted, and only those reach protobuf-c.
+ *
  * Return: 0 on success, FRAME_E_HEADER_DECODE or FRAME_E_UNKNOWN_KIND.
  */
 int frame_header_decode(const FrameView *f, Arena *arena, Plexus__Header **ret) {
         Plexus__Header *h;
+
+        if (header_wire_validate(f->header, f->header_len, NULL, NULL) < 0)
+                return FRAME_E_HEADER_DECODE;
 
         h = plexus__header__unpack(&arena->allocator, f->header_len, f->header);
         if (!h)

@@ -24,6 +24,7 @@
 #include "access.h"
 #include "bus-name.h"
 #include "driver.h"
+#include "header-wire.h"
 #include "monitor.h"
 #include "peer.h"
 #include "pending.h"
@@ -808,7 +809,14 @@ void router_handle_frame(Broker *b, Peer *from, const uint8_t *buf, size_t len,
         if (r == 0)
                 r = frame_header_decode(&f, &b->arena, &h);
         if (r > 0) {
-                router_fail_peer(b, from, 0, ERROR_INVALID_FRAME, "%s", frame_strerror(r));
+                uint32_t field = 0;
+
+                /* frame_header_decode() only says the header is bad; the wire walker says why. */
+                if (r == FRAME_E_HEADER_DECODE && header_wire_validate(f.header, f.header_len, &why, &field) < 0)
+                        router_fail_peer(b, from, 0, ERROR_INVALID_FRAME, "%s: field %" PRIu32 ": %s",
+                                         frame_strerror(r), field, why);
+                else
+                        router_fail_peer(b, from, 0, ERROR_INVALID_FRAME, "%s", frame_strerror(r));
                 return;
         }
         r = frame_header_check(h, &why);

@@ -26,6 +26,7 @@
 #include "address.h"
 #include "bus-internal.h"
 #include "fdpass.h"
+#include "header-wire.h"
 #include "topic.h"
 
 uint64_t timeout_to_deadline(uint64_t timeout_usec) {
@@ -153,7 +154,8 @@ static int wqueue_flush(plx_bus *bus) {
  * @n_fds:      how many, at most FRAME_FDS_MAX
  *
  * Return: 0, -ECONNRESET, -EMSGSIZE, -ENOBUFS (write queue full), -ENOMEM,
- * -EMFILE (no fd left to keep a queued frame's fds), -EINVAL.
+ * -EMFILE (no fd left to keep a queued frame's fds), -EINVAL (also for a
+ * string field that is not UTF-8, which the broker would refuse).
  */
 int bus_send_frame(plx_bus *bus, Plexus__Header *h, const void *payload, size_t size,
                    const int *fds, size_t n_fds) {
@@ -171,6 +173,9 @@ int bus_send_frame(plx_bus *bus, Plexus__Header *h, const void *payload, size_t 
         hlen = frame_header_pack(h, head + FRAME_PREFIX_SIZE, FRAME_SEND_HEADER_MAX);
         if (hlen == 0)
                 return -EMSGSIZE;
+        /* A name that is not UTF-8 would cost the connection (docs/protocol.md §3.3): refuse it here. */
+        if (header_wire_validate(head + FRAME_PREFIX_SIZE, hlen, NULL, NULL) < 0)
+                return -EINVAL;
         total = FRAME_PREFIX_SIZE + hlen + size;
         if (total > bus->max_frame_size)
                 return -EMSGSIZE;

@@ -258,7 +258,8 @@ int plx_bus_detach_event(plx_bus *bus);
  * Return: 0 on a REPLY; -EREMOTEIO on an ERROR (see plx_msg_get_error_name());
  * -ETIMEDOUT when the broker's Timeout error arrives (*ret_reply is set) or
  * the local deadline passes (*ret_reply is not set); -ECONNRESET, -ENOBUFS
- * (outgoing or incoming queue full), -EMSGSIZE (frame too large), -EINVAL.
+ * (outgoing or incoming queue full), -EMSGSIZE (frame too large), -EINVAL
+ * (also for a @destination or @member that is not UTF-8).
  */
 int plx_bus_call(plx_bus *bus, const char *destination, const char *member,
                  const void *payload, size_t size, uint64_t timeout_usec,
