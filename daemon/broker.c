@@ -168,7 +168,8 @@ static int config_check(const plx_broker_config *c) {
  * calling thread from now until plx_broker_free(), and handled by
  * plx_broker_run() through a signalfd.
  *
- * Return: 0, -EADDRINUSE if another broker is live at the address, -ENOENT
+ * Return: 0, -EADDRINUSE if another broker is live at the address, -EEXIST
+ * if a file other than a socket is in the way (it is left alone), -ENOENT
  * if there is no default address, -EINVAL for bad limits, or another
  * negative errno.
  */
