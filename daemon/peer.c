@@ -479,6 +479,21 @@ static void peer_flush(Peer *p) {
                 monitor_drained(p->broker, p);
 }
 
+/*
+ * recvmsg() returned 0: EOF, or an empty record. Linux does deliver
+ * zero-length records on SOCK_SEQPACKET, with fds attached if the sender
+ * wants, and they read exactly like EOF. A record is told apart by what
+ * came with it, or else by the socket: at EOF the peer has shut down its
+ * end, which poll() reports as POLLRDHUP.
+ */
+static bool peer_read_empty_record(Peer *p, const struct msghdr *mh, size_t n_fds) {
+        struct pollfd pfd = { .fd = p->fd, .events = POLLIN | POLLRDHUP };
+
+        if (n_fds > 0 || mh->msg_controllen > 0 || (mh->msg_flags & MSG_CTRUNC))
+                return true;
+        return poll(&pfd, 1, 0) >= 0 && !(pfd.revents & (POLLRDHUP | POLLHUP));
+}
+
 static void peer_read(Peer *p) {
         Broker *b = p->broker;
         /* Room for the kernel's maximum of 253 fds per message (SCM_MAX_FD). */
@@ -517,17 +532,19 @@ static void peer_read(Peer *p) {
                         peer_hangup(p);
                         return;
                 }
-                if (n == 0) {
-                        /* SOCK_SEQPACKET: 0 is EOF; empty datagrams do not exist on it. */
+                /* Taken before anything else: from here on, every path closes them. */
+                n_fds = fdpass_collect(&mh, fds, ELEMENTSOF(fds));
+
+                if (n == 0 && !peer_read_empty_record(p, &mh, n_fds)) {
                         peer_hangup(p);
                         return;
                 }
-
-                n_fds = fdpass_collect(&mh, fds, ELEMENTSOF(fds));
                 p->n_frames_in++;
                 p->n_bytes_in += (uint64_t)n;
 
-                if (mh.msg_flags & MSG_TRUNC)
+                if (n == 0)
+                        router_fail_peer(b, p, 0, ERROR_INVALID_FRAME, "empty frame");
+                else if (mh.msg_flags & MSG_TRUNC)
                         router_fail_peer(b, p, 0, ERROR_FRAME_TOO_LARGE,
                                          "frame larger than %u bytes", FRAME_SEND_MAX);
                 else
