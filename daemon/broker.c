@@ -208,6 +208,7 @@ int plx_broker_new(plx_broker **ret, const plx_broker_config *config) {
         b->next_peer_id = 1;
         b->start_usec = now_usec();
         b->cred = (struct ucred) { .pid = getpid(), .uid = geteuid(), .gid = getegid() };
+        sip_key_random(&b->hash_key);
         timer_init(&b->shutdown_timer, shutdown_deadline);
         timer_init(&b->watchdog_timer, watchdog_ping);
         timer_init(&b->status_timer, status_tick);

@@ -164,6 +164,7 @@ struct Broker {
         NameRegistry names;
         Policy *policy;                 /* NULL: only root and the broker's uid are served */
 
+        SipKey hash_key;                /* random, for hashes of client-chosen data outside tables */
         uint64_t sequence;              /* bus-wide frame counter, see docs/protocol.md */
         Timer shutdown_timer;
         Timer watchdog_timer;

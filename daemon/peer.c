@@ -237,7 +237,7 @@ void peer_set_running(Peer *p) {
 
         timer_disarm(&b->timers, &p->timer);
         /* Cannot fail for want of memory: a full table only gets slower. */
-        if (htable_insert(&b->peers_by_id, &p->id_node, hash_u64(p->id)) == 0)
+        if (htable_insert(&b->peers_by_id, &p->id_node, htable_hash_u64(&b->peers_by_id, p->id)) == 0)
                 p->addressable = true;
         p->state = PEER_STATE_RUNNING;
 }
@@ -265,7 +265,7 @@ Peer *peer_find(Broker *b, const char *unique_id) {
  * peer_find_id() - the running peer with numeric id @id, or NULL
  */
 Peer *peer_find_id(Broker *b, uint64_t id) {
-        htable_for_each_hash(n, &b->peers_by_id, hash_u64(id)) {
+        htable_for_each_hash(n, &b->peers_by_id, htable_hash_u64(&b->peers_by_id, id)) {
                 Peer *p = container_of(n, Peer, id_node);
 
                 if (p->id == id)
