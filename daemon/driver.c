@@ -59,6 +59,8 @@ void driver_hello(Broker *b, Peer *p, Plexus__Header *h, const FrameView *f) {
                 return;
         }
 
+        /* Before the Welcome: what introspection shows is the process that said HELLO. */
+        introspect_capture(b, p);
         peer_set_running(p);
         peer_log(p, LOG_DEBUG, "connected (uid %u)", (unsigned)p->cred.uid);
 
@@ -610,9 +612,11 @@ static void method_become_monitor(Broker *b, Peer *from, Plexus__Header *h, cons
 
 typedef void (*MethodFn)(Broker *b, Peer *from, Plexus__Header *h, const uint8_t *payload, size_t len);
 
+/* .limited: costs the broker work in proportion to the bus, so it is rate-limited per client. */
 static const struct {
         const char *member;
         MethodFn fn;
+        bool limited;
 } methods[] = {
         { "Subscribe", method_subscribe },
         { "Unsubscribe", method_unsubscribe },
@@ -623,11 +627,11 @@ static const struct {
         { "RenewName", method_renew_name },
         { "GetNameOwner", method_get_name_owner },
         { "ListQueuedOwners", method_list_queued_owners },
-        { "ListNames", method_list_names },
+        { "ListNames", method_list_names, true },
         { "BecomeMonitor", method_become_monitor },
-        { "ListClients", introspect_list_clients },
-        { "GetClient", introspect_get_client },
-        { "GetStats", introspect_get_stats },
+        { "ListClients", introspect_list_clients, true },
+        { "GetClient", introspect_get_client, true },
+        { "GetStats", introspect_get_stats, true },
 };
 
 /**
@@ -644,6 +648,8 @@ void driver_call(Broker *b, Peer *from, Plexus__Header *h, const uint8_t *payloa
 
         for (size_t i = 0; i < ELEMENTSOF(methods); i++) {
                 if (strcmp(h->member, methods[i].member) == 0) {
+                        if (methods[i].limited && !introspect_admit(b, from, h))
+                                return;
                         methods[i].fn(b, from, h, payload, len);
                         return;
                 }

@@ -188,6 +188,7 @@ Peer *peer_free(Peer *p) {
         loop_source_remove(&p->source);
         p->fd = plx_close(p->fd);
         p->pidfd = plx_close(p->pidfd);
+        free(p->cmdline);
         free(p->gids);
         free(p);
 
@@ -198,8 +199,9 @@ Peer *peer_free(Peer *p) {
 /**
  * peer_comm() - the client process's name, for log lines
  *
- * Read from /proc on first use only, so that connecting costs no file
- * access; a process that is gone by then shows as "?".
+ * Read from /proc on first use only: a log line, or its HELLO at the latest
+ * (introspect_capture()), so that a connection that never gets that far
+ * costs no file access; a process that is gone by then shows as "?".
  *
  * Return: a string owned by @p.
  */

@@ -1,7 +1,8 @@
 /*
  * Hostile local clients, the cases that have no better home: empty records
- * carrying fds (which read like EOF), introspection in a loop, and a fake
- * broker that sends libplexus an empty record with fds.
+ * carrying fds (which read like EOF), a fake broker that sends libplexus an
+ * empty record with fds, introspection in a loop, and a client that exec()s
+ * another program after its HELLO.
  *
  * Every test has a probe: a libplexus client connected before the hostile
  * part starts, which must keep getting answers to Ping throughout.
@@ -11,6 +12,7 @@
 #include <errno.h>
 #include <fcntl.h>
 #include <setjmp.h>
+#include <signal.h>
 #include <stdarg.h>
 #include <stddef.h>
 #include <stdio.h>
@@ -254,11 +256,155 @@ static void test_client_empty_record_fds(void **state) {
         probe_ping(f);
 }
 
+/* plx_bus_call() of a broker method; returns the error name, or NULL on a REPLY. */
+static const char *broker_call(plx_bus *bus, const char *member, const void *req, size_t size,
+                               char *ret_error, size_t error_size) {
+        _cleanup_msg_ plx_msg *reply = NULL;
+        int r;
+
+        r = plx_bus_call(bus, PLX_BROKER, member, req, size, PLX_TIMEOUT_DEFAULT, &reply);
+        if (r == 0)
+                return NULL;
+        if (r != -EREMOTEIO)
+                fail_msg("%s: %s", member, strerror(-r));
+        snprintf(ret_error, error_size, "%s", plx_msg_get_error_name(reply));
+        return ret_error;
+}
+
+/*
+ * A client calling ListClients in a loop: past a burst it gets
+ * LimitsExceeded (and so for the other introspection methods, which share
+ * its bucket), while Ping, and other clients' introspection, go on.
+ */
+static void test_introspection_rate_limited(void **state) {
+        static const char *const limited[] = { "ListClients", "ListNames", "GetStats" };
+        Fixture *f = *state;
+        _cleanup_bus_ plx_bus *hammer = NULL;
+        uint8_t req[256];
+        Plexus__NameRequest nr = PLEXUS__NAME_REQUEST__INIT;
+        char err[128];
+        size_t n, len;
+
+        assert_int_equal(plx_bus_new(&hammer, f->h->address, "hammer"), 0);
+        for (n = 0; n < 5000; n++) {
+                const char *e = broker_call(hammer, "ListClients", NULL, 0, err, sizeof(err));
+
+                if (e) {
+                        assert_string_equal(e, "plexus.Error.LimitsExceeded");
+                        break;
+                }
+                if (n % 256 == 0)
+                        probe_ping(f);
+        }
+        if (n == 5000)
+                fail_msg("5000 ListClients in a row, none refused");
+        fprintf(stderr, "refused after %zu calls\n", n);
+
+        /* Refused for the other introspection methods too, GetClient included. */
+        for (size_t i = 0; i < ELEMENTSOF(limited); i++) {
+                const char *e = broker_call(hammer, limited[i], NULL, 0, err, sizeof(err));
+
+                if (!e || strcmp(e, "plexus.Error.LimitsExceeded") != 0)
+                        fail_msg("%s after the burst: %s", limited[i], e ?: "answered");
+        }
+        nr.name = (char *)plx_bus_get_unique_id(f->probe);
+        len = plexus__name_request__pack(&nr, req);
+        assert_string_equal(broker_call(hammer, "GetClient", req, len, err, sizeof(err)) ?: "answered",
+                            "plexus.Error.LimitsExceeded");
+
+        /* Ping is not introspection; the hammer is still connected and answered. */
+        assert_null(broker_call(hammer, "Ping", NULL, 0, err, sizeof(err)));
+        /* The bucket is the caller's: the probe still lists. */
+        assert_null(broker_call(f->probe, "ListClients", NULL, 0, err, sizeof(err)));
+        probe_ping(f);
+}
+
+typedef struct ExecArgs {
+        const char *address;
+} ExecArgs;
+
+/* Says HELLO on a raw socket it keeps across exec(), then becomes `sleep 60`. */
+static int exec_after_hello_main(int report_fd, int control_fd, void *userdata) {
+        ExecArgs *a = userdata;
+        RawFrame *frame = raw_frame_new();
+        char id[64];
+        int fd;
+
+        child_assert(frame);
+        fd = raw_connect(a->address);
+        child_assert(fd >= 0);
+        child_assert_int_eq(raw_hello(fd, frame, id, sizeof(id)), 0);
+        child_assert_int_eq(fcntl(fd, F_SETFD, 0), 0);
+        harness_report(report_fd, "%s", id);
+        execl("/bin/sleep", "sleep", "60", (char *)NULL);
+        child_fail("exec: %m");
+}
+
+/*
+ * comm and cmdline are those of the process that said HELLO, captured
+ * then: a client that exec()s another program afterwards (keeping its
+ * socket) still shows the first. The broker no longer reads /proc when
+ * asked, which was the cost every ListClients multiplied.
+ */
+static void test_cmdline_as_of_hello(void **state) {
+        Fixture *f = *state;
+        HarnessChild child = HARNESS_CHILD_NULL;
+        _cleanup_msg_ plx_msg *reply = NULL;
+        Plexus__NameRequest nr = PLEXUS__NAME_REQUEST__INIT;
+        Plexus__ClientInfo *ci;
+        ExecArgs args = { .address = f->h->address };
+        char id[64], path[64], now[256] = "";
+        uint8_t req[128];
+        const void *payload;
+        uint64_t deadline;
+        size_t size;
+
+        assert_int_equal(harness_child_fork(&child, exec_after_hello_main, &args), 0);
+        assert_true(harness_read_line(child.report_fd, id, sizeof(id), harness_timeout_ms(HARNESS_TIMEOUT_MS)) > 0);
+
+        /* Wait until the exec() happened: /proc shows the new program. */
+        snprintf(path, sizeof(path), "/proc/%d/comm", (int)child.pid);
+        deadline = harness_now_ms() + (uint64_t)harness_timeout_ms(HARNESS_TIMEOUT_MS);
+        for (;;) {
+                FILE *fp = fopen(path, "re");
+
+                now[0] = 0;
+                if (fp) {
+                        if (!fgets(now, sizeof(now), fp))
+                                now[0] = 0;
+                        fclose(fp);
+                }
+                if (strncmp(now, "sleep", 5) == 0)
+                        break;
+                assert_true(harness_now_ms() < deadline);
+                usleep(5 * 1000);
+        }
+
+        nr.name = id;
+        size = plexus__name_request__pack(&nr, req);
+        assert_int_equal(plx_bus_call(f->probe, PLX_BROKER, "GetClient", req, size, PLX_TIMEOUT_DEFAULT, &reply), 0);
+        payload = plx_msg_get_payload(reply, &size);
+        ci = plexus__client_info__unpack(NULL, size, payload);
+        assert_non_null(ci);
+        fprintf(stderr, "client %s: comm \"%s\", cmdline \"%s\"\n", id, ci->comm, ci->cmdline);
+        assert_non_null(strstr(ci->cmdline, "test-hostile-misc"));
+        assert_null(strstr(ci->cmdline, "sleep"));
+        assert_string_not_equal(ci->comm, "sleep");
+        plexus__client_info__free_unpacked(ci, NULL);
+
+        kill(child.pid, SIGKILL);
+        harness_child_wait(&child, harness_timeout_ms(HARNESS_TIMEOUT_MS));
+        harness_child_close(&child);
+        probe_ping(f);
+}
+
 int main(void) {
         const struct CMUnitTest tests[] = {
                 cmocka_unit_test_setup_teardown(test_empty_record_fds_not_leaked, setup, teardown),
                 cmocka_unit_test_setup_teardown(test_empty_record_is_invalid, setup, teardown),
                 cmocka_unit_test_setup_teardown(test_client_empty_record_fds, setup, teardown),
+                cmocka_unit_test_setup_teardown(test_introspection_rate_limited, setup, teardown),
+                cmocka_unit_test_setup_teardown(test_cmdline_as_of_hello, setup, teardown),
         };
 
         return cmocka_run_group_tests(tests, NULL, NULL);
