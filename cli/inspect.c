@@ -3,7 +3,7 @@
  *
  * They call the bus's own methods (GetBusInfo, GetStats, ListNames,
  * ListClients, GetClient; docs/protocol.md §6) and decode the replies with
- * the generated protobuf-c code. ListClients comes in pages: the verbs ask
+ * the generated protobuf-c code. ListClients and ListNames come in pages: the verbs ask
  * for the next page until the broker says there is none, so a bus with
  * thousands of clients is listed whole.
  */
@@ -145,6 +145,74 @@ static int fetch_clients(Ctl *c, ClientSet *s) {
         }
 }
 
+/* Every well-known name: the pages of ListNames and an index over them. */
+typedef struct NameSet {
+        Plexus__NameList **pages;
+        size_t n_pages;
+        Plexus__NameEntry **names;      /* point into the pages */
+        size_t n_names;
+} NameSet;
+
+static void name_set_deinit(NameSet *s) {
+        for (size_t i = 0; i < s->n_pages; i++)
+                plexus__name_list__free_unpacked(s->pages[i], NULL);
+        free(s->pages);
+        free(s->names);
+        *s = (NameSet) {};
+}
+
+/* Adopts @page, also on failure. */
+static int name_set_add(NameSet *s, Plexus__NameList *page) {
+        Plexus__NameList **pages;
+        Plexus__NameEntry **names;
+
+        pages = reallocarray(s->pages, s->n_pages + 1, sizeof(*pages));
+        if (!pages) {
+                plexus__name_list__free_unpacked(page, NULL);
+                return -ENOMEM;
+        }
+        s->pages = pages;
+        s->pages[s->n_pages++] = page;
+
+        names = reallocarray(s->names, (s->n_names + page->n_names) ?: 1, sizeof(*names));
+        if (!names)
+                return -ENOMEM;
+        s->names = names;
+        for (size_t i = 0; i < page->n_names; i++)
+                s->names[s->n_names++] = page->names[i];
+        return 0;
+}
+
+static int fetch_names(Ctl *c, NameSet *s) {
+        _cleanup_(freep) char *after = strdup("");
+
+        if (!after)
+                return ctl_fail(c, CTL_EXIT_FAILURE, NULL, "out of memory");
+        for (;;) {
+                Plexus__ListNamesRequest req = PLEXUS__LIST_NAMES_REQUEST__INIT;
+                Plexus__NameList *page = NULL;
+                char *next;
+                int r;
+
+                req.after = after;
+                r = broker_get(c, "ListNames", &req.base, &plexus__name_list__descriptor, &page);
+                if (r != 0)
+                        return r;
+                /* Names sort in byte order: a cursor that does not grow would keep us here forever. */
+                if (page->next_after[0] && strcmp(page->next_after, after) <= 0) {
+                        plexus__name_list__free_unpacked(page, NULL);
+                        return ctl_fail(c, CTL_EXIT_FAILURE, NULL, "ListNames: the broker's pages do not advance");
+                }
+                next = page->next_after[0] ? strdup(page->next_after) : NULL;
+                if (name_set_add(s, page) < 0 || (!next && page->next_after[0]))
+                        return ctl_fail(c, CTL_EXIT_FAILURE, NULL, "out of memory");
+                if (!next)
+                        return 0;
+                free(after);
+                after = next;
+        }
+}
+
 static int compare_client_ids(const void *a, const void *b) {
         const Plexus__ClientInfo *const *x = a, *const *y = b;
 
@@ -269,14 +337,15 @@ static char *join(char *const *v, size_t n, const char *separator) {
 int inspect_list(Ctl *c, int argc, char **argv) {
         static const char *const headers[] = { "NAME", "OWNER", "PID", "COMM", "QUEUED" };
         _cleanup_(client_set_deinit) ClientSet clients = {};
-        _cleanup_(pb_freep) Plexus__NameList *list = NULL;
+        _cleanup_(name_set_deinit) NameSet names = {};
+        NameSet *list = &names;
         _cleanup_(table_freep) Table *t = NULL;
         int r;
 
         r = ctl_connect(c);
         if (r != 0)
                 return r;
-        r = broker_get(c, "ListNames", NULL, &plexus__name_list__descriptor, &list);
+        r = fetch_names(c, &names);
         if (r != 0)
                 return r;
         r = fetch_clients(c, &clients);

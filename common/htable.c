@@ -3,6 +3,8 @@
  * so resizing needs no callback and chain walks skip foreign hashes cheaply.
  */
 
+#include <assert.h>
+#include <endian.h>
 #include <errno.h>
 #include <stdlib.h>
 #include <string.h>
@@ -10,32 +12,63 @@
 #include "htable.h"
 
 /**
- * hash_u64() - mix a 64-bit integer (splitmix64 finalizer)
+ * htable_set_key() - hash @t under @key instead of a key of its own
+ * @t:          the table, empty and not keyed yet
+ * @key:        copied
+ *
+ * For families of small tables (one per topic trie node) that would
+ * otherwise each ask the kernel for a key.
  */
-uint64_t hash_u64(uint64_t x) {
-        x ^= x >> 30;
-        x *= 0xbf58476d1ce4e5b9ull;
-        x ^= x >> 27;
-        x *= 0x94d049bb133111ebull;
-        x ^= x >> 31;
-        return x;
+void htable_set_key(HTable *t, const SipKey *key) {
+        assert(t->n_entries == 0);
+        t->key = *key;
+        t->keyed = true;
 }
 
 /**
- * hash_string() - FNV-1a over @len bytes, then mixed
+ * htable_get_key() - @t's key, drawn now if it has none yet
+ *
+ * Return: the key, owned by @t.
  */
-uint64_t hash_string(const char *s, size_t len) {
-        uint64_t h = 0xcbf29ce484222325ull;
-
-        for (size_t i = 0; i < len; i++) {
-                h ^= (unsigned char)s[i];
-                h *= 0x100000001b3ull;
+const SipKey *htable_get_key(HTable *t) {
+        if (!t->keyed) {
+                sip_key_random(&t->key);
+                t->keyed = true;
         }
-        return hash_u64(h);
+        return &t->key;
+}
+
+/**
+ * htable_hash() - the hash of @len bytes at @data, for @t alone
+ *
+ * Return: SipHash-2-4 under @t's key.
+ */
+uint64_t htable_hash(HTable *t, const void *data, size_t len) {
+        return siphash24(htable_get_key(t), data, len);
+}
+
+/**
+ * htable_hash_u64() - the hash of an integer key, for @t alone
+ */
+uint64_t htable_hash_u64(HTable *t, uint64_t x) {
+        uint64_t le = htole64(x);
+
+        return htable_hash(t, &le, sizeof(le));
+}
+
+/**
+ * htable_hash_string() - the hash of @len bytes of @s, for @t alone
+ *
+ * Only @len bytes count: the topic trie hashes levels inside a longer topic.
+ */
+uint64_t htable_hash_string(HTable *t, const char *s, size_t len) {
+        return htable_hash(t, s, len);
 }
 
 /**
  * htable_deinit() - free the bucket array; entries are not touched
+ *
+ * The key goes too: a table used again draws a new one.
  */
 void htable_deinit(HTable *t) {
         free(t->buckets);

@@ -69,7 +69,9 @@ static PolicySubject subject(Peer *p) {
 }
 
 static bool first_denial(Peer *p, PolicyAction action, const char *target) {
-        uint64_t h = hash_string(target ? target : "", target ? strlen(target) : 0) ^ (uint64_t)action;
+        /* Keyed: a client must not find a target whose denial hides another's from the log. */
+        uint64_t h = siphash24(&p->broker->hash_key, target ? target : "", target ? strlen(target) : 0) ^
+                     (uint64_t)action;
 
         for (size_t i = 0; i < p->n_denials_logged; i++)
                 if (p->denials_logged[i] == h)

@@ -106,7 +106,7 @@ static void signals_restore(Broker *b) {
  * A no-op unless the embedder gave a notify function.
  */
 void broker_notify(Broker *b, const char *fmt, ...) {
-        char state[256];
+        char state[512];
         va_list ap;
 
         if (!b->config.notify_fn)
@@ -140,7 +140,10 @@ static uint64_t frames_routed(Broker *b) {
 static void status_refresh(Broker *b) {
         char status[sizeof(b->status)];
 
-        snprintf(status, sizeof(status), "%zu clients, %zu names, %" PRIu64 " messages routed",
+        /* A failed reload stays in view until one succeeds: the old configuration is still in force. */
+        snprintf(status, sizeof(status), "%s%s%s%zu clients, %zu names, %" PRIu64 " messages routed",
+                 b->reload_error[0] ? "reload failed (" : "", b->reload_error,
+                 b->reload_error[0] ? "), old configuration kept; " : "",
                  b->n_peers, b->names.n_names, frames_routed(b));
         if (strcmp(status, b->status) != 0) {
                 memcpy(b->status, status, sizeof(status));
@@ -173,7 +176,8 @@ static int config_check(const plx_broker_config *c) {
  * calling thread from now until plx_broker_free(), and handled by
  * plx_broker_run() through a signalfd.
  *
- * Return: 0, -EADDRINUSE if another broker is live at the address, -ENOENT
+ * Return: 0, -EADDRINUSE if another broker is live at the address, -EEXIST
+ * if a file other than a socket is in the way (it is left alone), -ENOENT
  * if there is no default address, -EINVAL for bad limits, or another
  * negative errno.
  */
@@ -210,6 +214,7 @@ int plx_broker_new(plx_broker **ret, const plx_broker_config *config) {
         b->next_peer_id = 1;
         b->start_usec = now_usec();
         b->cred = (struct ucred) { .pid = getpid(), .uid = geteuid(), .gid = getegid() };
+        sip_key_random(&b->hash_key);
         timer_init(&b->shutdown_timer, shutdown_deadline);
         timer_init(&b->watchdog_timer, watchdog_ping);
         timer_init(&b->status_timer, status_tick);
@@ -228,6 +233,7 @@ int plx_broker_new(plx_broker **ret, const plx_broker_config *config) {
                         broker_log(b, LOG_ERR, "%s: %s", b->config_path, err);
                         return r;
                 }
+                b->config_from_file = r > 0;
         }
         r = config_check(&b->config);
         if (r < 0)
@@ -349,8 +355,12 @@ void broker_begin_shutdown(Broker *b) {
  * @b:          the broker
  *
  * The file is applied on top of the configuration the broker was created
- * with, so a key removed from the file returns to its default. A broken
- * file changes nothing. No client is dropped: new limits apply to what
+ * with, so a key removed from the file returns to its default. A file that
+ * cannot be read or is not valid (see config_load(): also an empty or
+ * zero-filled one) changes nothing, and the reason goes to the log and to
+ * STATUS=. Once a file has been applied, it must stay readable: a missing
+ * optional file means "defaults" only to a broker that never had one, as
+ * the defaults' lack of a policy would refuse every other user. No client is dropped: new limits apply to what
  * clients do from now on (a lower client limit refuses new connections, a
  * lower queue limit refuses new frames).
  */
@@ -363,13 +373,17 @@ void broker_reload(Broker *b) {
 
         broker_notify(b, "RELOADING=1\nMONOTONIC_USEC=%" PRIu64, now_usec());
 
-        if (!b->config_path) {
+        err[0] = 0;
+        if (!b->config_path ||
+            (r = config_load(&c, &policy, b->config_path,
+                             b->base.config_required || b->config_from_file, err, sizeof(err))) == 0) {
                 broker_log(b, LOG_INFO, "reload: no configuration file, nothing to do");
-        } else if ((r = config_load(&c, &policy, b->config_path, b->base.config_required,
-                                    err, sizeof(err))) < 0 ||
-                   (r = config_check(&c)) < 0) {
-                broker_log(b, LOG_ERR, "reload: %s: %s, keeping the old configuration", b->config_path,
-                           r == -EINVAL && !err[0] ? "invalid limits" : err);
+                b->reload_error[0] = 0;
+        } else if (r < 0 || (r = config_check(&c)) < 0) {
+                if (r == -EINVAL && !err[0])
+                        snprintf(err, sizeof(err), "invalid limits");
+                broker_log(b, LOG_ERR, "reload: %s: %s, keeping the old configuration", b->config_path, err);
+                snprintf(b->reload_error, sizeof(b->reload_error), "%s", err);
                 policy_free(policy);
         } else {
                 /* Decisions from now on follow the new rules; connected clients stay. */
@@ -384,8 +398,11 @@ void broker_reload(Broker *b) {
                 }
                 broker_log(b, LOG_INFO, "reload: configuration read from %s (%zu policy rules)",
                            b->config_path, policy_n_rules(b->policy));
+                b->config_from_file = true;
+                b->reload_error[0] = 0;
         }
 
+        status_refresh(b);
         broker_notify(b, "READY=1");
 }
 

@@ -184,11 +184,14 @@ struct Broker {
         NameRegistry names;
         Policy *policy;                 /* NULL: only root and the broker's uid are served */
 
+        SipKey hash_key;                /* random, for hashes of client-chosen data outside tables */
         uint64_t sequence;              /* bus-wide frame counter, see docs/protocol.md */
         Timer shutdown_timer;
         Timer watchdog_timer;
         Timer status_timer;
-        char status[128];               /* last STATUS= sent */
+        char status[320];               /* last STATUS= sent */
+        char reload_error[160];         /* why the last reload failed; "" after a good one */
+        bool config_from_file;          /* a file was applied: reloads require one since */
         plx_broker_config base;         /* the configuration before the file was applied */
         char *config_path;
         uint64_t start_usec;

@@ -111,6 +111,37 @@ int config_default_path(char *buf, size_t size) {
         return n > 0 && (size_t)n < size ? 0 : -ENAMETOOLONG;
 }
 
+/*
+ * A file with nothing but blanks is not a configuration but the trace of a
+ * failed write: a truncated file, or one a crash left as zero-filled blocks
+ * (libinih would read either as "no keys", i.e. no policy). A NUL byte
+ * anywhere means the same, and would make libinih silently cut the line it
+ * is on. Both are refused, with the reason in @err.
+ */
+static int check_content(FILE *f, char *err, size_t err_size) {
+        bool any = false;
+        int c;
+
+        while ((c = getc(f)) != EOF) {
+                if (c == 0) {
+                        snprintf(err, err_size, "file holds NUL bytes (zero-filled or torn write?)");
+                        return -EINVAL;
+                }
+                if (!strchr(" \t\r\n\v\f", c))
+                        any = true;
+        }
+        if (ferror(f)) {
+                snprintf(err, err_size, "cannot read: %s", strerror(errno));
+                return -EIO;
+        }
+        if (!any) {
+                snprintf(err, err_size, "file is empty (write a comment line to mean \"defaults\")");
+                return -EINVAL;
+        }
+        rewind(f);
+        return 0;
+}
+
 /**
  * config_load() - apply the file at @path to @c
  * @c:          the configuration; changed only on success
@@ -121,8 +152,11 @@ int config_default_path(char *buf, size_t size) {
  * @err:        receives a description on failure
  * @err_size:   its capacity
  *
- * Return: 0 (also for a missing optional file), -ENOENT for a missing
- * required file, -EINVAL for a bad file, -ENOMEM.
+ * A file that is empty, only blanks or holds NUL bytes is a bad file.
+ *
+ * Return: 1 when the file was read and applied, 0 for a missing optional
+ * file (@c unchanged), -ENOENT for a missing required file, -EINVAL for a
+ * bad file, -EIO, -ENOMEM.
  */
 int config_load(plx_broker_config *c, Policy **ret_policy, const char *path, bool required,
                 char *err, size_t err_size) {
@@ -141,6 +175,11 @@ int config_load(plx_broker_config *c, Policy **ret_policy, const char *path, boo
                         return 0;
                 }
                 snprintf(err, err_size, "cannot open: %s", strerror(-r));
+                return r;
+        }
+        r = check_content(f, err, err_size);
+        if (r < 0) {
+                fclose(f);
                 return r;
         }
 
@@ -176,5 +215,5 @@ int config_load(plx_broker_config *c, Policy **ret_policy, const char *path, boo
 
         *c = copy;
         *ret_policy = policy_n_rules(policy) ? TAKE_PTR(policy) : NULL;
-        return 0;
+        return 1;
 }

@@ -6,6 +6,7 @@
 
 #include <inttypes.h>
 #include <stdio.h>
+#include <stdlib.h>
 #include <string.h>
 
 #include "build-config.h"
@@ -59,6 +60,8 @@ void driver_hello(Broker *b, Peer *p, Plexus__Header *h, const FrameView *f) {
                 return;
         }
 
+        /* Before the Welcome: what introspection shows is the process that said HELLO. */
+        introspect_capture(b, p);
         peer_set_running(p);
         peer_log(p, LOG_DEBUG, "connected (uid %u)", (unsigned)p->cred.uid);
 
@@ -458,33 +461,88 @@ static void method_list_queued_owners(Broker *b, Peer *from, Plexus__Header *h,
                 router_send_reply(b, from, h->serial, &reply.base);
 }
 
+/*
+ * Bytes of NameEntry elements in one ListNames reply: a frame less room for
+ * next_after (a tag, a 2-byte length and a name of at most 255 bytes).
+ */
+#define LIST_NAMES_PAGE_MAX (FRAME_SEND_MAX - 260u)
+
+static size_t varint_size(uint64_t v) {
+        size_t n = 1;
+
+        while (v >= 0x80) {
+                v >>= 7;
+                n++;
+        }
+        return n;
+}
+
+static int compare_names(const void *a, const void *b) {
+        Name *const *x = a, *const *y = b;
+
+        return strcmp(name_get(*x), name_get(*y));
+}
+
+/*
+ * ListNames is paged like ListClients (see introspect.c), with the name as
+ * the cursor: names live in a hash table, which has no order of its own to
+ * resume from, so each page sorts the names past the cursor. Byte order
+ * does not depend on who came and went between pages: a name added meanwhile
+ * shows up if it sorts after the cursor, none is listed twice.
+ */
 static void method_list_names(Broker *b, Peer *from, Plexus__Header *h, const uint8_t *payload, size_t len) {
         Plexus__NameList reply = PLEXUS__NAME_LIST__INIT;
+        _cleanup_(freep) Name **sorted = NULL;
         _cleanup_(freep) Plexus__NameEntry *entries = NULL;
         _cleanup_(freep) Plexus__NameEntry **ptrs = NULL;
         _cleanup_(freep) char **queued = NULL;
-        size_t n_names = b->names.n_names, n_entries = 0, i = 0, q = 0;
+        size_t n_sorted = 0, n_owners = 0, used = 0, i = 0, q = 0;
+        Plexus__ListNamesRequest *req;
+        bool more = false;
         Name *name;
 
+        req = plexus__list_names_request__unpack(&b->payload_arena.allocator, len, payload);
+        if (!req) {
+                router_send_error(b, from, h->serial, ERROR_INVALID_ARGS,
+                                  "ListNames needs a plexus.ListNamesRequest");
+                return;
+        }
+
+        sorted = calloc(b->names.n_names ?: 1, sizeof(*sorted));
+        if (!sorted) {
+                router_send_error(b, from, h->serial, ERROR_LIMITS_EXCEEDED, "broker out of memory");
+                return;
+        }
         name_registry_for_each(name, &b->names) {
                 NameOwner *e;
 
+                if (strcmp(name_get(name), req->after) <= 0)
+                        continue;
+                sorted[n_sorted++] = name;
                 list_for_each_entry(e, name_owners(name), name_link)
-                        n_entries++;
+                        n_owners++;
         }
+        if (n_sorted > 0)
+                qsort(sorted, n_sorted, sizeof(*sorted), compare_names);
 
-        entries = calloc(n_names ?: 1, sizeof(*entries));
-        ptrs = calloc(n_names ?: 1, sizeof(*ptrs));
-        queued = calloc(n_entries ?: 1, sizeof(*queued));
+        entries = calloc(n_sorted ?: 1, sizeof(*entries));
+        ptrs = calloc(n_sorted ?: 1, sizeof(*ptrs));
+        queued = calloc(n_owners ?: 1, sizeof(*queued));
         if (!entries || !ptrs || !queued) {
                 router_send_error(b, from, h->serial, ERROR_LIMITS_EXCEEDED, "broker out of memory");
                 return;
         }
 
-        name_registry_for_each(name, &b->names) {
+        for (i = 0; i < n_sorted; i++) {
                 Plexus__NameEntry *entry = &entries[i];
+                size_t size, cost;
                 NameOwner *e;
 
+                if (req->limit && i >= req->limit) {
+                        more = true;
+                        break;
+                }
+                name = sorted[i];
                 *entry = (Plexus__NameEntry) PLEXUS__NAME_ENTRY__INIT;
                 entry->name = (char *)name_get(name);
                 entry->owner = ((Peer *)name_primary(name)->owner)->unique_id;
@@ -492,12 +550,32 @@ static void method_list_names(Broker *b, Peer *from, Plexus__Header *h, const ui
                 list_for_each_entry(e, name_owners(name), name_link)
                         if (e != name_primary(name))
                                 queued[q + entry->n_queued++] = ((Peer *)e->owner)->unique_id;
+
+                size = protobuf_c_message_get_packed_size(&entry->base);
+                cost = 1 + varint_size(size) + size;
+                if (i == 0 && cost > LIST_NAMES_PAGE_MAX) {
+                        /* A queue too long for a frame (thousands of waiting clients): cut it, say so. */
+                        entry->truncated = true;
+                        size = protobuf_c_message_get_packed_size(&entry->base);
+                        while (entry->n_queued > 0 && 1 + varint_size(size) + size > LIST_NAMES_PAGE_MAX) {
+                                entry->n_queued--;
+                                size -= 1 + varint_size(strlen(entry->queued[entry->n_queued])) +
+                                        strlen(entry->queued[entry->n_queued]);
+                        }
+                        cost = 1 + varint_size(size) + size;
+                }
+                if (used + cost > LIST_NAMES_PAGE_MAX) {
+                        more = true;
+                        break;
+                }
+                used += cost;
                 q += entry->n_queued;
-                ptrs[i++] = entry;
+                ptrs[i] = entry;
         }
 
         reply.n_names = i;
         reply.names = ptrs;
+        reply.next_after = more && i > 0 ? entries[i - 1].name : (char *)"";
         if (!(h->flags & FRAME_FLAG_NO_REPLY))
                 router_send_reply(b, from, h->serial, &reply.base);
 }
@@ -561,9 +639,11 @@ static void method_ack_transfer(Broker *b, Peer *from, Plexus__Header *h, const 
 
 typedef void (*MethodFn)(Broker *b, Peer *from, Plexus__Header *h, const uint8_t *payload, size_t len);
 
+/* .limited: costs the broker work in proportion to the bus, so it is rate-limited per client. */
 static const struct {
         const char *member;
         MethodFn fn;
+        bool limited;
 } methods[] = {
         { "Subscribe", method_subscribe },
         { "Unsubscribe", method_unsubscribe },
@@ -574,11 +654,11 @@ static const struct {
         { "RenewName", method_renew_name },
         { "GetNameOwner", method_get_name_owner },
         { "ListQueuedOwners", method_list_queued_owners },
-        { "ListNames", method_list_names },
+        { "ListNames", method_list_names, true },
         { "BecomeMonitor", method_become_monitor },
-        { "ListClients", introspect_list_clients },
-        { "GetClient", introspect_get_client },
-        { "GetStats", introspect_get_stats },
+        { "ListClients", introspect_list_clients, true },
+        { "GetClient", introspect_get_client, true },
+        { "GetStats", introspect_get_stats, true },
         { "AckTransfer", method_ack_transfer },
 };
 
@@ -596,6 +676,8 @@ void driver_call(Broker *b, Peer *from, Plexus__Header *h, const uint8_t *payloa
 
         for (size_t i = 0; i < ELEMENTSOF(methods); i++) {
                 if (strcmp(h->member, methods[i].member) == 0) {
+                        if (methods[i].limited && !introspect_admit(b, from, h))
+                                return;
                         methods[i].fn(b, from, h, payload, len);
                         return;
                 }

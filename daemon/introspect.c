@@ -3,8 +3,8 @@
  *
  * Replies are made of borrowed strings (unique ids, names and patterns live
  * in the broker's own objects while a method runs) plus one heap block per
- * client, a ClientEntry, holding what is read from /proc and the pointer
- * arrays protobuf-c wants; all of it is freed before the method returns.
+ * client, a ClientEntry, holding its sanitized comm and the pointer arrays
+ * protobuf-c wants; all of it is freed before the method returns.
  *
  * Every reply has to fit one frame: router_send_reply() answers
  * LimitsExceeded instead of anything larger. ListClients therefore fills a
@@ -16,9 +16,14 @@
  * would not fit a frame (hundreds of long patterns) is sent with its lists
  * cut short and `truncated` set; its counts stay exact.
  *
- * /proc/PID/cmdline is read on request only, for the clients of one page:
- * the read takes the target's mmap lock, so a process stuck in the kernel
- * holding it would stall the broker for that long, as it would stall ps(1).
+ * /proc/PID/comm and /proc/PID/cmdline are read once per client, at its
+ * HELLO (introspect_capture()), and served from the copy: reading them on
+ * request made every ListClients cost a /proc read per listed client, which
+ * any client could repeat in a loop, and a cmdline read takes the target's
+ * mmap lock, which a process stuck in the kernel could hold. At HELLO the
+ * process being read is the one asking to join, and it is read once.
+ * On top, the introspection methods are rate-limited per client
+ * (introspect_admit()).
  */
 
 #include <assert.h>
@@ -48,7 +53,6 @@
 typedef struct ClientEntry {
         Plexus__ClientInfo info;
         char comm[sizeof(((Peer *)NULL)->comm)];
-        char cmdline[INTROSPECT_CMDLINE_MAX + 1];
         char *strings[];                /* names, queued names, then patterns */
 } ClientEntry;
 
@@ -78,8 +82,9 @@ static size_t string_cost(const char *s) {
 
 /*
  * The client's command line, arguments joined by spaces, at most
- * INTROSPECT_CMDLINE_MAX bytes; "" if unreadable. Not for an exited
- * client: its pid may already be someone else's.
+ * INTROSPECT_CMDLINE_MAX bytes, into @buf (INTROSPECT_CMDLINE_MAX + 1
+ * bytes); "" if unreadable. Not for an exited client: its pid may already
+ * be someone else's.
  */
 static void read_cmdline(Peer *p, char *buf) {
         char raw[INTROSPECT_CMDLINE_MAX];
@@ -113,6 +118,51 @@ static void read_cmdline(Peer *p, char *buf) {
                 if (raw[i] == 0)
                         raw[i] = ' ';
         utf8_sanitize(buf, raw, n);
+}
+
+/**
+ * introspect_capture() - read what introspection shows of @p's process, once
+ * @b:          the broker
+ * @p:          a peer completing its HELLO
+ *
+ * Its name (kept for log lines too) and its command line, as of now. Out of
+ * memory, the command line shows as "".
+ */
+void introspect_capture(Broker *b, Peer *p) {
+        char buf[INTROSPECT_CMDLINE_MAX + 1];
+
+        (void)peer_comm(p);
+        if (p->cmdline)
+                return;
+        read_cmdline(p, buf);
+        p->cmdline = strdup(buf);
+}
+
+/**
+ * introspect_admit() - whether @from may make one more introspection call now
+ * @b:          the broker
+ * @from:       the caller
+ * @h:          the CALL's header, answered with LimitsExceeded if not
+ *
+ * A token bucket kept as one timestamp (GCRA): each call moves @from's
+ * theoretical arrival time one interval on; a call that would put it more
+ * than the burst ahead of now is refused and moves nothing.
+ *
+ * Return: true if the call may go on.
+ */
+bool introspect_admit(Broker *b, Peer *from, Plexus__Header *h) {
+        const uint64_t interval = 1000000u / INTROSPECT_RATE;
+        uint64_t now = now_usec();
+        uint64_t tat = from->introspect_tat > now ? from->introspect_tat : now;
+
+        if (tat - now > (uint64_t)(INTROSPECT_BURST - 1) * interval) {
+                router_send_error(b, from, h->serial, ERROR_LIMITS_EXCEEDED,
+                                  "introspection rate limit: %u calls per second, bursts of %u",
+                                  INTROSPECT_RATE, INTROSPECT_BURST);
+                return false;
+        }
+        from->introspect_tat = tat + interval;
+        return true;
 }
 
 static uint64_t realtime_usec(void) {
@@ -198,13 +248,15 @@ static int client_entry_new(ClientEntry **ret, size_t *ret_size, Broker *b, Peer
         info->pid = (uint32_t)p->cred.pid;
         info->uid = (uint32_t)p->cred.uid;
         info->gid = (uint32_t)p->cred.gid;
-        comm = peer_comm(p);
+        /* As captured: no /proc access here (a client in the handshake may not have been read yet). */
+        comm = p->comm[0] ? p->comm : "?";
         utf8_sanitize(e->comm, comm, strnlen(comm, sizeof(e->comm) - 1));
         info->comm = e->comm;
         /* Arguments may hold secrets: other users see them only where the policy does not apply. */
-        if (access_privileged(b, caller) || caller->cred.uid == p->cred.uid)
-                read_cmdline(p, e->cmdline);
-        info->cmdline = e->cmdline;
+        if (p->cmdline && (access_privileged(b, caller) || caller->cred.uid == p->cred.uid))
+                info->cmdline = p->cmdline;
+        else
+                info->cmdline = (char *)"";
         info->description = p->description;
 
         /* The counts bound the loops: the lists and their counters change together. */

@@ -35,14 +35,32 @@ static int make_parent_dir(const char *path) {
         return 0;
 }
 
-/* Is a broker answering at @sa? Decides between a stale and a live socket file. */
-static bool address_is_live(const struct sockaddr_un *sa, socklen_t len) {
+/*
+ * Whether @path is a socket file nobody listens on, left by a broker that
+ * crashed: only such a file may be removed to make room. Anything else at
+ * the path (a regular file, a directory, a live bus) is someone's and stays.
+ *
+ * Return: 0 if stale, -EADDRINUSE if a broker answers, -EEXIST if it is not
+ * a socket, or another negative errno (connect() failed for another reason:
+ * not ours to judge, so not ours to remove).
+ */
+static int address_check_stale(const char *path, const struct sockaddr_un *sa, socklen_t len) {
         _cleanup_(closep) int fd = -1;
+        struct stat st;
+
+        /* lstat(): a symlink to a socket is a symlink, and not ours to remove either. */
+        if (lstat(path, &st) < 0)
+                return errno == ENOENT ? 0 : -errno;    /* gone meanwhile: bind again */
+        if (!S_ISSOCK(st.st_mode))
+                return -EEXIST;
 
         fd = socket(AF_UNIX, SOCK_SEQPACKET | SOCK_CLOEXEC, 0);
         if (fd < 0)
-                return false;
-        return connect(fd, (const struct sockaddr *)sa, len) == 0 || errno == EAGAIN;
+                return -errno;
+        if (connect(fd, (const struct sockaddr *)sa, len) == 0 || errno == EAGAIN)
+                return -EADDRINUSE;
+        /* ECONNREFUSED is the kernel's word for "a socket file, nobody listening". */
+        return errno == ECONNREFUSED ? 0 : -errno;
 }
 
 /**
@@ -50,8 +68,11 @@ static bool address_is_live(const struct sockaddr_un *sa, socklen_t len) {
  * @b:          the broker
  * @path:       filesystem path
  *
- * Return: 0, -EADDRINUSE if a live broker answers at @path, or another
- * negative errno.
+ * A file already at @path is replaced only if it is a socket nobody
+ * listens on (a crashed broker's); anything else is left alone and logged.
+ *
+ * Return: 0, -EADDRINUSE if a live broker answers at @path, -EEXIST if
+ * something other than a socket is there, or another negative errno.
  */
 int listener_open(Broker *b, const char *path) {
         _cleanup_(closep) int fd = -1;
@@ -74,9 +95,14 @@ int listener_open(Broker *b, const char *path) {
         if (bind(fd, (struct sockaddr *)&sa, len) < 0) {
                 if (errno != EADDRINUSE)
                         return -errno;
-                if (address_is_live(&sa, len))
-                        return -EADDRINUSE;
-                /* A socket file nobody listens on: left by a crashed broker. */
+                r = address_check_stale(path, &sa, len);
+                if (r == -EEXIST)
+                        broker_log(b, LOG_ERR, "%s exists and is not a socket, not replacing it", path);
+                else if (r < 0 && r != -EADDRINUSE)
+                        broker_log(b, LOG_ERR, "%s exists and cannot be checked for a live broker (%s), not replacing it",
+                                   path, strerror(-r));
+                if (r < 0)
+                        return r;
                 broker_log(b, LOG_INFO, "replacing stale socket %s", path);
                 if (unlink(path) < 0 && errno != ENOENT)
                         return -errno;

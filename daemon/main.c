@@ -152,6 +152,12 @@ int main(int argc, char **argv) {
                         arg_address ?: "the default address");
                 return EXIT_FAILURE;
         }
+        if (r == -EEXIST) {
+                /* Never deleted: only a stale socket file is replaced. */
+                fprintf(stderr, "<3>%s exists and is not a socket; remove it or choose another address\n",
+                        arg_address ?: "the default address");
+                return EXIT_FAILURE;
+        }
         if (r == -ENOENT && !arg_address) {
                 fprintf(stderr, "<3>no bus address: set PLEXUS_BUS_ADDRESS or XDG_RUNTIME_DIR, or use --address\n");
                 return EXIT_FAILURE;

@@ -52,7 +52,7 @@ void name_registry_deinit(NameRegistry *r) {
 Name *name_registry_find(NameRegistry *r, const char *name) {
         size_t len = strlen(name);
 
-        htable_for_each_hash(h, &r->names, hash_string(name, len)) {
+        htable_for_each_hash(h, &r->names, htable_hash_string(&r->names, name, len)) {
                 Name *n = name_from_node(h);
 
                 if (n->len == len && memcmp(n->name, name, len) == 0)
@@ -167,7 +167,7 @@ int name_registry_request(NameRegistry *r, const char *name, void *owner, uint32
                 n->len = len;
                 memcpy(n->name, name, len + 1);
                 err = entry_new(&e, n, owner, flags);
-                if (err < 0 || (err = htable_insert(&r->names, &n->node, hash_string(name, len))) < 0) {
+                if (err < 0 || (err = htable_insert(&r->names, &n->node, htable_hash_string(&r->names, name, len))) < 0) {
                         free(e);
                         free(n);
                         return err;

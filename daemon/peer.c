@@ -203,6 +203,7 @@ Peer *peer_free(Peer *p) {
         loop_source_remove(&p->source);
         p->fd = plx_close(p->fd);
         p->pidfd = plx_close(p->pidfd);
+        free(p->cmdline);
         free(p->gids);
         free(p);
 
@@ -213,8 +214,9 @@ Peer *peer_free(Peer *p) {
 /**
  * peer_comm() - the client process's name, for log lines
  *
- * Read from /proc on first use only, so that connecting costs no file
- * access; a process that is gone by then shows as "?".
+ * Read from /proc on first use only: a log line, or its HELLO at the latest
+ * (introspect_capture()), so that a connection that never gets that far
+ * costs no file access; a process that is gone by then shows as "?".
  *
  * Return: a string owned by @p.
  */
@@ -252,7 +254,7 @@ void peer_set_running(Peer *p) {
 
         timer_disarm(&b->timers, &p->timer);
         /* Cannot fail for want of memory: a full table only gets slower. */
-        if (htable_insert(&b->peers_by_id, &p->id_node, hash_u64(p->id)) == 0)
+        if (htable_insert(&b->peers_by_id, &p->id_node, htable_hash_u64(&b->peers_by_id, p->id)) == 0)
                 p->addressable = true;
         p->state = PEER_STATE_RUNNING;
 }
@@ -280,7 +282,7 @@ Peer *peer_find(Broker *b, const char *unique_id) {
  * peer_find_id() - the running peer with numeric id @id, or NULL
  */
 Peer *peer_find_id(Broker *b, uint64_t id) {
-        htable_for_each_hash(n, &b->peers_by_id, hash_u64(id)) {
+        htable_for_each_hash(n, &b->peers_by_id, htable_hash_u64(&b->peers_by_id, id)) {
                 Peer *p = container_of(n, Peer, id_node);
 
                 if (p->id == id)
@@ -494,6 +496,21 @@ static void peer_flush(Peer *p) {
                 monitor_drained(p->broker, p);
 }
 
+/*
+ * recvmsg() returned 0: EOF, or an empty record. Linux does deliver
+ * zero-length records on SOCK_SEQPACKET, with fds attached if the sender
+ * wants, and they read exactly like EOF. A record is told apart by what
+ * came with it, or else by the socket: at EOF the peer has shut down its
+ * end, which poll() reports as POLLRDHUP.
+ */
+static bool peer_read_empty_record(Peer *p, const struct msghdr *mh, size_t n_fds) {
+        struct pollfd pfd = { .fd = p->fd, .events = POLLIN | POLLRDHUP };
+
+        if (n_fds > 0 || mh->msg_controllen > 0 || (mh->msg_flags & MSG_CTRUNC))
+                return true;
+        return poll(&pfd, 1, 0) >= 0 && !(pfd.revents & (POLLRDHUP | POLLHUP));
+}
+
 static void peer_read(Peer *p) {
         Broker *b = p->broker;
         /* Room for the kernel's maximum of 253 fds per message (SCM_MAX_FD). */
@@ -532,17 +549,19 @@ static void peer_read(Peer *p) {
                         peer_hangup(p);
                         return;
                 }
-                if (n == 0) {
-                        /* SOCK_SEQPACKET: 0 is EOF; empty datagrams do not exist on it. */
+                /* Taken before anything else: from here on, every path closes them. */
+                n_fds = fdpass_collect(&mh, fds, ELEMENTSOF(fds));
+
+                if (n == 0 && !peer_read_empty_record(p, &mh, n_fds)) {
                         peer_hangup(p);
                         return;
                 }
-
-                n_fds = fdpass_collect(&mh, fds, ELEMENTSOF(fds));
                 p->n_frames_in++;
                 p->n_bytes_in += (uint64_t)n;
 
-                if (mh.msg_flags & MSG_TRUNC)
+                if (n == 0)
+                        router_fail_peer(b, p, 0, ERROR_INVALID_FRAME, "empty frame");
+                else if (mh.msg_flags & MSG_TRUNC)
                         router_fail_peer(b, p, 0, ERROR_FRAME_TOO_LARGE,
                                          "frame larger than %u bytes", FRAME_SEND_MAX);
                 else

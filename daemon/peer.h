@@ -63,7 +63,9 @@ struct Peer {
         size_t n_gids;
         uint64_t denials_logged[8];     /* hashes of denials already logged */
         size_t n_denials_logged;
-        char comm[16];                  /* the process's name, read when first logged */
+        char comm[16];                  /* the process's name, read when first logged, at the latest at HELLO */
+        char *cmdline;                  /* as of HELLO, for introspection; NULL before or if unreadable */
+        uint64_t introspect_tat;        /* introspection rate limit: theoretical arrival time, usec */
         char description[PEER_DESCRIPTION_MAX];
         uint64_t connected_usec;
 

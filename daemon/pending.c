@@ -2,6 +2,7 @@
  * Pending call registry (see pending.h).
  */
 
+#include <endian.h>
 #include <errno.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -11,8 +12,15 @@
 #include "router.h"
 #include "transfer.h"
 
-static uint64_t pending_hash(uint64_t caller_id, uint64_t serial) {
-        return hash_u64(caller_id * 0x9e3779b97f4a7c15ull ^ serial);
+/*
+ * Keyed (see htable.h): serials are the caller's choice, and under a hash it
+ * could compute, colliding serials made every unexpected reply walk one long
+ * chain.
+ */
+static uint64_t pending_hash(Broker *b, uint64_t caller_id, uint64_t serial) {
+        uint64_t key[2] = { htole64(caller_id), htole64(serial) };
+
+        return htable_hash(&b->pending, key, sizeof(key));
 }
 
 static void pending_call_expire(Timer *t, uint64_t now) {
@@ -35,7 +43,7 @@ static void pending_call_expire(Timer *t, uint64_t now) {
  * Return: the call or NULL.
  */
 PendingCall *pending_call_find(Broker *b, uint64_t caller_id, uint64_t serial) {
-        htable_for_each_hash(n, &b->pending, pending_hash(caller_id, serial)) {
+        htable_for_each_hash(n, &b->pending, pending_hash(b, caller_id, serial)) {
                 PendingCall *pc = container_of(n, PendingCall, node);
 
                 if (pc->serial == serial && pc->caller->id == caller_id)
@@ -84,7 +92,7 @@ int pending_call_new(Broker *b, Peer *caller, Peer *callee, uint64_t serial,
         list_init(&pc->callee_link);
         timer_init(&pc->timer, pending_call_expire);
 
-        r = htable_insert(&b->pending, &pc->node, pending_hash(caller->id, serial));
+        r = htable_insert(&b->pending, &pc->node, pending_hash(b, caller->id, serial));
         if (r < 0) {
                 free(pc);
                 return r;

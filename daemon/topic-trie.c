@@ -62,7 +62,7 @@ void topic_trie_deinit(TopicTrie *t) {
 }
 
 static TopicNode *child_find(TopicNode *n, const char *level, size_t len) {
-        htable_for_each_hash(h, &n->children, hash_string(level, len)) {
+        htable_for_each_hash(h, &n->children, htable_hash_string(&n->children, level, len)) {
                 TopicNode *c = container_of(h, TopicNode, hnode);
 
                 if (c->level_len == len && memcmp(c->level, level, len) == 0)
@@ -112,7 +112,9 @@ static int node_get_child(TopicTrie *t, TopicNode *n, const char *level, size_t 
                 r = node_new(&c, n, level, len);
                 if (r < 0)
                         return r;
-                r = htable_insert(&n->children, &c->hnode, hash_string(level, len));
+                /* One key for the whole trie: a getrandom() per node would cost more than it hides. */
+                htable_set_key(&c->children, htable_get_key(&n->children));
+                r = htable_insert(&n->children, &c->hnode, htable_hash_string(&n->children, level, len));
                 if (r < 0) {
                         free(c);
                         return r;

@@ -286,12 +286,17 @@ int bus_read_raw(plx_bus *bus, plx_msg **ret) {
                  */
                 bus_connection_lost(bus);
         }
+        /*
+         * Before anything else: an empty record (which Linux delivers on
+         * SOCK_SEQPACKET and which reads like EOF) may carry fds too.
+         */
+        n_fds = fdpass_collect(&mh, fds, ELEMENTSOF(fds));
         if (n == 0) {
+                for (size_t i = 0; i < n_fds; i++)
+                        close(fds[i]);
                 bus_connection_lost(bus);
                 return -ECONNRESET;
         }
-
-        n_fds = fdpass_collect(&mh, fds, ELEMENTSOF(fds));
 
         arena_reset(&bus->arena);
         if ((mh.msg_flags & MSG_TRUNC) || frame_split(bus->rx_buf, (size_t)n, &f) != 0 ||

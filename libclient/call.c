@@ -184,7 +184,7 @@ _public_ int plx_bus_add_method(plx_bus *bus, plx_slot **ret_slot, const char *m
         assert_return(bus && callback && name_ok(member), -EINVAL);
 
         len = strlen(member);
-        htable_for_each_hash(n, &bus->methods, hash_string(member, len)) {
+        htable_for_each_hash(n, &bus->methods, htable_hash_string(&bus->methods, member, len)) {
                 plx_slot *o = container_of(n, plx_slot, method.node);
 
                 if (strcmp(o->method.member, member) == 0)
@@ -197,7 +197,7 @@ _public_ int plx_bus_add_method(plx_bus *bus, plx_slot **ret_slot, const char *m
         s->method.callback = callback;
         s->method.member = strdup(member);
         if (!s->method.member ||
-            htable_insert(&bus->methods, &s->method.node, hash_string(member, len)) < 0) {
+            htable_insert(&bus->methods, &s->method.node, htable_hash_string(&bus->methods, member, len)) < 0) {
                 /* Not in the table: unlink by hand, then free. */
                 list_unlink(&s->link);
                 s->bus = NULL;

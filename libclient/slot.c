@@ -125,7 +125,7 @@ int slot_call_register(plx_slot *s, uint64_t serial, uint64_t deadline, plx_repl
         List *where = &bus->deadlines;
         int r;
 
-        r = htable_insert(&bus->calls, &s->call.node, hash_u64(serial));
+        r = htable_insert(&bus->calls, &s->call.node, htable_hash_u64(&bus->calls, serial));
         if (r < 0)
                 return r;
         s->call.serial = serial;
@@ -148,7 +148,7 @@ int slot_call_register(plx_slot *s, uint64_t serial, uint64_t deadline, plx_repl
  * slot_call_find() - the pending call with @serial, or NULL
  */
 plx_slot *slot_call_find(plx_bus *bus, uint64_t serial) {
-        htable_for_each_hash(n, &bus->calls, hash_u64(serial)) {
+        htable_for_each_hash(n, &bus->calls, htable_hash_u64(&bus->calls, serial)) {
                 plx_slot *s = container_of(n, plx_slot, call.node);
 
                 if (s->call.serial == serial)
@@ -186,7 +186,7 @@ int slot_dispatch_call(plx_bus *bus, plx_msg *m) {
         char text[320];
         int r;
 
-        htable_for_each_hash(n, &bus->methods, hash_string(m->member, strlen(m->member))) {
+        htable_for_each_hash(n, &bus->methods, htable_hash_string(&bus->methods, m->member, strlen(m->member))) {
                 plx_slot *o = container_of(n, plx_slot, method.node);
 
                 if (strcmp(o->method.member, m->member) == 0) {

@@ -6,7 +6,8 @@
  * never passes 1, buckets stay a power of two), many entries sharing one
  * hash (the caller tells them apart by key), removal from the head, middle
  * and tail of a chain while other nodes, with equal or different hashes,
- * share the bucket, and the two hash functions.
+ * share the bucket, the keyed hash functions, and keys chosen to collide
+ * under the old unkeyed hash (hash flooding).
  */
 
 #include <setjmp.h>
@@ -64,8 +65,8 @@ static void test_htable_empty(void **state) {
 
         check_shape(&t);
         assert_null(htable_first(&t, 0));
-        assert_null(htable_first(&t, hash_u64(1)));
-        assert_null(lookup(&t, 1, hash_u64(1)));
+        assert_null(htable_first(&t, htable_hash_u64(&t, 1)));
+        assert_null(lookup(&t, 1, htable_hash_u64(&t, 1)));
         htable_deinit(&t);
         htable_deinit(&t);
         check_shape(&t);
@@ -80,7 +81,7 @@ static void test_htable_many_keys(void **state) {
         assert_non_null(items);
         for (size_t i = 0; i < n; i++) {
                 items[i].key = i * 0x9e3779b97f4a7c15ull + 1;
-                assert_int_equal(htable_insert(&t, &items[i].node, hash_u64(items[i].key)), 0);
+                assert_int_equal(htable_insert(&t, &items[i].node, htable_hash_u64(&t, items[i].key)), 0);
                 items[i].inserted = true;
                 assert_int_equal(t.n_entries, i + 1);
                 check_shape(&t);
@@ -94,12 +95,12 @@ static void test_htable_many_keys(void **state) {
         assert_true(t.n_buckets >= n);
 
         for (size_t i = 0; i < n; i++)
-                assert_ptr_equal(lookup(&t, items[i].key, hash_u64(items[i].key)), &items[i]);
+                assert_ptr_equal(lookup(&t, items[i].key, htable_hash_u64(&t, items[i].key)), &items[i]);
         /* Keys never inserted. */
         for (uint64_t k = 0; k < 1000; k++) {
                 uint64_t absent = k * 0x9e3779b97f4a7c15ull + 2;
 
-                assert_null(lookup(&t, absent, hash_u64(absent)));
+                assert_null(lookup(&t, absent, htable_hash_u64(&t, absent)));
         }
 
         /* Remove every third key; the rest are still found, the removed ones are not. */
@@ -108,27 +109,27 @@ static void test_htable_many_keys(void **state) {
                 items[i].inserted = false;
         }
         for (size_t i = 0; i < n; i++) {
-                Item *found = lookup(&t, items[i].key, hash_u64(items[i].key));
+                Item *found = lookup(&t, items[i].key, htable_hash_u64(&t, items[i].key));
 
                 assert_ptr_equal(found, items[i].inserted ? &items[i] : NULL);
         }
 
         /* Re-insert some of them, then remove everything. */
         for (size_t i = 0; i < n; i += 6) {
-                assert_int_equal(htable_insert(&t, &items[i].node, hash_u64(items[i].key)), 0);
+                assert_int_equal(htable_insert(&t, &items[i].node, htable_hash_u64(&t, items[i].key)), 0);
                 items[i].inserted = true;
         }
         for (size_t i = 0; i < n; i++) {
                 if (!items[i].inserted)
                         continue;
-                assert_ptr_equal(lookup(&t, items[i].key, hash_u64(items[i].key)), &items[i]);
+                assert_ptr_equal(lookup(&t, items[i].key, htable_hash_u64(&t, items[i].key)), &items[i]);
                 htable_remove(&t, &items[i].node);
                 items[i].inserted = false;
-                assert_null(lookup(&t, items[i].key, hash_u64(items[i].key)));
+                assert_null(lookup(&t, items[i].key, htable_hash_u64(&t, items[i].key)));
         }
         assert_int_equal(t.n_entries, 0);
         for (size_t i = 0; i < n; i++)
-                assert_null(lookup(&t, items[i].key, hash_u64(items[i].key)));
+                assert_null(lookup(&t, items[i].key, htable_hash_u64(&t, items[i].key)));
 
         htable_deinit(&t);
         check_shape(&t);
@@ -238,24 +239,99 @@ static void test_htable_shared_bucket(void **state) {
         htable_deinit(&t);
 }
 
-static void test_hash_functions(void **state) {
-        /*
-         * Known answers of splitmix64's finalizer and of FNV-1a followed by
-         * it, so that hashes do not change silently.
-         */
-        assert_true(hash_u64(1) == 0x5692161d100b05e5ull);
-        assert_true(hash_u64(0) == 0);
-        assert_true(hash_string("abc", 3) == 0x0dd490490804b508ull);
-        assert_true(hash_string("", 0) == 0xf52a15e9a9b5e89bull);
-        /* Bytes >= 0x80 are taken unsigned. */
-        assert_true(hash_string("\xff", 1) == 0x4f2db50f124040cdull);
+static void test_hash_keyed(void **state) {
+        static const uint8_t ref[16] = { 0, 1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11, 12, 13, 14, 15 };
+        static const uint8_t msg[15] = { 0, 1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11, 12, 13, 14 };
+        HTable a = HTABLE_NULL, b = HTABLE_NULL, c = HTABLE_NULL;
+        SipKey key;
+        uint64_t h;
+
+        /* A given key: the reference's SipHash-2-4 vector for 15 bytes. */
+        sip_key_from_bytes(&key, ref);
+        htable_set_key(&a, &key);
+        assert_true(htable_hash(&a, msg, sizeof(msg)) == 0xa129ca6149be45e5ull);
+        assert_true(htable_hash_string(&a, (const char *)msg, sizeof(msg)) == 0xa129ca6149be45e5ull);
 
         /* Only @len bytes count: the trie hashes levels inside a longer topic. */
-        assert_true(hash_string("abc/def", 3) == hash_string("abc", 3));
-        assert_true(hash_string("abcX", 3) == hash_string("abcY", 3));
-        assert_true(hash_string("abc", 3) != hash_string("abd", 3));
-        assert_true(hash_string("abc", 3) != hash_string("abc", 2));
-        assert_true(hash_string("x", 0) == hash_string("", 0));
+        assert_true(htable_hash_string(&a, "abc/def", 3) == htable_hash_string(&a, "abc", 3));
+        assert_true(htable_hash_string(&a, "abc", 3) != htable_hash_string(&a, "abd", 3));
+        assert_true(htable_hash_string(&a, "abc", 3) != htable_hash_string(&a, "abc", 2));
+
+        /* Tables key themselves: stable for one table, different between tables. */
+        h = htable_hash_u64(&b, 1);
+        assert_true(b.keyed);
+        assert_true(htable_hash_u64(&b, 1) == h);
+        assert_true(htable_hash_u64(&c, 1) != h);
+        assert_true(b.key.k0 != c.key.k0 || b.key.k1 != c.key.k1);
+
+        htable_deinit(&a);
+        htable_deinit(&b);
+        htable_deinit(&c);
+        assert_false(b.keyed);
+}
+
+/* The hash every table used before keys: splitmix64's finalizer, and its inverse. */
+static uint64_t old_hash_u64(uint64_t x) {
+        x ^= x >> 30;
+        x *= 0xbf58476d1ce4e5b9ull;
+        x ^= x >> 27;
+        x *= 0x94d049bb133111ebull;
+        x ^= x >> 31;
+        return x;
+}
+
+static uint64_t unxorshift(uint64_t y, unsigned s) {
+        uint64_t x = y;
+
+        for (unsigned i = s; i < 64; i += s)
+                x = y ^ (x >> s);
+        return x;
+}
+
+static uint64_t old_hash_u64_inverse(uint64_t h) {
+        h = unxorshift(h, 31);
+        h *= 0x319642b2d24d8ec3ull;     /* inverse of 0x94d049bb133111eb mod 2^64 */
+        h = unxorshift(h, 27);
+        h *= 0x96de1b173f119089ull;     /* inverse of 0xbf58476d1ce4e5b9 */
+        return unxorshift(h, 30);
+}
+
+/*
+ * Hash flooding: keys a client computes to share one bucket under the old,
+ * unkeyed hash (all low 32 bits of the hash zero) must spread under the
+ * table's key. 4096 of them made one chain of 4096 before; under a random
+ * key the longest chain stays short (for n balls in n bins it is about
+ * ln n / ln ln n; 16 is far above that and far below 4096).
+ */
+static void test_hash_flooding(void **state) {
+        const size_t n = 4096;
+        Item *items = calloc(n, sizeof(*items));
+        HTable t = HTABLE_NULL;
+        size_t longest = 0;
+
+        assert_non_null(items);
+        for (size_t i = 0; i < n; i++) {
+                items[i].key = old_hash_u64_inverse((uint64_t)(i + 1) << 32);
+                /* The keys do collide under the old hash: same bucket in any table up to 2^32 buckets. */
+                assert_true((old_hash_u64(items[i].key) & 0xffffffffull) == 0);
+                assert_int_equal(htable_insert(&t, &items[i].node, htable_hash_u64(&t, items[i].key)), 0);
+        }
+        for (size_t b = 0; b < t.n_buckets; b++) {
+                size_t len = 0;
+
+                for (HNode *h = t.buckets[b]; h; h = h->next)
+                        len++;
+                if (len > longest)
+                        longest = len;
+        }
+        if (longest > 16)
+                fail_msg("%zu keys colliding under the old hash: longest chain %zu of %zu buckets",
+                         n, longest, t.n_buckets);
+        for (size_t i = 0; i < n; i++)
+                assert_ptr_equal(lookup(&t, items[i].key, htable_hash_u64(&t, items[i].key)), &items[i]);
+
+        htable_deinit(&t);
+        free(items);
 }
 
 int main(void) {
@@ -264,7 +340,8 @@ int main(void) {
                 cmocka_unit_test(test_htable_many_keys),
                 cmocka_unit_test(test_htable_equal_hashes),
                 cmocka_unit_test(test_htable_shared_bucket),
-                cmocka_unit_test(test_hash_functions),
+                cmocka_unit_test(test_hash_keyed),
+                cmocka_unit_test(test_hash_flooding),
         };
 
         return cmocka_run_group_tests_name("Hash table", tests, NULL, NULL);

@@ -25,6 +25,7 @@
 #include <plexus/plexus.h>
 
 #include "broker.h"
+#include "policy.h"
 #include "frame.h"
 
 #define _cleanup_msg_ __attribute__((__cleanup__(plx_msg_unrefp)))
@@ -169,6 +170,143 @@ static void test_config_rejected(void **state) {
         c.max_timeout_ms = c.default_timeout_ms - 1;
         assert_int_equal(plx_broker_new(&b, &c), -EINVAL);
         assert_null(b);
+}
+
+typedef struct ReloadLog {
+        char lines[4096];               /* log lines, then notify states, newline-separated */
+        char status[512];               /* the last STATUS= */
+} ReloadLog;
+
+static void reload_log_fn(void *userdata, int priority, const char *line) {
+        ReloadLog *l = userdata;
+        size_t n = strlen(l->lines);
+
+        snprintf(l->lines + n, sizeof(l->lines) - n, "%s\n", line);
+}
+
+static void reload_notify_fn(void *userdata, const char *state) {
+        ReloadLog *l = userdata;
+        const char *s = strstr(state, "STATUS=");
+
+        if (s)
+                snprintf(l->status, sizeof(l->status), "%s", s + strlen("STATUS="));
+}
+
+static void write_bytes(const char *path, const void *data, size_t size) {
+        FILE *fp = fopen(path, "we");
+
+        assert_non_null(fp);
+        assert_int_equal(fwrite(data, 1, size, fp), size);
+        assert_int_equal(fclose(fp), 0);
+}
+
+/*
+ * A reload of the default (optional) file that finds it missing, empty,
+ * blank or zero-filled keeps the running configuration, policy included,
+ * and says why in the log and in STATUS=. Taking such a file for "no
+ * policy" would refuse every user but root from then on.
+ */
+static void test_reload_keeps_config(void **state) {
+        static const char good[] = "[limits]\nmax_clients = 7\n[policy:test]\nusers = 4242\nown = org.example.*\n";
+        static const char better[] = "[limits]\nmax_clients = 9\n[policy:test]\nusers = 4242\nown = org.example.*\n";
+        static const uint8_t zeros[4096];
+        char dir[64], conf[128], bus[128];
+        ReloadLog log = {};
+        plx_broker_config c;
+        plx_broker *b = NULL;
+        const struct {
+                const char *what;
+                const void *data;       /* NULL: no file */
+                size_t size;
+                const char *reason;
+        } bad[] = {
+                { "missing", NULL, 0, "cannot open" },
+                { "empty", "", 0, "file is empty" },
+                { "blank", " \n\n\t\n", 5, "file is empty" },
+                { "zero-filled", zeros, sizeof(zeros), "NUL bytes" },
+                { "zeros after a good start", "[limits]\nmax_clients = 3\n\0\0\0\0", 28, "NUL bytes" },
+        };
+
+        snprintf(dir, sizeof(dir), "/tmp/plexus-test-reload-XXXXXX");
+        assert_non_null(mkdtemp(dir));
+        snprintf(conf, sizeof(conf), "%s/plexusd.conf", dir);
+        snprintf(bus, sizeof(bus), "%s/bus", dir);
+        write_bytes(conf, good, strlen(good));
+
+        plx_broker_config_init(&c);
+        c.address = bus;
+        c.config_path = conf;
+        c.config_required = false;      /* as for the default path */
+        c.log_fn = reload_log_fn;
+        c.log_userdata = &log;
+        c.notify_fn = reload_notify_fn;
+        c.notify_userdata = &log;
+        assert_int_equal(plx_broker_new(&b, &c), 0);
+        assert_int_equal(b->config.max_clients, 7);
+        assert_int_equal(policy_n_rules(b->policy), 1);
+
+        for (size_t i = 0; i < sizeof(bad) / sizeof(bad[0]); i++) {
+                /* STATUS= is kept by systemd: sent again only when it changes. */
+                log.lines[0] = 0;
+                unlink(conf);
+                if (bad[i].data)
+                        write_bytes(conf, bad[i].data, bad[i].size);
+                broker_reload(b);
+                if (b->config.max_clients != 7 || !b->policy || policy_n_rules(b->policy) != 1)
+                        fail_msg("%s file: the configuration changed (max_clients %u, %zu rules)", bad[i].what,
+                                 b->config.max_clients, b->policy ? policy_n_rules(b->policy) : 0);
+                if (!strstr(log.lines, bad[i].reason) || !strstr(log.lines, "keeping the old configuration"))
+                        fail_msg("%s file: log says: %s", bad[i].what, log.lines);
+                if (!strstr(log.status, "reload failed") || !strstr(log.status, bad[i].reason))
+                        fail_msg("%s file: STATUS=%s", bad[i].what, log.status);
+        }
+
+        /* A good file applies again, and STATUS= drops the complaint. */
+        write_bytes(conf, better, strlen(better));
+        broker_reload(b);
+        assert_int_equal(b->config.max_clients, 9);
+        assert_int_equal(policy_n_rules(b->policy), 1);
+        assert_null(strstr(log.status, "reload failed"));
+        assert_non_null(strstr(log.status, "clients"));
+
+        b = plx_broker_free(b);
+        unlink(conf);
+        rmdir(dir);
+}
+
+/* Without a file at start (the optional default path), a reload without one changes nothing either. */
+static void test_reload_no_file(void **state) {
+        char dir[64], conf[128], bus[128];
+        ReloadLog log = {};
+        plx_broker_config c;
+        plx_broker *b = NULL;
+
+        snprintf(dir, sizeof(dir), "/tmp/plexus-test-reload-XXXXXX");
+        assert_non_null(mkdtemp(dir));
+        snprintf(conf, sizeof(conf), "%s/plexusd.conf", dir);
+        snprintf(bus, sizeof(bus), "%s/bus", dir);
+
+        plx_broker_config_init(&c);
+        c.address = bus;
+        c.config_path = conf;
+        c.log_fn = reload_log_fn;
+        c.log_userdata = &log;
+        c.notify_fn = reload_notify_fn;
+        c.notify_userdata = &log;
+        assert_int_equal(plx_broker_new(&b, &c), 0);
+        broker_reload(b);
+        assert_non_null(strstr(log.lines, "no configuration file, nothing to do"));
+        assert_null(strstr(log.status, "reload failed"));
+        assert_int_equal(b->config.max_clients, BROKER_DEFAULT_MAX_CLIENTS);
+
+        /* An empty file is refused at start as well. */
+        b = plx_broker_free(b);
+        write_bytes(conf, "", 0);
+        assert_int_equal(plx_broker_new(&b, &c), -EINVAL);
+        assert_null(b);
+        assert_non_null(strstr(log.lines, "file is empty"));
+        unlink(conf);
+        rmdir(dir);
 }
 
 static void tweak_clients(plx_broker_config *c) {
@@ -552,6 +690,8 @@ int main(void) {
                 cmocka_unit_test(test_limit_queue),
                 cmocka_unit_test(test_hello_deadline),
                 cmocka_unit_test(test_reply_only_from_callee_once),
+                cmocka_unit_test(test_reload_keeps_config),
+                cmocka_unit_test(test_reload_no_file),
         };
 
         return cmocka_run_group_tests(tests, NULL, NULL);

@@ -488,6 +488,68 @@ static void test_list(void **state) {
         run_free(&r);
 }
 
+/*
+ * More names than fit one frame (768 names of ~230 bytes: about 190 KB of
+ * NameEntry): ListNames must page, and `plexusctl list` must fetch every
+ * page. An old caller's empty request gets the first page.
+ */
+static void test_list_many(void **state) {
+        ServiceFixture *f = *state;
+        enum { N_BUSES = 3, PER_BUS = 256 };
+        plx_bus *buses[N_BUSES] = {};
+        _cleanup_msg_ plx_msg *reply = NULL;
+        Plexus__NameList *first;
+        char pad[221];
+        const void *payload;
+        size_t size;
+        Run r;
+
+        memset(pad, 'x', sizeof(pad) - 1);
+        pad[sizeof(pad) - 1] = 0;
+        for (size_t k = 0; k < N_BUSES; k++) {
+                assert_int_equal(plx_bus_new(&buses[k], f->harness->address, "many-names"), 0);
+                for (size_t i = 0; i < PER_BUS; i++) {
+                        char name[256];
+
+                        snprintf(name, sizeof(name), "org.example.N%zu_%03zu.%s", k, i, pad);
+                        assert_int_equal(plx_bus_request_name(buses[k], name, 0), PLX_NAME_PRIMARY_OWNER);
+                }
+        }
+
+        /* An empty request, as callers before paging sent: the first page, and a cursor. */
+        assert_int_equal(plx_bus_call(f->bus, PLX_BROKER, "ListNames", NULL, 0, PLX_TIMEOUT_DEFAULT, &reply), 0);
+        payload = plx_msg_get_payload(reply, &size);
+        first = plexus__name_list__unpack(NULL, size, payload);
+        assert_non_null(first);
+        assert_true(first->n_names > 0 && first->n_names < N_BUSES * PER_BUS);
+        assert_string_equal(first->next_after, first->names[first->n_names - 1]->name);
+        for (size_t i = 1; i < first->n_names; i++)
+                assert_true(strcmp(first->names[i - 1]->name, first->names[i]->name) < 0);
+        plexus__name_list__free_unpacked(first, NULL);
+
+        ctl(&r, "list", "--json");
+        assert_exit(&r, 0);
+        JSON(&r,
+             "n = [e['name'] for e in d['names']]\n"
+             "want = ['org.example.N%%d_%%03d.%s' %% (k, i) for k in range(%d) for i in range(%d)]\n"
+             "assert n == sorted(want), (len(n), len(want))\n",
+             pad, N_BUSES, PER_BUS);
+        run_free(&r);
+
+        ctl(&r, "list", "--no-legend");
+        assert_exit(&r, 0);
+        for (size_t k = 0; k < N_BUSES; k++) {
+                char name[256];
+
+                snprintf(name, sizeof(name), "org.example.N%zu_%03u.", k, PER_BUS - 1);
+                assert_contains(r.out, name);
+        }
+        run_free(&r);
+
+        for (size_t k = 0; k < N_BUSES; k++)
+                plx_bus_free(buses[k]);
+}
+
 static void test_clients(void **state) {
         ServiceFixture *f = *state;
         const char *own = plx_bus_get_unique_id(f->bus);
@@ -1713,6 +1775,7 @@ int main(void) {
         const struct CMUnitTest tests[] = {
                 SERVICE_TEST(test_status),
                 SERVICE_TEST(test_list),
+                SERVICE_TEST(test_list_many),
                 SERVICE_TEST(test_clients),
                 SERVICE_TEST(test_clients_paged),
                 SERVICE_TEST(test_client),

@@ -2,7 +2,8 @@
  * The broker's life cycle as seen from outside: SIGTERM and SIGINT end it
  * with exit code 0 and remove its socket file; connected clients get the
  * "plexus/broker/shutdown" signal and then EOF; a second broker refuses a
- * socket that a live broker owns, and replaces one nobody listens on.
+ * socket that a live broker owns, replaces one nobody listens on, and
+ * leaves any other file at its address alone.
  *
  * These tests manage the broker themselves (harness_prepare() and
  * harness_broker_start()) because stopping it is what they test; the fd
@@ -262,6 +263,45 @@ static void test_stale_socket_replaced(void **state) {
         assert_int_equal(access(f->h.address, F_OK), -1);
 }
 
+/*
+ * --address naming a file that is not a socket: plexusd must neither delete
+ * it nor start, and must say why. A broker that took any EADDRINUSE for a
+ * stale socket unlinked whatever was there (a user's document, a config).
+ */
+static void test_regular_file_kept(void **state) {
+        Fixture *f = *state;
+        HarnessChild broker = HARNESS_CHILD_NULL;
+        char *argv[] = { (char *)harness_plexusd(), (char *)"-a", f->h.address, NULL };
+        static const char content[] = "precious data\n";
+        char err[4096], back[64];
+        struct stat st;
+        ssize_t n;
+        FILE *fp;
+
+        fp = fopen(f->h.address, "we");
+        assert_non_null(fp);
+        assert_int_equal(fputs(content, fp) >= 0, 1);
+        assert_int_equal(fclose(fp), 0);
+
+        assert_int_equal(harness_child_spawn(&broker, argv), 0);
+        n = harness_read_all(broker.stderr_fd, err, sizeof(err) - 1, harness_timeout_ms(HARNESS_TIMEOUT_MS));
+        assert_true(n > 0);
+        err[n] = 0;
+        fprintf(stderr, "plexusd said: %s", err);
+        assert_int_not_equal(harness_child_wait(&broker, harness_timeout_ms(HARNESS_TIMEOUT_MS)), 0);
+        assert_non_null(strstr(err, "is not a socket"));
+
+        /* The file is still there, untouched. */
+        assert_int_equal(lstat(f->h.address, &st), 0);
+        assert_true(S_ISREG(st.st_mode));
+        fp = fopen(f->h.address, "re");
+        assert_non_null(fp);
+        assert_non_null(fgets(back, sizeof(back), fp));
+        fclose(fp);
+        assert_string_equal(back, content);
+        assert_int_equal(unlink(f->h.address), 0);
+}
+
 int main(void) {
         const struct CMUnitTest tests[] = {
                 cmocka_unit_test_setup_teardown(test_sigterm, setup, teardown),
@@ -271,6 +311,7 @@ int main(void) {
                 cmocka_unit_test_setup_teardown(test_signal_at_startup, setup, teardown),
                 cmocka_unit_test_setup_teardown(test_second_instance_fails, setup, teardown),
                 cmocka_unit_test_setup_teardown(test_stale_socket_replaced, setup, teardown),
+                cmocka_unit_test_setup_teardown(test_regular_file_kept, setup, teardown),
         };
 
         return cmocka_run_group_tests(tests, NULL, NULL);
