@@ -370,6 +370,53 @@ static void test_callee_timeout(void **state) {
         raw_frame_free(frame);
 }
 
+/*
+ * A CALL addressed to a monitor reaches it once, as the CALL: it is not also
+ * copied to it as monitored traffic (docs/protocol.md §16), which would make
+ * it arrive twice with nothing to tell the copy from the real one.
+ */
+static void test_call_to_monitor(void **state) {
+        ServiceFixture *f = *state;
+        Plexus__Header h = PLEXUS__HEADER__INIT;
+        RawFrame *frame = raw_frame_new();
+        char id[64];
+        unsigned int n_hi = 0;
+        bool synced = false;
+        int mon;
+
+        assert_non_null(frame);
+        mon = raw_connect(f->harness->address);
+        assert_true(mon >= 0);
+        assert_int_equal(raw_hello(mon, frame, id, sizeof(id)), 0);
+        h.kind = PLEXUS__KIND__KIND_CALL;
+        h.serial = 2;
+        h.destination = (char *)PLX_BROKER;
+        h.member = (char *)"BecomeMonitor";
+        assert_int_equal(raw_send(mon, &h, NULL, 0), 0);
+        assert_int_equal(raw_recv(mon, frame, harness_timeout_ms(HARNESS_TIMEOUT_MS)), 1);
+        assert_non_null(frame->header);
+        assert_int_equal(frame->header->kind, PLEXUS__KIND__KIND_REPLY);
+        assert_int_equal(frame->header->reply_serial, 2);
+
+        assert_int_equal(plx_bus_send_call(f->bus, id, "Hi", "x", 1), 0);
+        /* Routed after the Hi: once its copy is in, so is everything about the Hi. */
+        assert_int_equal(plx_bus_call(f->bus, PLX_BROKER, "Ping", NULL, 0, PLX_TIMEOUT_DEFAULT, NULL), 0);
+        while (!synced) {
+                assert_int_equal(raw_recv(mon, frame, harness_timeout_ms(HARNESS_TIMEOUT_MS)), 1);
+                assert_non_null(frame->header);
+                if (frame->header->kind != PLEXUS__KIND__KIND_CALL ||
+                    strcmp(frame->header->sender, plx_bus_get_unique_id(f->bus)) != 0)
+                        continue;
+                if (strcmp(frame->header->member, "Hi") == 0)
+                        n_hi++;
+                else if (strcmp(frame->header->member, "Ping") == 0)
+                        synced = true;
+        }
+        assert_int_equal(n_hi, 1);
+        close(mon);
+        raw_frame_free(frame);
+}
+
 int main(void) {
         const struct CMUnitTest tests[] = {
                 SERVICE_TEST(test_echo_sizes),
@@ -383,6 +430,7 @@ int main(void) {
                 SERVICE_TEST(test_local_timeout),
                 SERVICE_TEST(test_sender_fields),
                 SERVICE_TEST(test_send_call),
+                SERVICE_TEST(test_call_to_monitor),
                 cmocka_unit_test_setup_teardown(test_callee_timeout, timeout_fixture_setup,
                                                 service_fixture_teardown),
         };
