@@ -99,7 +99,9 @@ static int forward_one(Broker *b, Peer *to, Peer *from, const Plexus__Header *h,
         };
         int r;
 
-        monitor_copy(b, h, fv->payload, fv->payload_len);
+        /* A frame for a monitor reaches it once, as itself, not also as a copy. */
+        if (!to->monitor)
+                monitor_copy(b, h, fv->payload, fv->payload_len);
         r = peer_send(to, &f, false);
         out_frame_deinit(&f);
         if (r == 0) {

@@ -401,6 +401,19 @@ int harness_broker_stop(Harness *h) {
  * Return: 0 or -1.
  */
 int harness_setup(void **state) {
+        return harness_setup_config(state, NULL);
+}
+
+/**
+ * harness_setup_config() - harness_setup() with a configuration file
+ * @state:      receives the Harness
+ * @config:     the text of plexusd.conf, written to the test's directory and
+ *              passed with -c; NULL to run the broker without -c
+ *
+ * Return: 0 or -1.
+ */
+int harness_setup_config(void **state, const char *config) {
+        char path[400];
         Harness *h;
         int r;
 
@@ -417,7 +430,19 @@ int harness_setup(void **state) {
                 free(h);
                 return -1;
         }
-        r = harness_broker_start(h);
+        if (config) {
+                FILE *c;
+
+                snprintf(path, sizeof(path), "%s/plexusd.conf", h->dir);
+                c = fopen(path, "we");
+                if (!c || fputs(config, c) < 0 || fclose(c) != 0) {
+                        fprintf(stderr, "cannot write %s\n", path);
+                        harness_cleanup(h);
+                        free(h);
+                        return -1;
+                }
+        }
+        r = harness_broker_start_args(h, config ? (const char *[]) { "-c", path, NULL } : NULL, -1);
         if (r < 0) {
                 harness_cleanup(h);
                 free(h);

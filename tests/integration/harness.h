@@ -64,6 +64,7 @@ int harness_count_fds(void);
 uint64_t harness_now_ms(void);
 
 int harness_setup(void **state);
+int harness_setup_config(void **state, const char *config);
 int harness_teardown(void **state);
 int harness_prepare(Harness *h);
 int harness_cleanup(Harness *h);

@@ -60,6 +60,17 @@ static int on_whoami(plx_msg *call, void *userdata) {
         return plx_msg_reply(call, text, (size_t)n);
 }
 
+static int on_timeout(plx_msg *call, void *userdata) {
+        Service *s = userdata;
+        char text[32];
+        int n;
+
+        /* Reported too, for NO_REPLY calls, whose answer goes nowhere. */
+        n = snprintf(text, sizeof(text), "%u", plx_msg_get_timeout_ms(call));
+        harness_report(s->report_fd, "timeout %s", text);
+        return plx_msg_reply(call, text, (size_t)n);
+}
+
 static int on_publish(plx_msg *call, void *userdata) {
         Service *s = userdata;
         char topic[256];
@@ -99,6 +110,7 @@ int service_main(int report_fd, int control_fd, void *userdata) {
                 { "Never", on_never },
                 { "Die", on_die },
                 { "Whoami", on_whoami },
+                { "Timeout", on_timeout },
                 { "Publish", on_publish },
                 { "Quit", on_quit },
         };
@@ -168,6 +180,17 @@ int service_fork(HarnessChild *ret, const char *address, char *ret_id, size_t si
  * Return: 0 or -1.
  */
 int service_fixture_setup(void **state) {
+        return service_fixture_setup_config(state, NULL);
+}
+
+/**
+ * service_fixture_setup_config() - service_fixture_setup() with a configuration file
+ * @state:      receives the ServiceFixture
+ * @config:     as for harness_setup_config()
+ *
+ * Return: 0 or -1.
+ */
+int service_fixture_setup_config(void **state, const char *config) {
         ServiceFixture *f;
         void *h = NULL;
         int r;
@@ -177,7 +200,7 @@ int service_fixture_setup(void **state) {
                 return -1;
         f->service = (HarnessChild) HARNESS_CHILD_NULL;
 
-        if (harness_setup(&h) < 0) {
+        if (harness_setup_config(&h, config) < 0) {
                 free(f);
                 return -1;
         }

@@ -14,6 +14,8 @@
  *   Never      never answered; reports "never" on the pipe
  *   Die        reports "dying", then the process kills itself with SIGKILL
  *   Whoami     -> "<sender> <uid> <pid>" of the CALL as stamped by the broker
+ *   Timeout    -> timeout_ms of the CALL as the broker stamped it, as text;
+ *              also reports "timeout <ms>" on the pipe (for NO_REPLY calls)
  *   Publish    topic -> publishes SERVICE_PUBLISH_PAYLOAD on it, then REPLY
  *   Quit       -> REPLY, then plx_bus_run() returns
  */
@@ -47,6 +49,7 @@ typedef struct ServiceFixture {
 } ServiceFixture;
 
 int service_fixture_setup(void **state);
+int service_fixture_setup_config(void **state, const char *config);
 int service_fixture_teardown(void **state);
 
 /* A cmocka test entry with the usual fixture. */

@@ -18,6 +18,7 @@
 #include <cmocka.h>
 
 #include "harness.h"
+#include "raw.h"
 #include "service.h"
 
 /* Async answers land here. */
@@ -281,6 +282,145 @@ static void test_send_call(void **state) {
         plx_bus_set_error_handler(f->bus, NULL, NULL);
 }
 
+/* --- The timeout a callee sees ---------------------------------------------------- */
+
+#define DEFAULT_TIMEOUT_MS 1234
+#define MAX_TIMEOUT_MS 2345
+
+/* Limits no code has built in, so that only the configured ones can match. */
+static int timeout_fixture_setup(void **state) {
+        return service_fixture_setup_config(state,
+                                            "[limits]\n"
+                                            "default_timeout_ms = 1234\n"
+                                            "max_timeout_ms = 2345\n");
+}
+
+/* What the service saw in timeout_ms of a CALL with @timeout_usec. */
+static unsigned long callee_timeout_ms(ServiceFixture *f, uint64_t timeout_usec) {
+        _cleanup_msg_ plx_msg *reply = NULL;
+        char text[32], line[64], expected[64];
+        const void *p;
+        size_t n;
+
+        assert_int_equal(plx_bus_call(f->bus, f->service_id, "Timeout", NULL, 0, timeout_usec, &reply), 0);
+        p = plx_msg_get_payload(reply, &n);
+        assert_true(n > 0 && n < sizeof(text));
+        memcpy(text, p, n);
+        text[n] = 0;
+        /* The service reported the same on its pipe; keep the pipe in step. */
+        assert_true(harness_read_line(f->service.report_fd, line, sizeof(line),
+                                      harness_timeout_ms(HARNESS_TIMEOUT_MS)) >= 0);
+        snprintf(expected, sizeof(expected), "timeout %s", text);
+        assert_string_equal(line, expected);
+        return strtoul(text, NULL, 10);
+}
+
+/*
+ * The broker rewrites timeout_ms on every forwarded CALL to the deadline it
+ * applies: its default for 0, the cap for more than the cap, else what the
+ * caller asked for (docs/protocol.md §7.1). The callee relies on it to know
+ * how long the caller waits.
+ */
+static void test_callee_timeout(void **state) {
+        ServiceFixture *f = *state;
+        static const struct {
+                uint64_t timeout_usec;
+                unsigned long expected_ms;
+        } cases[] = {
+                { PLX_TIMEOUT_DEFAULT, DEFAULT_TIMEOUT_MS },     /* sent as 0 */
+                { 1000, 1 },
+                { 500 * 1000, 500 },
+                { (DEFAULT_TIMEOUT_MS + 1) * 1000ull, DEFAULT_TIMEOUT_MS + 1 },
+                { MAX_TIMEOUT_MS * 1000ull, MAX_TIMEOUT_MS },
+                { (MAX_TIMEOUT_MS + 1) * 1000ull, MAX_TIMEOUT_MS },
+                { 3600ull * 1000 * 1000, MAX_TIMEOUT_MS },
+                { (uint64_t)UINT32_MAX * 1000, MAX_TIMEOUT_MS },        /* sent as UINT32_MAX */
+        };
+        RawFrame *frame = raw_frame_new();
+        Plexus__Header h = PLEXUS__HEADER__INIT;
+        char id[64], line[64];
+        int raw;
+
+        for (size_t i = 0; i < sizeof(cases) / sizeof(cases[0]); i++) {
+                unsigned long got = callee_timeout_ms(f, cases[i].timeout_usec);
+
+                if (got != cases[i].expected_ms)
+                        fail_msg("a call with a timeout of %llu us reached the callee with timeout_ms %lu, expected %lu",
+                                 (unsigned long long)cases[i].timeout_usec, got, cases[i].expected_ms);
+        }
+
+        /* A NO_REPLY call is stamped too (it has no deadline, but the callee learns the same). */
+        assert_non_null(frame);
+        raw = raw_connect(f->harness->address);
+        assert_true(raw >= 0);
+        assert_int_equal(raw_hello(raw, frame, id, sizeof(id)), 0);
+        h.kind = PLEXUS__KIND__KIND_CALL;
+        h.serial = 2;
+        h.destination = f->service_id;
+        h.member = (char *)"Timeout";
+        h.flags = 0x1;          /* NO_REPLY */
+        h.timeout_ms = 99999;
+        assert_int_equal(raw_send(raw, &h, NULL, 0), 0);
+        h.serial = 3;
+        h.timeout_ms = 0;
+        assert_int_equal(raw_send(raw, &h, NULL, 0), 0);
+        assert_true(harness_read_line(f->service.report_fd, line, sizeof(line),
+                                      harness_timeout_ms(HARNESS_TIMEOUT_MS)) >= 0);
+        assert_string_equal(line, "timeout 2345");
+        assert_true(harness_read_line(f->service.report_fd, line, sizeof(line),
+                                      harness_timeout_ms(HARNESS_TIMEOUT_MS)) >= 0);
+        assert_string_equal(line, "timeout 1234");
+        close(raw);
+        raw_frame_free(frame);
+}
+
+/*
+ * A CALL addressed to a monitor reaches it once, as the CALL: it is not also
+ * copied to it as monitored traffic (docs/protocol.md §16), which would make
+ * it arrive twice with nothing to tell the copy from the real one.
+ */
+static void test_call_to_monitor(void **state) {
+        ServiceFixture *f = *state;
+        Plexus__Header h = PLEXUS__HEADER__INIT;
+        RawFrame *frame = raw_frame_new();
+        char id[64];
+        unsigned int n_hi = 0;
+        bool synced = false;
+        int mon;
+
+        assert_non_null(frame);
+        mon = raw_connect(f->harness->address);
+        assert_true(mon >= 0);
+        assert_int_equal(raw_hello(mon, frame, id, sizeof(id)), 0);
+        h.kind = PLEXUS__KIND__KIND_CALL;
+        h.serial = 2;
+        h.destination = (char *)PLX_BROKER;
+        h.member = (char *)"BecomeMonitor";
+        assert_int_equal(raw_send(mon, &h, NULL, 0), 0);
+        assert_int_equal(raw_recv(mon, frame, harness_timeout_ms(HARNESS_TIMEOUT_MS)), 1);
+        assert_non_null(frame->header);
+        assert_int_equal(frame->header->kind, PLEXUS__KIND__KIND_REPLY);
+        assert_int_equal(frame->header->reply_serial, 2);
+
+        assert_int_equal(plx_bus_send_call(f->bus, id, "Hi", "x", 1), 0);
+        /* Routed after the Hi: once its copy is in, so is everything about the Hi. */
+        assert_int_equal(plx_bus_call(f->bus, PLX_BROKER, "Ping", NULL, 0, PLX_TIMEOUT_DEFAULT, NULL), 0);
+        while (!synced) {
+                assert_int_equal(raw_recv(mon, frame, harness_timeout_ms(HARNESS_TIMEOUT_MS)), 1);
+                assert_non_null(frame->header);
+                if (frame->header->kind != PLEXUS__KIND__KIND_CALL ||
+                    strcmp(frame->header->sender, plx_bus_get_unique_id(f->bus)) != 0)
+                        continue;
+                if (strcmp(frame->header->member, "Hi") == 0)
+                        n_hi++;
+                else if (strcmp(frame->header->member, "Ping") == 0)
+                        synced = true;
+        }
+        assert_int_equal(n_hi, 1);
+        close(mon);
+        raw_frame_free(frame);
+}
+
 int main(void) {
         const struct CMUnitTest tests[] = {
                 SERVICE_TEST(test_echo_sizes),
@@ -294,6 +434,9 @@ int main(void) {
                 SERVICE_TEST(test_local_timeout),
                 SERVICE_TEST(test_sender_fields),
                 SERVICE_TEST(test_send_call),
+                SERVICE_TEST(test_call_to_monitor),
+                cmocka_unit_test_setup_teardown(test_callee_timeout, timeout_fixture_setup,
+                                                service_fixture_teardown),
         };
 
         return cmocka_run_group_tests(tests, NULL, NULL);

@@ -69,7 +69,12 @@ static ssize_t pread_all(int fd, char *buf, size_t size) {
         return n;
 }
 
-/* Read a pipe until EOF, bounded. */
+/*
+ * Read a pipe until EOF, bounded. An fd that leaked somewhere keeps a write
+ * end open, so EOF never comes: read() only once poll() says it will not
+ * block, and fail when the time is up rather than block in read() until
+ * meson's timeout kills the whole test program.
+ */
 static ssize_t read_to_eof(int fd, char *buf, size_t size, int timeout_ms) {
         uint64_t deadline = harness_now_ms() + (uint64_t)timeout_ms;
         size_t n = 0;
@@ -78,11 +83,18 @@ static ssize_t read_to_eof(int fd, char *buf, size_t size, int timeout_ms) {
                 struct pollfd pfd = { .fd = fd, .events = POLLIN };
                 uint64_t now = harness_now_ms();
                 ssize_t l;
+                int r;
 
                 if (now >= deadline)
                         return -ETIMEDOUT;
-                if (poll(&pfd, 1, (int)(deadline - now)) < 0 && errno != EINTR)
+                r = poll(&pfd, 1, (int)(deadline - now));
+                if (r < 0) {
+                        if (errno == EINTR)
+                                continue;
                         return -errno;
+                }
+                if (r == 0)
+                        return -ETIMEDOUT;
                 l = read(fd, buf + n, size - 1 - n);
                 if (l < 0) {
                         if (errno == EAGAIN || errno == EINTR)

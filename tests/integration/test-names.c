@@ -657,6 +657,42 @@ static void test_handoff_on_lease_expiry(void **state) {
         assert_int_equal(plx_bus_release_name(a, NAME), PLX_NAME_NOT_OWNER);
 }
 
+/*
+ * The sole owner, with a last will, does not renew: nobody waits for the
+ * name, so it falls free. The will goes out first, as the lost owner, then
+ * the change to no owner with LEASE_EXPIRED; the name is gone. (The
+ * hand-off case above has a queued client take over; this path has none.)
+ */
+static void test_will_on_lease_expiry(void **state) {
+        Harness *h = *state;
+        _cleanup_watch_ Watch *w = watch_new(h, PLX_TOPIC_NAMES_PREFIX "#");
+        _cleanup_bus_ plx_bus *a = bus_connect(h, "a");
+        uint64_t start, elapsed;
+
+        start = harness_now_ms();
+        assert_int_equal(plx_bus_request_name_lease(a, NAME, PLX_NAME_NO_AUTO_RENEW, ms_to_usec(lease_ms()),
+                                                    WILL_TOPIC, WILL_PAYLOAD, strlen(WILL_PAYLOAD)),
+                         PLX_NAME_PRIMARY_OWNER);
+        check_owner(w->bus, NAME, id_of(a));
+
+        /* a neither renews nor processes from here on. */
+        watch_wait(w, 3, lease_ms() + harness_timeout_ms(PROMPT_MS));
+        elapsed = harness_now_ms() - start;
+        if (elapsed < (uint64_t)lease_ms())
+                fail_msg("lease of %d ms expired after %llu ms", lease_ms(), (unsigned long long)elapsed);
+
+        watch_expect(w, 3);
+        check_change(w, 0, NAME, NULL, id_of(a), PLX_NAME_CHANGE_REQUESTED);
+        check_will(w, 1, WILL_TOPIC, id_of(a), getpid(), WILL_PAYLOAD);
+        check_change(w, 2, NAME, id_of(a), NULL, PLX_NAME_CHANGE_LEASE_EXPIRED);
+        check_owner(w->bus, NAME, NULL);
+
+        /* a is still connected, and learns it lost the name. */
+        assert_int_equal(plx_bus_renew_name(a, NAME), -ENXIO);
+        assert_int_equal(plx_bus_release_name(a, NAME), PLX_NAME_NON_EXISTENT);
+        watch_expect(w, 3);
+}
+
 typedef struct HungOwner {
         const char *address;
         const char *name;
@@ -1882,6 +1918,7 @@ int main(void) {
                 NAMES_TEST(test_handoff_on_exit),
                 NAMES_TEST(test_handoff_on_sigkill),
                 NAMES_TEST(test_handoff_on_lease_expiry),
+                NAMES_TEST(test_will_on_lease_expiry),
                 NAMES_TEST(test_hung_owner_loses_name),
                 NAMES_TEST(test_lease_auto_renewal),
                 NAMES_TEST(test_lease_explicit_renewal),

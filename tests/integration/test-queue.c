@@ -21,6 +21,8 @@
 #include <cmocka.h>
 
 #include "harness.h"
+#include "plexus.pb-c.h"
+#include "raw.h"
 #include "service.h"
 
 #define N_FLOOD 20000
@@ -220,10 +222,260 @@ static void test_client_queue_bound(void **state) {
         free(payload);
 }
 
+/* --- The exact queue limit, and answers that meet a full queue --------------- */
+
+#define QUEUE_FRAMES 8                  /* max_queue_frames of these cases */
+#define FILL_PAYLOAD 1024
+#define FILL_MAX 100000                 /* frames until the kernel's buffer must be full */
+
+static int small_queue_setup(void **state) {
+        return service_fixture_setup_config(state, "[limits]\nmax_queue_frames = 8\n");
+}
+
+static int wait_ms(void) {
+        return harness_timeout_ms(HARNESS_TIMEOUT_MS);
+}
+
+/* A raw client subscribed to @pattern: it reads only when the test says so. */
+static int raw_subscriber(const char *address, const char *pattern, RawFrame *f, char *ret_id, size_t size) {
+        Plexus__SubscribeRequest req = PLEXUS__SUBSCRIBE_REQUEST__INIT;
+        Plexus__Header h = PLEXUS__HEADER__INIT;
+        uint8_t payload[300];
+        int fd;
+
+        fd = raw_connect(address);
+        assert_true(fd >= 0);
+        assert_int_equal(raw_hello(fd, f, ret_id, size), 0);
+        req.pattern = (char *)pattern;
+        h.kind = PLEXUS__KIND__KIND_CALL;
+        h.serial = 2;
+        h.destination = (char *)PLX_BROKER;
+        h.member = (char *)"Subscribe";
+        assert_int_equal(raw_send(fd, &h, payload, plexus__subscribe_request__pack(&req, payload)), 0);
+        assert_int_equal(raw_recv(fd, f, wait_ms()), 1);
+        assert_non_null(f->header);
+        assert_int_equal(f->header->kind, PLEXUS__KIND__KIND_REPLY);
+        assert_int_equal(f->header->reply_serial, 2);
+        return fd;
+}
+
+/* Frames waiting in the broker's queue for client @id (GetClient's queue_frames). */
+static uint64_t queued_frames(plx_bus *bus, const char *id) {
+        Plexus__NameRequest req = PLEXUS__NAME_REQUEST__INIT;
+        _cleanup_msg_ plx_msg *reply = NULL;
+        Plexus__ClientInfo *info;
+        uint8_t buf[128];
+        const void *p;
+        uint64_t n;
+        size_t len;
+
+        req.name = (char *)id;
+        assert_int_equal(plx_bus_call(bus, PLX_BROKER, "GetClient", buf, plexus__name_request__pack(&req, buf),
+                                      PLX_TIMEOUT_DEFAULT, &reply), 0);
+        p = plx_msg_get_payload(reply, &len);
+        info = plexus__client_info__unpack(NULL, len, p);
+        assert_non_null(info);
+        n = info->queue_frames;
+        plexus__client_info__free_unpacked(info, NULL);
+        return n;
+}
+
+/*
+ * Publish on @topic, one signal at a time, until the broker refuses one for
+ * the non-reading subscriber @id. The kernel's socket buffer takes the first
+ * frames; from then on each accepted signal must add exactly one frame to
+ * the broker's queue, and the first refusal (QueueFull to us, the
+ * publisher) must come exactly when QUEUE_FRAMES frames wait.
+ *
+ * Return: the number of signals accepted (sent, queued, in the kernel).
+ */
+static unsigned int fill_queue(plx_bus *pub, Errors *errors, const char *topic, const char *id) {
+        char payload[FILL_PAYLOAD];
+        uint64_t queued = 0, now;
+        unsigned int n_accepted = 0;
+
+        memset(payload, '.', sizeof(payload));
+        for (;;) {
+                uint64_t before = errors->n_queue_full;
+
+                if (n_accepted >= FILL_MAX)
+                        fail_msg("%u signals accepted, %llu queued, and no QueueFull", n_accepted,
+                                 (unsigned long long)queued);
+                snprintf(payload, sizeof(payload), "%u", n_accepted);
+                assert_int_equal(plx_bus_publish(pub, topic, payload, sizeof(payload)), 0);
+                /* Routed in our order: after this reply any refusal has been reported. */
+                now = queued_frames(pub, id);
+                assert_int_equal(harness_bus_drain(pub), 0);
+                if (errors->n_other)
+                        fail_msg("unexpected error: %s", errors->other);
+                if (errors->n_queue_full != before) {
+                        assert_int_equal(errors->n_queue_full, before + 1);
+                        /* Refused at the limit, not before, and nothing was queued for it. */
+                        assert_int_equal(queued, QUEUE_FRAMES);
+                        assert_int_equal(now, QUEUE_FRAMES);
+                        return n_accepted;
+                }
+                n_accepted++;
+                /* Accepted: into the kernel's buffer, or one more frame in the queue. */
+                if (queued > 0 || now > 0)
+                        assert_int_equal(now, queued + 1);
+                if (now > QUEUE_FRAMES)
+                        fail_msg("%llu frames queued, limit %u", (unsigned long long)now, QUEUE_FRAMES);
+                queued = now;
+        }
+}
+
+/*
+ * max_queue_frames is exact: a client that does not read gets frames until
+ * that many wait for it, and the next one is refused with QueueFull; it
+ * sees the refused frame as a gap in its delivery counter.
+ */
+static void test_queue_frame_limit(void **state) {
+        ServiceFixture *f = *state;
+        RawFrame *frame = raw_frame_new();
+        Errors errors = {};
+        char id[64], expected[32];
+        unsigned int n_accepted;
+        uint64_t delivery = 2;          /* the Welcome, the Subscribe reply */
+        int sub;
+
+        assert_non_null(frame);
+        plx_bus_set_error_handler(f->bus, on_error, &errors);
+        sub = raw_subscriber(f->harness->address, "full/#", frame, id, sizeof(id));
+
+        n_accepted = fill_queue(f->bus, &errors, "full/data", id);
+        fprintf(stderr, "%u signals accepted, %u of them queued in the broker\n", n_accepted, QUEUE_FRAMES);
+        assert_true(n_accepted > QUEUE_FRAMES);
+
+        /* Everything accepted arrives, in order, without a gap. */
+        for (unsigned int i = 0; i < n_accepted; i++) {
+                assert_int_equal(raw_recv(sub, frame, wait_ms()), 1);
+                assert_non_null(frame->header);
+                assert_int_equal(frame->header->kind, PLEXUS__KIND__KIND_SIGNAL);
+                assert_int_equal(frame->header->delivery, ++delivery);
+                snprintf(expected, sizeof(expected), "%u", i);
+                assert_true(frame->payload_len == FILL_PAYLOAD);
+                assert_string_equal((const char *)frame->payload, expected);
+        }
+        /* The refused one took a delivery number. */
+        assert_int_equal(plx_bus_publish(f->bus, "full/last", "last", 4), 0);
+        assert_int_equal(raw_recv(sub, frame, wait_ms()), 1);
+        assert_non_null(frame->header);
+        assert_string_equal(frame->header->member, "full/last");
+        assert_int_equal(frame->header->delivery, delivery + 2);
+
+        assert_int_equal(queued_frames(f->bus, id), 0);
+        assert_int_equal(harness_bus_drain(f->bus), 0);
+        assert_int_equal(errors.n_queue_full, 1);
+        plx_bus_set_error_handler(f->bus, NULL, NULL);
+        close(sub);
+        raw_frame_free(frame);
+}
+
+/*
+ * An answer that meets the caller's full queue (docs/protocol.md §7.5): the
+ * caller gets a QueueFull ERROR in place of the answer (never the answer,
+ * never nothing), with a gap where the answer would have been; the replier
+ * gets a QueueFull ERROR for its REPLY.
+ */
+static void test_reply_to_full_queue(void **state) {
+        ServiceFixture *f = *state;
+        RawFrame *frame = raw_frame_new();
+        Plexus__Header h = PLEXUS__HEADER__INIT;
+        Errors errors = {};
+        char caller_id[64], callee_id[64];
+        unsigned int n_accepted;
+        uint64_t last_delivery = 0;
+        int caller, callee;
+
+        assert_non_null(frame);
+        plx_bus_set_error_handler(f->bus, on_error, &errors);
+        callee = raw_connect(f->harness->address);
+        assert_true(callee >= 0);
+        assert_int_equal(raw_hello(callee, frame, callee_id, sizeof(callee_id)), 0);
+        caller = raw_subscriber(f->harness->address, "full/#", frame, caller_id, sizeof(caller_id));
+
+        /* The caller calls, then stops reading. */
+        h.kind = PLEXUS__KIND__KIND_CALL;
+        h.serial = 10;
+        h.destination = callee_id;
+        h.member = (char *)"Hold";
+        assert_int_equal(raw_send(caller, &h, "q", 1), 0);
+        assert_int_equal(raw_recv(callee, frame, wait_ms()), 1);
+        assert_non_null(frame->header);
+        assert_int_equal(frame->header->kind, PLEXUS__KIND__KIND_CALL);
+        assert_int_equal(frame->header->serial, 10);
+        assert_string_equal(frame->header->sender, caller_id);
+
+        n_accepted = fill_queue(f->bus, &errors, "full/data", caller_id);
+
+        /* The callee answers into the full queue, and hears about it. */
+        h = (Plexus__Header) PLEXUS__HEADER__INIT;
+        h.kind = PLEXUS__KIND__KIND_REPLY;
+        h.serial = 20;
+        h.reply_serial = 10;
+        h.destination = caller_id;
+        assert_int_equal(raw_send(callee, &h, "the answer", 10), 0);
+        assert_int_equal(raw_recv(callee, frame, wait_ms()), 1);
+        assert_non_null(frame->header);
+        assert_int_equal(frame->header->kind, PLEXUS__KIND__KIND_ERROR);
+        assert_string_equal(frame->header->error_name, PLX_ERROR_QUEUE_FULL);
+        assert_int_equal(frame->header->reply_serial, 20);
+        assert_string_equal(frame->header->sender, PLX_BROKER);
+
+        /* The caller reads again: the signals, then the error instead of the answer. */
+        for (unsigned int i = 0; i < n_accepted; i++) {
+                assert_int_equal(raw_recv(caller, frame, wait_ms()), 1);
+                assert_non_null(frame->header);
+                assert_int_equal(frame->header->kind, PLEXUS__KIND__KIND_SIGNAL);
+                last_delivery = frame->header->delivery;
+        }
+        assert_int_equal(raw_recv(caller, frame, wait_ms()), 1);
+        assert_non_null(frame->header);
+        if (frame->header->kind != PLEXUS__KIND__KIND_ERROR)
+                fail_msg("the caller got a %s (reply_serial %llu) instead of the QueueFull error",
+                         frame_kind_to_string(frame->header->kind),
+                         (unsigned long long)frame->header->reply_serial);
+        assert_string_equal(frame->header->error_name, PLX_ERROR_QUEUE_FULL);
+        assert_int_equal(frame->header->reply_serial, 10);
+        assert_string_equal(frame->header->sender, PLX_BROKER);
+        /* Gaps: the refused signal, then the answer. */
+        assert_int_equal(frame->header->delivery, last_delivery + 3);
+
+        /* The call is over: a second answer is refused, and nothing more reaches the caller. */
+        h.serial = 21;
+        assert_int_equal(raw_send(callee, &h, "again", 5), 0);
+        assert_int_equal(raw_recv(callee, frame, wait_ms()), 1);
+        assert_non_null(frame->header);
+        assert_string_equal(frame->header->error_name, PLX_ERROR_UNEXPECTED_REPLY);
+        assert_int_equal(frame->header->reply_serial, 21);
+        h = (Plexus__Header) PLEXUS__HEADER__INIT;
+        h.kind = PLEXUS__KIND__KIND_CALL;
+        h.serial = 11;
+        h.destination = (char *)PLX_BROKER;
+        h.member = (char *)"Ping";
+        assert_int_equal(raw_send(caller, &h, NULL, 0), 0);
+        assert_int_equal(raw_recv(caller, frame, wait_ms()), 1);
+        assert_non_null(frame->header);
+        assert_int_equal(frame->header->kind, PLEXUS__KIND__KIND_REPLY);
+        assert_int_equal(frame->header->reply_serial, 11);
+
+        assert_int_equal(harness_bus_drain(f->bus), 0);
+        assert_int_equal(errors.n_queue_full, 1);
+        plx_bus_set_error_handler(f->bus, NULL, NULL);
+        close(caller);
+        close(callee);
+        raw_frame_free(frame);
+}
+
 int main(void) {
         const struct CMUnitTest tests[] = {
                 SERVICE_TEST(test_slow_subscriber),
                 SERVICE_TEST(test_client_queue_bound),
+                cmocka_unit_test_setup_teardown(test_queue_frame_limit, small_queue_setup,
+                                                service_fixture_teardown),
+                cmocka_unit_test_setup_teardown(test_reply_to_full_queue, small_queue_setup,
+                                                service_fixture_teardown),
         };
 
         return cmocka_run_group_tests(tests, NULL, NULL);
