@@ -33,6 +33,14 @@ static const Key limits[] = {
         KEY(max_timeout_ms, 1, 24u * 3600u * 1000u),
         KEY(hello_timeout_ms, 1, 3600u * 1000u),
         KEY(shutdown_timeout_ms, 0, 3600u * 1000u),
+        /* Per uid and broker-wide (daemon/user.h); a uid must fit at least one frame. */
+        KEY(max_user_clients, 1, 1000000),
+        KEY(max_unauthenticated, 1, 1000000),
+        KEY(max_user_unauthenticated, 1, 1000000),
+        KEY(max_user_queue_bytes, FRAME_SIZE_MAX + 64, UINT32_MAX),
+        KEY(max_total_queue_bytes, FRAME_SIZE_MAX + 64, UINT32_MAX),
+        KEY(max_user_queue_fds, 0, 1u << 20),
+        KEY(max_total_queue_fds, 0, 1u << 20),
 };
 
 typedef struct Parse {

@@ -443,6 +443,13 @@ void introspect_get_stats(Broker *b, Peer *from, Plexus__Header *h, const uint8_
         st.n_fds_rejected = s->n_fds_rejected;
         st.n_denied = s->n_denied;
         st.n_reloads = s->n_reloads;
+        st.n_user_quota = s->n_user_quota;
+        st.n_refused_user_clients = s->n_refused_user_clients;
+        st.n_refused_unauthenticated = s->n_refused_unauthenticated;
+        st.n_refused_no_fds = s->n_refused_no_fds;
+        st.n_queued_bytes = b->users.total[USER_SLOT_BYTES];
+        st.n_queued_fds = b->users.total[USER_SLOT_FDS];
+        st.n_users = b->users.n_users;
         if (!(h->flags & FRAME_FLAG_NO_REPLY))
                 router_send_reply(b, from, h->serial, &st.base);
 }
