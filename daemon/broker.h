@@ -176,6 +176,7 @@ struct Broker {
         List dead_peers;                /* Peer.link of peers to free after this round */
         List monitors;                  /* Monitor.link */
         UserRegistry users;             /* what each uid holds, see user.h */
+        LogLimit quota_log_limit;       /* "uid N has ... queued" lines, all peers together */
         HTable peers_by_id;             /* Peer.id_node, once HELLO is done */
         size_t n_peers;
         uint64_t next_peer_id;

@@ -447,7 +447,7 @@ int peer_send(Peer *p, OutFrame *f, bool force) {
                 if (r == QUEUE_E_QUOTA) {
                         /* Its uid (or all uids) hold too much: refused like a full queue. */
                         p->broker->stats.n_user_quota++;
-                        if (log_limit_pass(&p->log_limit, &p->broker->log, now_usec()))
+                        if (log_limit_pass(&p->broker->quota_log_limit, &p->broker->log, now_usec()))
                                 peer_log(p, LOG_NOTICE, "uid %u has %" PRIu64 " bytes and %" PRIu64
                                          " fds queued (all clients: %" PRIu64 ", %" PRIu64 "), refusing a frame",
                                          (unsigned)p->cred.uid, p->user->used[USER_SLOT_BYTES],
