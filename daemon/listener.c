@@ -318,8 +318,19 @@ void listener_dispatch(Broker *b) {
                 if (r < 0) {
                         broker_log(b, LOG_WARNING, "cannot set up client: %s, dropping it", strerror(-r));
                         plx_close(fd);
+                        continue;
                 } else if (r > 0) {
                         refuse_quota(b, fd, r);
+                        continue;
                 }
+
+                /*
+                 * Clients send HELLO right after connect(), so it is usually
+                 * here already: handle it now, so that a burst of connections
+                 * of one uid in one accept batch does not count against its
+                 * limit of connections before HELLO all at once.
+                 */
+                loop_source_presume(&p->source, EPOLLIN);
+                peer_dispatch(p);
         }
 }

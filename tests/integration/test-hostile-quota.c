@@ -12,7 +12,9 @@
  * - connections that never send HELLO: one uid holds at most 16, the rest
  *   are refused with LimitsExceeded, and a new client gets in although
  *   max_clients would be reached;
- * - connections of one uid: at most 256, the rest refused;
+ * - connections of one uid: at most 256, the rest refused; but a burst of
+ *   40 that say HELLO at once all get in (the broker reads each HELLO as
+ *   it accepts);
  * - frames queued for one uid's connections that never read: the uid's 16
  *   MiB share runs out before any connection's own 4 MiB limit, the sender
  *   gets QueueFull, the same uid cannot queue more on a fresh connection,
@@ -200,6 +202,40 @@ static int many_main(int report_fd, int control_fd, void *userdata) {
         child_assert(refused_with(fd, frame, "too many connections of this user"));
         close(fd);
         harness_report(report_fd, "later %u", n_welcomed_later);
+        child_hold(control_fd);
+        raw_frame_free(frame);
+        return 0;
+}
+
+#define N_BURST 40
+
+/*
+ * A burst of well-behaved connections of one uid, each with its HELLO sent
+ * right after connect(), while the broker is stopped: it finds them all
+ * at once. Reports "sent", then, once let go, "welcomed N".
+ */
+static int burst_main(int report_fd, int control_fd, void *userdata) {
+        const char *address = userdata;
+        RawFrame *frame = raw_frame_new();
+        int fds[N_BURST];
+        unsigned n_welcomed = 0;
+
+        child_assert(frame);
+        become(HOSTILE_UID);
+        for (size_t i = 0; i < N_BURST; i++) {
+                fds[i] = raw_connect(address);
+                child_assert(fds[i] >= 0);
+                child_assert(raw_send_hello(fds[i], 1, PLX_PROTOCOL_VERSION) == 0);
+        }
+        harness_report(report_fd, "sent");
+        child_hold(control_fd);
+        for (size_t i = 0; i < N_BURST; i++) {
+                int r = raw_recv(fds[i], frame, TIMEOUT_MS);
+
+                if (r > 0 && frame->header && frame->header->kind == PLEXUS__KIND__KIND_REPLY)
+                        n_welcomed++;
+        }
+        harness_report(report_fd, "welcomed %u", n_welcomed);
         child_hold(control_fd);
         raw_frame_free(frame);
         return 0;
@@ -605,6 +641,23 @@ static void test_user_clients(void **state) {
         assert_string_equal(line, "later 1");
 }
 
+/* The limit on connections before HELLO is not one on connections accepted at once. */
+static void test_burst(void **state) {
+        Fixture *f = *state;
+        HarnessChild *c;
+        char line[128];
+
+        SKIP_UNLESS_ROOT(f);
+        assert_int_equal(kill(f->h->broker_pid, SIGSTOP), 0);
+        c = fork_child(f, burst_main);
+        expect_line(c, line, sizeof(line));
+        assert_string_equal(line, "sent");
+        assert_int_equal(kill(f->h->broker_pid, SIGCONT), 0);
+        assert_int_equal(harness_write_byte(c->control_fd, 'x'), 0);
+        expect_line(c, line, sizeof(line));
+        assert_string_equal(line, "welcomed 40");
+}
+
 static void test_user_queue_bytes(void **state) {
         Fixture *f = *state;
         Counts own = {};
@@ -707,6 +760,7 @@ int main(void) {
         const struct CMUnitTest tests[] = {
                 cmocka_unit_test_setup_teardown(test_unauthenticated_flood, setup_few_clients, teardown),
                 cmocka_unit_test_setup_teardown(test_user_clients, setup, teardown),
+                cmocka_unit_test_setup_teardown(test_burst, setup, teardown),
                 cmocka_unit_test_setup_teardown(test_user_queue_bytes, setup, teardown),
                 cmocka_unit_test_setup_teardown(test_fd_flood, setup_small_fd_table, teardown),
         };
