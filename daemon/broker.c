@@ -21,6 +21,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/eventfd.h>
+#include <sys/resource.h>
 #include <sys/signalfd.h>
 #include <unistd.h>
 
@@ -54,7 +55,44 @@ void plx_broker_config_init(plx_broker_config *c) {
                 .max_timeout_ms = BROKER_DEFAULT_MAX_TIMEOUT_MS,
                 .hello_timeout_ms = BROKER_DEFAULT_HELLO_TIMEOUT_MS,
                 .shutdown_timeout_ms = BROKER_DEFAULT_SHUTDOWN_TIMEOUT_MS,
+                .max_user_clients = BROKER_DEFAULT_MAX_USER_CLIENTS,
+                .max_unauthenticated = BROKER_DEFAULT_MAX_UNAUTHENTICATED,
+                .max_user_unauthenticated = BROKER_DEFAULT_MAX_USER_UNAUTHENTICATED,
+                .max_user_queue_bytes = BROKER_DEFAULT_MAX_USER_QUEUE_BYTES,
+                .max_total_queue_bytes = BROKER_DEFAULT_MAX_TOTAL_QUEUE_BYTES,
+                .max_user_queue_fds = BROKER_DEFAULT_MAX_USER_QUEUE_FDS,
+                .max_total_queue_fds = BROKER_DEFAULT_MAX_TOTAL_QUEUE_FDS,
         };
+}
+
+/*
+ * Queued fds are descriptors in our own table. Without a configured cap,
+ * they may take half of it: the other half stays for connections (one fd
+ * each, two on kernels without SO_PEERPIDFD), fds arriving with frames
+ * being routed, and accept(), so that clients that never read cannot make
+ * the broker refuse fds from others or new connections.
+ */
+static uint64_t total_queue_fds(const plx_broker_config *c) {
+        struct rlimit rl;
+
+        if (c->max_total_queue_fds)
+                return c->max_total_queue_fds;
+        if (getrlimit(RLIMIT_NOFILE, &rl) < 0 || rl.rlim_cur == RLIM_INFINITY)
+                return 1u << 20;
+        return rl.rlim_cur / 2;
+}
+
+/* Hand the per-uid and broker-wide limits of b->config to the user registry. */
+static void apply_user_limits(Broker *b) {
+        const plx_broker_config *c = &b->config;
+
+        /* The broker-wide connection limit is the listener's max_clients check. */
+        user_registry_set_limit(&b->users, USER_SLOT_CONNECTIONS, c->max_user_clients, UINT64_MAX);
+        user_registry_set_limit(&b->users, USER_SLOT_UNAUTH, c->max_user_unauthenticated,
+                                c->max_unauthenticated);
+        user_registry_set_limit(&b->users, USER_SLOT_BYTES, c->max_user_queue_bytes,
+                                c->max_total_queue_bytes);
+        user_registry_set_limit(&b->users, USER_SLOT_FDS, c->max_user_queue_fds, total_queue_fds(c));
 }
 
 static void shutdown_deadline(Timer *t, uint64_t now) {
@@ -162,7 +200,10 @@ static int config_check(const plx_broker_config *c) {
         if (!c->max_clients || !c->max_queue_frames || c->max_queue_bytes < FRAME_SIZE_MAX + 64 ||
             !c->max_pending_calls || !c->max_names || !c->default_timeout_ms || !c->hello_timeout_ms ||
             c->max_timeout_ms < c->default_timeout_ms || c->max_message_size < FRAME_SIZE_MAX ||
-            !c->max_transfers || !c->max_lent_bytes || !c->transfer_lease_ms)
+            !c->max_transfers || !c->max_lent_bytes || !c->transfer_lease_ms ||
+            !c->max_user_clients || !c->max_unauthenticated ||
+            !c->max_user_unauthenticated || c->max_user_queue_bytes < FRAME_SIZE_MAX + 64 ||
+            c->max_total_queue_bytes < FRAME_SIZE_MAX + 64)
                 return -EINVAL;
         return 0;
 }
@@ -201,7 +242,7 @@ int plx_broker_new(plx_broker **ret, const plx_broker_config *config) {
         };
         b->loop = (Loop) LOOP_NULL(b->loop);
         b->timers = (TimerQueue) TIMER_QUEUE_NULL(b->timers);
-        b->listener = (Listener) { .source = LOOP_SOURCE_NULL(b->listener.source), .fd = -1 };
+        b->listener = (Listener) { .source = LOOP_SOURCE_NULL(b->listener.source), .fd = -1, .reserve_fd = -1 };
         b->signal_source = (LoopSource) LOOP_SOURCE_NULL(b->signal_source);
         b->signal_fd = -1;
         b->wakeup_source = (LoopSource) LOOP_SOURCE_NULL(b->wakeup_source);
@@ -209,6 +250,7 @@ int plx_broker_new(plx_broker **ret, const plx_broker_config *config) {
         list_init(&b->peers);
         list_init(&b->dead_peers);
         list_init(&b->monitors);
+        user_registry_init(&b->users);
         list_init(&b->pending_free);
         list_init(&b->transfer_list);
         b->next_peer_id = 1;
@@ -238,6 +280,7 @@ int plx_broker_new(plx_broker **ret, const plx_broker_config *config) {
         r = config_check(&b->config);
         if (r < 0)
                 return r;
+        apply_user_limits(b);
 
         r = topic_trie_init(&b->topics);
         if (r < 0)
@@ -390,6 +433,7 @@ void broker_reload(Broker *b) {
                 policy_free(b->policy);
                 b->policy = policy;
                 b->config = c;
+                apply_user_limits(b);
                 b->stats.n_reloads++;
                 list_for_each_entry(p, &b->peers, link) {
                         p->queue.max_entries = c.max_queue_frames;
@@ -588,6 +632,7 @@ plx_broker *plx_broker_free(plx_broker *b) {
         htable_deinit(&b->peers_by_id);
         topic_trie_deinit(&b->topics);
         name_registry_deinit(&b->names);
+        user_registry_deinit(&b->users);
         listener_close(b);
         loop_source_remove(&b->wakeup_source);
         b->wakeup_fd = plx_close(b->wakeup_fd);

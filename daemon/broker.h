@@ -28,6 +28,7 @@
 #include "policy.h"
 #include "timer.h"
 #include "topic-trie.h"
+#include "user.h"
 
 typedef struct Broker Broker;
 typedef struct Broker plx_broker;
@@ -66,6 +67,15 @@ typedef struct plx_broker_config {
         uint32_t max_transfers;         /* per client, process_vm transfers outstanding */
         uint32_t max_lent_bytes;        /* per client, bytes lent by those transfers */
         uint32_t transfer_lease_ms;     /* how long a process_vm transfer stays readable */
+
+        /* Per uid and broker-wide, see daemon/user.h and docs/configuration.md. */
+        uint32_t max_user_clients;              /* connections of one uid */
+        uint32_t max_unauthenticated;           /* connections before HELLO, all uids */
+        uint32_t max_user_unauthenticated;      /* connections before HELLO, one uid */
+        uint32_t max_user_queue_bytes;          /* queued for one uid's connections */
+        uint32_t max_total_queue_bytes;         /* queued, all connections */
+        uint32_t max_user_queue_fds;            /* fds queued for one uid's connections */
+        uint32_t max_total_queue_fds;           /* fds queued, all connections; 0: half of RLIMIT_NOFILE */
 } plx_broker_config;
 
 #define BROKER_DEFAULT_MAX_CLIENTS 16384u
@@ -79,6 +89,13 @@ typedef struct plx_broker_config {
 #define BROKER_DEFAULT_MAX_TRANSFERS 64u
 #define BROKER_DEFAULT_MAX_LENT_BYTES (2u << 30)
 #define BROKER_DEFAULT_TRANSFER_LEASE_MS 10000u
+#define BROKER_DEFAULT_MAX_USER_CLIENTS 256u
+#define BROKER_DEFAULT_MAX_UNAUTHENTICATED 64u
+#define BROKER_DEFAULT_MAX_USER_UNAUTHENTICATED 16u
+#define BROKER_DEFAULT_MAX_USER_QUEUE_BYTES (16u * 1024u * 1024u)
+#define BROKER_DEFAULT_MAX_TOTAL_QUEUE_BYTES (64u * 1024u * 1024u)
+#define BROKER_DEFAULT_MAX_USER_QUEUE_FDS 2048u
+#define BROKER_DEFAULT_MAX_TOTAL_QUEUE_FDS 0u    /* half of RLIMIT_NOFILE */
 
 /* Leases and last wills of names, see docs/protocol.md. */
 #define NAME_LEASE_MIN_MS 10u
@@ -130,6 +147,10 @@ typedef struct BrokerStats {
         uint64_t n_transfers_expired;
         uint64_t n_transfers_refused;
         uint64_t n_transfers_copied;
+        uint64_t n_user_quota;          /* frames refused for a per-uid or broker-wide queue quota */
+        uint64_t n_refused_user_clients;        /* connections refused: too many of one uid */
+        uint64_t n_refused_unauthenticated;     /* connections refused: too many before HELLO */
+        uint64_t n_refused_no_fds;      /* connections accepted and closed: broker out of fds */
 } BrokerStats;
 
 typedef enum BrokerState {
@@ -144,7 +165,9 @@ typedef struct Listener {
         char *path;                     /* set when we created the socket file and must remove it */
         dev_t dev;
         ino_t ino;
-        bool paused;                    /* out of fds: accepting again once a peer goes */
+        bool paused;                    /* out of memory: accepting again once a peer goes */
+        int reserve_fd;                 /* /dev/null, given up to accept-and-close when out of fds */
+        LogLimit log_limit;             /* for "out of fds" lines */
 } Listener;
 
 struct Broker {
@@ -167,6 +190,8 @@ struct Broker {
         List peers;                     /* Peer.link, in connection order */
         List dead_peers;                /* Peer.link of peers to free after this round */
         List monitors;                  /* Monitor.link */
+        UserRegistry users;             /* what each uid holds, see user.h */
+        LogLimit quota_log_limit;       /* "uid N has ... queued" lines, all peers together */
         HTable peers_by_id;             /* Peer.id_node, once HELLO is done */
         size_t n_peers;
         uint64_t next_peer_id;

@@ -37,6 +37,14 @@ static const Key limits[] = {
         KEY(max_transfers, 1, 1u << 16),
         KEY(max_lent_bytes, FRAME_SIZE_MAX, UINT32_MAX),
         KEY(transfer_lease_ms, 10, 3600u * 1000u),
+        /* Per uid and broker-wide (daemon/user.h); a uid must fit at least one frame. */
+        KEY(max_user_clients, 1, 1000000),
+        KEY(max_unauthenticated, 1, 1000000),
+        KEY(max_user_unauthenticated, 1, 1000000),
+        KEY(max_user_queue_bytes, FRAME_SIZE_MAX + 64, UINT32_MAX),
+        KEY(max_total_queue_bytes, FRAME_SIZE_MAX + 64, UINT32_MAX),
+        KEY(max_user_queue_fds, 0, 1u << 20),
+        KEY(max_total_queue_fds, 0, 1u << 20),
 };
 
 typedef struct Parse {

@@ -503,6 +503,13 @@ void introspect_get_stats(Broker *b, Peer *from, Plexus__Header *h, const uint8_
         st.n_transfers_expired = s->n_transfers_expired;
         st.n_transfers_refused = s->n_transfers_refused;
         st.n_transfers_copied = s->n_transfers_copied;
+        st.n_user_quota = s->n_user_quota;
+        st.n_refused_user_clients = s->n_refused_user_clients;
+        st.n_refused_unauthenticated = s->n_refused_unauthenticated;
+        st.n_refused_no_fds = s->n_refused_no_fds;
+        st.n_queued_bytes = b->users.total[USER_SLOT_BYTES];
+        st.n_queued_fds = b->users.total[USER_SLOT_FDS];
+        st.n_users = b->users.n_users;
         if (!(h->flags & FRAME_FLAG_NO_REPLY))
                 router_send_reply(b, from, h->serial, &st.base);
 }

@@ -2,7 +2,9 @@
  * Listening socket (see listener.h).
  */
 
+#include <assert.h>
 #include <errno.h>
+#include <inttypes.h>
 #include <stdio.h>
 #include <fcntl.h>
 #include <libgen.h>
@@ -18,6 +20,12 @@
 #include "router.h"
 
 #define LISTENER_ACCEPT_BATCH 64
+
+/* One fd held back for accept_and_close(). */
+static void reserve_open(Listener *l) {
+        if (l->reserve_fd < 0)
+                l->reserve_fd = open("/dev/null", O_RDONLY | O_CLOEXEC);
+}
 
 static int make_parent_dir(const char *path) {
         char copy[sizeof(((struct sockaddr_un *)NULL)->sun_path)];
@@ -135,6 +143,7 @@ int listener_open(Broker *b, const char *path) {
                 return r;
         }
         b->listener.fd = TAKE_FD(fd);
+        reserve_open(&b->listener);
         return 0;
 }
 
@@ -157,6 +166,7 @@ int listener_adopt(Broker *b, int fd) {
         if (r < 0)
                 return r;
         b->listener.fd = fd;
+        reserve_open(&b->listener);
         return 0;
 }
 
@@ -169,6 +179,7 @@ void listener_close(Broker *b) {
 
         loop_source_remove(&l->source);
         l->fd = plx_close(l->fd);
+        l->reserve_fd = plx_close(l->reserve_fd);
         if (l->path) {
                 /* Only if it is still our socket, not a successor's. */
                 if (stat(l->path, &st) == 0 && st.st_dev == l->dev && st.st_ino == l->ino)
@@ -178,24 +189,109 @@ void listener_close(Broker *b) {
         }
 }
 
-static void refuse(Broker *b, int fd) {
-        static const char reason[] = "too many clients";
+static void refuse(Broker *b, int fd, const char *reason) {
         Plexus__Header h = PLEXUS__HEADER__INIT;
+        size_t len = strlen(reason);
         uint8_t buf[256];
         size_t n;
 
-        /* Best effort, nonblocking: a full client is told why, then closed. */
+        assert(len < 128);
+        /* Best effort, nonblocking: a refused client is told why, then closed. */
         h.kind = PLEXUS__KIND__KIND_ERROR;
         h.serial = 1;
         h.sender = (char *)BROKER_NAME;
         h.error_name = (char *)ERROR_LIMITS_EXCEEDED;
-        n = frame_header_pack(&h, buf + FRAME_PREFIX_SIZE, sizeof(buf) - FRAME_PREFIX_SIZE - sizeof(reason));
+        n = frame_header_pack(&h, buf + FRAME_PREFIX_SIZE, sizeof(buf) - FRAME_PREFIX_SIZE - len);
         if (n > 0) {
                 frame_prefix(buf, (uint32_t)n);
-                memcpy(buf + FRAME_PREFIX_SIZE + n, reason, sizeof(reason) - 1);
-                (void)!send(fd, buf, FRAME_PREFIX_SIZE + n + sizeof(reason) - 1, MSG_DONTWAIT | MSG_NOSIGNAL);
+                memcpy(buf + FRAME_PREFIX_SIZE + n, reason, len);
+                (void)!send(fd, buf, FRAME_PREFIX_SIZE + n + len, MSG_DONTWAIT | MSG_NOSIGNAL);
         }
+        /*
+         * A client that sent its HELLO already would otherwise get
+         * ECONNRESET ahead of our frame (its data unread at our close):
+         * discard what is there (fds with it are closed by the kernel).
+         */
+        for (int i = 0; i < 4; i++)
+                if (recv(fd, buf, sizeof(buf), MSG_DONTWAIT | MSG_TRUNC) <= 0)
+                        break;
         plx_close(fd);
+}
+
+/*
+ * Out of fds (EMFILE, ENFILE): connections wait in the backlog, where their
+ * clients would hang on a connect() that succeeded, and the level-triggered
+ * listener would wake us for them again and again. Give up the reserve fd,
+ * accept one connection with it, tell its client and close it at once; then
+ * take the reserve back. (accept() reports EMFILE before it looks at the
+ * backlog, so there may be no connection at all.)
+ *
+ * Return: true to accept on, false to stop for this round (the backlog is
+ * empty, or even this failed and the listener is paused until a peer goes).
+ */
+static bool accept_and_close(Broker *b, int error) {
+        Listener *l = &b->listener;
+        int fd, k = 0;
+
+        reserve_open(l);        /* lost if it could not be reopened; a peer may have freed an fd since */
+        if (l->reserve_fd >= 0) {
+                l->reserve_fd = plx_close(l->reserve_fd);
+                fd = accept4(l->fd, NULL, NULL, SOCK_NONBLOCK | SOCK_CLOEXEC);
+                if (fd < 0)
+                        k = errno;
+                else
+                        refuse(b, fd, "broker out of file descriptors");
+                reserve_open(l);
+                if (fd < 0 && k == EAGAIN) {
+                        loop_source_clear(&l->source, EPOLLIN);
+                        return false;
+                }
+                if (fd >= 0) {
+                        b->stats.n_refused_no_fds++;
+                        /* Rate-limited: a flood of these is what this is for. */
+                        if (log_limit_pass(&l->log_limit, &b->log, now_usec()))
+                                broker_log(b, LOG_WARNING, "accept: %s (%" PRIu64 " fds queued for clients), "
+                                           "closing new connections", strerror(error),
+                                           b->users.total[USER_SLOT_FDS]);
+                }
+                if (l->reserve_fd >= 0 && (fd >= 0 || k == EINTR || k == ECONNABORTED))
+                        return true;
+        }
+        /* No reserve to give up: wait for a peer to free an fd (and with it the reserve). */
+        broker_log(b, LOG_WARNING, "accept: %s, no fd in reserve, pausing until a client leaves",
+                   strerror(error));
+        l->paused = true;
+        loop_source_deselect(&l->source, EPOLLIN);
+        return false;
+}
+
+/* peer_new() refused the connection for a limit of its uid, or on connections before HELLO. */
+static void refuse_quota(Broker *b, int fd, int reason) {
+        Listener *l = &b->listener;
+        struct ucred cred = {};
+        socklen_t len = sizeof(cred);
+        const char *what;
+
+        (void)getsockopt(fd, SOL_SOCKET, SO_PEERCRED, &cred, &len);
+        switch (reason) {
+        case PEER_E_USER_CLIENTS:
+                what = "too many connections of this user";
+                b->stats.n_refused_user_clients++;
+                break;
+        case PEER_E_UNAUTH_USER:
+                what = "too many connections of this user in the handshake";
+                b->stats.n_refused_unauthenticated++;
+                break;
+        default:
+                what = "too many connections in the handshake";
+                b->stats.n_refused_unauthenticated++;
+                break;
+        }
+        /* One line per burst: a flood of them is what these limits are for. */
+        if (log_limit_pass(&l->log_limit, &b->log, now_usec()))
+                broker_log(b, LOG_NOTICE, "refusing a connection of uid %u (pid %d): %s",
+                           (unsigned)cred.uid, (int)cred.pid, what);
+        refuse(b, fd, what);
 }
 
 /**
@@ -220,11 +316,14 @@ void listener_dispatch(Broker *b) {
                                 continue;
                         case EMFILE:
                         case ENFILE:
+                                if (accept_and_close(b, errno))
+                                        continue;
+                                return;
                         case ENOBUFS:
                         case ENOMEM:
                                 /*
                                  * Connections wait in the backlog; the cached
-                                 * EPOLLIN brings us back once a peer frees an fd.
+                                 * EPOLLIN brings us back once a peer goes.
                                  */
                                 broker_log(b, LOG_WARNING, "accept: %m, pausing until a client leaves");
                                 l->paused = true;
@@ -237,7 +336,7 @@ void listener_dispatch(Broker *b) {
                 }
 
                 if (b->n_peers >= b->config.max_clients) {
-                        refuse(b, fd);
+                        refuse(b, fd, "too many clients");
                         continue;
                 }
 
@@ -245,6 +344,19 @@ void listener_dispatch(Broker *b) {
                 if (r < 0) {
                         broker_log(b, LOG_WARNING, "cannot set up client: %s, dropping it", strerror(-r));
                         plx_close(fd);
+                        continue;
+                } else if (r > 0) {
+                        refuse_quota(b, fd, r);
+                        continue;
                 }
+
+                /*
+                 * Clients send HELLO right after connect(), so it is usually
+                 * here already: handle it now, so that a burst of connections
+                 * of one uid in one accept batch does not count against its
+                 * limit of connections before HELLO all at once.
+                 */
+                loop_source_presume(&p->source, EPOLLIN);
+                peer_dispatch(p);
         }
 }

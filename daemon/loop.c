@@ -129,6 +129,18 @@ void loop_source_clear(LoopSource *s, uint32_t events) {
 }
 
 /**
+ * loop_source_presume() - treat @s as having @events, before epoll says so
+ *
+ * For a fresh fd that is likely readable already: its owner may try it at
+ * once; EAGAIN clears the presumption as usual.
+ */
+void loop_source_presume(LoopSource *s, uint32_t events) {
+        s->events |= events;
+        if (s->loop)
+                source_update(s);
+}
+
+/**
  * loop_poll() - wait for events and hand out this round's ready sources
  * @loop:       the loop
  * @ret_ready:  an empty list; receives the ready sources

@@ -53,6 +53,7 @@ void loop_source_remove(LoopSource *s);
 void loop_source_select(LoopSource *s, uint32_t mask);
 void loop_source_deselect(LoopSource *s, uint32_t mask);
 void loop_source_clear(LoopSource *s, uint32_t events);
+void loop_source_presume(LoopSource *s, uint32_t events);
 
 int loop_poll(Loop *loop, List *ret_ready);
 

@@ -118,7 +118,9 @@ bool peer_process_alive(Peer *p) {
  * @b:          the broker
  * @fd:         the connected, nonblocking socket; adopted on success
  *
- * Return: 0 or negative errno.
+ * Return: 0; PEER_E_USER_CLIENTS, PEER_E_UNAUTH_USER or PEER_E_UNAUTH_TOTAL
+ * when a limit on connections (see user.h) refuses it (@fd is left to the
+ * caller then); or negative errno.
  */
 int peer_new(Peer **ret, Broker *b, int fd) {
         _cleanup_(peer_freep) Peer *p = NULL;
@@ -149,6 +151,23 @@ int peer_new(Peer **ret, Broker *b, int fd) {
 
         if (getsockopt(fd, SOL_SOCKET, SO_PEERCRED, &p->cred, &len) < 0)
                 return -errno;
+
+        /*
+         * Charged before anything else is set up, so that a uid that keeps
+         * connecting past its share costs us as little as possible.
+         */
+        r = user_registry_ref_user(&b->users, &p->user, p->cred.uid);
+        if (r < 0)
+                return r;
+        if (user_charge(p->user, USER_SLOT_CONNECTIONS, 1, false) > 0)
+                return PEER_E_USER_CLIENTS;
+        p->charged_connection = true;
+        r = user_charge(p->user, USER_SLOT_UNAUTH, 1, false);
+        if (r > 0)
+                return r == USER_E_QUOTA ? PEER_E_UNAUTH_USER : PEER_E_UNAUTH_TOTAL;
+        p->charged_unauth = true;
+        p->queue.user = p->user;
+
         peer_pin_process(p, fd);
 
         r = timer_arm(&b->timers, &p->timer,
@@ -200,6 +219,11 @@ Peer *peer_free(Peer *p) {
                 b->n_peers--;
         }
         queue_deinit(&p->queue);
+        if (p->charged_unauth)
+                user_refund(p->user, USER_SLOT_UNAUTH, 1);
+        if (p->charged_connection)
+                user_refund(p->user, USER_SLOT_CONNECTIONS, 1);
+        p->user = user_unref(p->user);
         loop_source_remove(&p->source);
         p->fd = plx_close(p->fd);
         p->pidfd = plx_close(p->pidfd);
@@ -253,6 +277,10 @@ void peer_set_running(Peer *p) {
         Broker *b = p->broker;
 
         timer_disarm(&b->timers, &p->timer);
+        if (p->charged_unauth) {
+                user_refund(p->user, USER_SLOT_UNAUTH, 1);
+                p->charged_unauth = false;
+        }
         /* Cannot fail for want of memory: a full table only gets slower. */
         if (htable_insert(&b->peers_by_id, &p->id_node, htable_hash_u64(&b->peers_by_id, p->id)) == 0)
                 p->addressable = true;
@@ -431,8 +459,22 @@ int peer_send(Peer *p, OutFrame *f, bool force) {
         }
 
         size = FRAME_PREFIX_SIZE + f->header_len + f->stamp_len + 11 + f->payload_len;
-        if (!force && !queue_has_room(&p->queue, size, f->n_fds))
-                return PEER_E_QUEUE_FULL;
+        if (!force) {
+                r = queue_room(&p->queue, size, f->n_fds);
+                if (r == QUEUE_E_QUOTA) {
+                        /* Its uid (or all uids) hold too much: refused like a full queue. */
+                        p->broker->stats.n_user_quota++;
+                        if (log_limit_pass(&p->broker->quota_log_limit, &p->broker->log, now_usec()))
+                                peer_log(p, LOG_NOTICE, "uid %u has %" PRIu64 " bytes and %" PRIu64
+                                         " fds queued (all clients: %" PRIu64 ", %" PRIu64 "), refusing a frame",
+                                         (unsigned)p->cred.uid, p->user->used[USER_SLOT_BYTES],
+                                         p->user->used[USER_SLOT_FDS],
+                                         p->broker->users.total[USER_SLOT_BYTES],
+                                         p->broker->users.total[USER_SLOT_FDS]);
+                }
+                if (r > 0)
+                        return PEER_E_QUEUE_FULL;
+        }
 
         if (!f->msg) {
                 r = message_new(&f->msg, f->header, f->header_len, f->stamp, f->stamp_len,
@@ -443,7 +485,7 @@ int peer_send(Peer *p, OutFrame *f, bool force) {
                 f->msg->origin_serial = f->origin_serial;
         }
         r = queue_push(&p->queue, f->msg, delivery, size, force);
-        if (r == QUEUE_E_FULL)
+        if (r > 0)
                 return PEER_E_QUEUE_FULL;
         if (r < 0)
                 goto oom;

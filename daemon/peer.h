@@ -31,6 +31,9 @@
 enum {
         PEER_E_QUEUE_FULL = 1,
         PEER_E_FDS,             /* the kernel refused the fds: too many in flight (ETOOMANYREFS) */
+        PEER_E_USER_CLIENTS,    /* peer_new(): the uid has its maximum of connections */
+        PEER_E_UNAUTH_USER,     /* peer_new(): the uid has its maximum of connections before HELLO */
+        PEER_E_UNAUTH_TOTAL,    /* peer_new(): the broker has its maximum of connections before HELLO */
 };
 
 typedef enum PeerState {
@@ -58,6 +61,9 @@ struct Peer {
         List link;                      /* broker->peers, or broker->dead_peers */
 
         struct ucred cred;
+        User *user;                     /* of cred.uid: charged for the connection and the queue */
+        bool charged_connection;        /* USER_SLOT_CONNECTIONS */
+        bool charged_unauth;            /* USER_SLOT_UNAUTH, until HELLO */
         int pidfd;                      /* pins the process behind cred.pid; -1: not opened (yet) */
         gid_t *gids;                    /* primary and supplementary, read at the first policy check */
         size_t n_gids;

@@ -29,12 +29,20 @@ void queue_deinit(Queue *q) {
 }
 
 /**
- * queue_has_room() - whether an ordinary push of @size bytes and @n_fds fds would succeed
+ * queue_room() - whether an ordinary push of @size bytes and @n_fds fds would succeed
+ *
+ * Return: 0, QUEUE_E_FULL for the queue's own limits, or QUEUE_E_QUOTA for
+ * its user's (the queue's limits are checked first).
  */
-bool queue_has_room(const Queue *q, size_t size, size_t n_fds) {
-        return q->n_entries < q->max_entries && size <= q->max_bytes &&
-               q->n_bytes <= q->max_bytes - size &&
-               n_fds <= q->max_fds && q->n_fds <= q->max_fds - n_fds;
+int queue_room(const Queue *q, size_t size, size_t n_fds) {
+        if (q->n_entries >= q->max_entries || size > q->max_bytes ||
+            q->n_bytes > q->max_bytes - size ||
+            n_fds > q->max_fds || q->n_fds > q->max_fds - n_fds)
+                return QUEUE_E_FULL;
+        if (q->user && (user_check(q->user, USER_SLOT_BYTES, size) ||
+                        user_check(q->user, USER_SLOT_FDS, n_fds)))
+                return QUEUE_E_QUOTA;
+        return 0;
 }
 
 static int grow(Queue *q) {
@@ -63,13 +71,16 @@ static int grow(Queue *q) {
  * @size:       bytes the frame takes on the wire, charged to the queue
  * @force:      ignore the limits (see queue.h for when this is allowed)
  *
- * Return: 0, QUEUE_E_FULL, or -ENOMEM.
+ * Return: 0, QUEUE_E_FULL, QUEUE_E_QUOTA, or -ENOMEM.
  */
 int queue_push(Queue *q, Message *m, uint64_t delivery, size_t size, bool force) {
         int r;
 
-        if (!force && !queue_has_room(q, size, m->n_fds))
-                return QUEUE_E_FULL;
+        if (!force) {
+                r = queue_room(q, size, m->n_fds);
+                if (r > 0)
+                        return r;
+        }
 
         if (q->n_entries == q->n_alloc) {
                 r = grow(q);
@@ -85,6 +96,11 @@ int queue_push(Queue *q, Message *m, uint64_t delivery, size_t size, bool force)
         q->n_entries++;
         q->n_bytes += size;
         q->n_fds += m->n_fds;
+        if (q->user) {
+                /* Checked above unless forced: cannot fail. */
+                (void)user_charge(q->user, USER_SLOT_BYTES, size, true);
+                (void)user_charge(q->user, USER_SLOT_FDS, m->n_fds, true);
+        }
         return 0;
 }
 
@@ -103,6 +119,10 @@ void queue_pop(Queue *q) {
 
         q->n_bytes -= e->size;
         q->n_fds -= e->msg->n_fds;
+        if (q->user) {
+                user_refund(q->user, USER_SLOT_BYTES, e->size);
+                user_refund(q->user, USER_SLOT_FDS, e->msg->n_fds);
+        }
         message_unref(e->msg);
         q->head = (q->head + 1) & (q->n_alloc - 1);
         if (--q->n_entries == 0) {

@@ -11,6 +11,11 @@
  * the peer's pending-call limit and by the broker reading no more from a
  * peer whose queue is over its limit. The ring is freed whenever the queue
  * drains, so an idle peer costs no queue memory.
+ *
+ * A queue with a User charges the bytes and fds of every entry to it (see
+ * user.h): an ordinary push also fails, with QUEUE_E_QUOTA, when the
+ * user's share or the broker-wide total would be passed. Forced pushes are
+ * charged all the same.
  */
 
 #include <stdbool.h>
@@ -18,9 +23,11 @@
 #include <stdint.h>
 
 #include "message.h"
+#include "user.h"
 
 enum {
         QUEUE_E_FULL = 1,
+        QUEUE_E_QUOTA,          /* the receiver's user (or all users) hold too much */
 };
 
 typedef struct QueueEntry {
@@ -39,6 +46,7 @@ typedef struct Queue {
         size_t max_entries;
         size_t max_bytes;
         size_t max_fds;
+        User *user;             /* charged for entries, or NULL (set after queue_init()); borrowed */
 } Queue;
 
 #define QUEUE_NULL(x) { }
@@ -48,7 +56,12 @@ void queue_deinit(Queue *q);
 int queue_push(Queue *q, Message *m, uint64_t delivery, size_t size, bool force);
 QueueEntry *queue_peek(Queue *q);
 void queue_pop(Queue *q);
-bool queue_has_room(const Queue *q, size_t size, size_t n_fds);
+int queue_room(const Queue *q, size_t size, size_t n_fds);
+
+/* Whether an ordinary push of @size bytes and @n_fds fds would succeed. */
+static inline bool queue_has_room(const Queue *q, size_t size, size_t n_fds) {
+        return queue_room(q, size, n_fds) == 0;
+}
 
 static inline bool queue_is_empty(const Queue *q) {
         return q->n_entries == 0;

@@ -7,6 +7,7 @@
  */
 
 #include <errno.h>
+#include <fcntl.h>
 #include <poll.h>
 #include <pthread.h>
 #include <setjmp.h>
@@ -168,6 +169,18 @@ static void test_config_rejected(void **state) {
         plx_broker_config_init(&c);
         c.address = "/tmp/plexus-never-created/bus";
         c.max_timeout_ms = c.default_timeout_ms - 1;
+        assert_int_equal(plx_broker_new(&b, &c), -EINVAL);
+        plx_broker_config_init(&c);
+        c.address = "/tmp/plexus-never-created/bus";
+        c.max_user_clients = 0;
+        assert_int_equal(plx_broker_new(&b, &c), -EINVAL);
+        plx_broker_config_init(&c);
+        c.address = "/tmp/plexus-never-created/bus";
+        c.max_unauthenticated = 0;
+        assert_int_equal(plx_broker_new(&b, &c), -EINVAL);
+        plx_broker_config_init(&c);
+        c.address = "/tmp/plexus-never-created/bus";
+        c.max_user_queue_bytes = FRAME_SIZE_MAX;       /* must hold one frame */
         assert_int_equal(plx_broker_new(&b, &c), -EINVAL);
         assert_null(b);
 }
@@ -607,6 +620,163 @@ static void test_hello_deadline(void **state) {
         stop(&f);
 }
 
+/* --- per-uid and total limits (all clients here share our uid) ------------ */
+
+static void tweak_user_clients(plx_broker_config *c) {
+        c->max_user_clients = 2;
+}
+
+static void test_limit_user_clients(void **state) {
+        Fixture f = {};
+        plx_bus *a, *b, *c = NULL;
+
+        start(&f, tweak_user_clients);
+        assert_int_equal(plx_bus_new(&a, f.path, "a"), 0);
+        assert_int_equal(plx_bus_new(&b, f.path, "b"), 0);
+        assert_int_equal(plx_bus_new(&c, f.path, "c"), -EUSERS);
+        assert_null(c);
+        /* A freed slot is usable again (once the broker has seen it go). */
+        plx_bus_free(a);
+        for (int i = 0; i < 100; i++) {
+                if (plx_bus_new(&c, f.path, "c") == 0)
+                        break;
+                usleep(10000);
+        }
+        assert_non_null(c);
+        plx_bus_free(b);
+        plx_bus_free(c);
+        stop(&f);
+}
+
+/* Two silent connections fill the limit; the third is told and closed, until one says HELLO. */
+static void limit_unauthenticated(void (*tweak)(plx_broker_config *c)) {
+        Fixture f = {};
+        Plexus__Header *h;
+        plx_bus *bus = NULL;
+        int silent[2], fd;
+        char *id;
+
+        start(&f, tweak);
+        for (size_t i = 0; i < ELEMENTSOF(silent); i++)
+                silent[i] = raw_connect(f.path);
+        fd = raw_connect(f.path);
+        h = raw_recv(fd);
+        assert_non_null(h);
+        assert_int_equal(h->kind, PLEXUS__KIND__KIND_ERROR);
+        assert_string_equal(h->error_name, PLX_ERROR_LIMITS_EXCEEDED);
+        plexus__header__free_unpacked(h, NULL);
+        assert_null(raw_recv(fd));
+        close(fd);
+        assert_int_equal(plx_bus_new(&bus, f.path, "refused"), -EUSERS);
+
+        /* One finishes its handshake: a slot before HELLO is free again. */
+        id = raw_hello(silent[0]);
+        free(id);
+        assert_int_equal(plx_bus_new(&bus, f.path, "admitted"), 0);
+        assert_int_equal(plx_bus_call(bus, PLX_BROKER, "Ping", NULL, 0, PLX_TIMEOUT_DEFAULT, NULL), 0);
+        plx_bus_free(bus);
+        for (size_t i = 0; i < ELEMENTSOF(silent); i++)
+                close(silent[i]);
+        stop(&f);
+}
+
+static void tweak_user_unauthenticated(plx_broker_config *c) {
+        c->max_user_unauthenticated = 2;
+}
+
+static void tweak_unauthenticated(plx_broker_config *c) {
+        c->max_unauthenticated = 2;
+}
+
+static void test_limit_unauthenticated(void **state) {
+        limit_unauthenticated(tweak_user_unauthenticated);
+        limit_unauthenticated(tweak_unauthenticated);
+}
+
+static uint64_t stats_user_quota(plx_bus *bus) {
+        plx_msg *reply = NULL;
+        Plexus__Stats *st;
+        const void *p;
+        uint64_t n;
+        size_t size;
+
+        assert_int_equal(plx_bus_call(bus, PLX_BROKER, "GetStats", NULL, 0, PLX_TIMEOUT_DEFAULT, &reply), 0);
+        p = plx_msg_get_payload(reply, &size);
+        st = plexus__stats__unpack(NULL, size, p);
+        assert_non_null(st);
+        n = st->n_user_quota;
+        plexus__stats__free_unpacked(st, NULL);
+        plx_msg_unref(reply);
+        return n;
+}
+
+/*
+ * Calls of 100 KiB (with @n_fds fds each) for a callee that reads nothing
+ * yet: its socket fills, then at most one frame fits the quota @tweak sets,
+ * far below the callee's own queue limits. Every call is answered, by the
+ * callee or with QueueFull.
+ */
+static void limit_user_queue(void (*tweak)(plx_broker_config *c), size_t n_fds) {
+        enum { N = 20, SIZE = 100 * 1024 };
+        Fixture f = {};
+        plx_bus *caller, *callee;
+        Answers a = {};
+        int fds[2] = { -1, -1 };
+        void *payload;
+
+        assert_true(n_fds <= ELEMENTSOF(fds));
+        for (size_t i = 0; i < n_fds; i++) {
+                fds[i] = open("/dev/null", O_RDONLY | O_CLOEXEC);
+                assert_true(fds[i] >= 0);
+        }
+        start(&f, tweak);
+        assert_int_equal(plx_bus_new(&caller, f.path, "caller"), 0);
+        assert_int_equal(plx_bus_new(&callee, f.path, "callee"), 0);
+        assert_int_equal(plx_bus_add_method(callee, NULL, "Take", reply_empty, NULL), 0);
+        payload = calloc(1, SIZE);
+        assert_non_null(payload);
+
+        for (int i = 0; i < N; i++)
+                assert_int_equal(plx_bus_call_async_with_fds(caller, NULL, plx_bus_get_unique_id(callee), "Take",
+                                                             payload, SIZE, fds, n_fds, PLX_TIMEOUT_DEFAULT,
+                                                             on_answer, &a), 0);
+        PUMP_UNTIL(a.n_errors > 0, caller);
+        assert_string_equal(a.last_error, PLX_ERROR_QUEUE_FULL);
+        assert_true(stats_user_quota(caller) > 0);
+
+        PUMP_UNTIL(a.n == N, caller, callee);
+        assert_true(a.n_errors < N);
+        free(payload);
+        plx_bus_free(callee);
+        plx_bus_free(caller);
+        stop(&f);
+        for (size_t i = 0; i < n_fds; i++)
+                close(fds[i]);
+}
+
+static void tweak_user_queue_bytes(plx_broker_config *c) {
+        c->max_user_queue_bytes = FRAME_SIZE_MAX + 64;
+}
+
+static void tweak_total_queue_bytes(plx_broker_config *c) {
+        c->max_total_queue_bytes = FRAME_SIZE_MAX + 64;
+}
+
+static void tweak_user_queue_fds(plx_broker_config *c) {
+        c->max_user_queue_fds = 2;
+}
+
+static void tweak_total_queue_fds(plx_broker_config *c) {
+        c->max_total_queue_fds = 2;
+}
+
+static void test_limit_user_queue(void **state) {
+        limit_user_queue(tweak_user_queue_bytes, 0);
+        limit_user_queue(tweak_total_queue_bytes, 0);
+        limit_user_queue(tweak_user_queue_fds, 2);
+        limit_user_queue(tweak_total_queue_fds, 2);
+}
+
 static int on_stray(plx_msg *m, void *userdata) {
         return on_answer(m, userdata);
 }
@@ -689,6 +859,9 @@ int main(void) {
                 cmocka_unit_test(test_many_calls_time_out),
                 cmocka_unit_test(test_limit_queue),
                 cmocka_unit_test(test_hello_deadline),
+                cmocka_unit_test(test_limit_user_clients),
+                cmocka_unit_test(test_limit_unauthenticated),
+                cmocka_unit_test(test_limit_user_queue),
                 cmocka_unit_test(test_reply_only_from_callee_once),
                 cmocka_unit_test(test_reload_keeps_config),
                 cmocka_unit_test(test_reload_no_file),
