@@ -232,6 +232,87 @@ int plx_bus_attach_event(plx_bus *bus, sd_event *event, int64_t priority);
  */
 int plx_bus_detach_event(plx_bus *bus);
 
+/* --- Surviving a broker restart ---------------------------------------- */
+
+/* Events of plx_connection_fn. */
+enum {
+        PLX_CONNECTION_LOST = 1,        /* the connection to the broker ended */
+        PLX_CONNECTION_RESTORED = 2,    /* a new connection is up, names and subscriptions back */
+};
+
+/* Why the connection was lost: the reason of a PLX_CONNECTION_LOST event. */
+#define PLX_DISCONNECT_SHUTDOWN "shutdown"      /* the broker announced its shutdown first */
+#define PLX_DISCONNECT_RESET "reset"            /* it ended without notice (crash, SIGKILL) */
+
+/*
+ * A change of the connection, see plx_bus_set_connection_handler().
+ * @event:      PLX_CONNECTION_LOST or PLX_CONNECTION_RESTORED
+ * @reason:     for LOST, PLX_DISCONNECT_SHUTDOWN or PLX_DISCONNECT_RESET;
+ *              for RESTORED, NULL if every name and subscription came back,
+ *              else a text naming what did not (e.g. a name another client
+ *              took meanwhile). Borrowed, valid during the call.
+ */
+typedef int (*plx_connection_fn)(plx_bus *bus, int event, const char *reason, void *userdata);
+
+/**
+ * plx_bus_set_reconnect() - reconnect by itself when the broker goes away
+ * @bus:        connection
+ * @enable:     non-zero to reconnect, 0 to end the connection as before
+ *
+ * Off by default: a program written for libplexus 0.1 expects
+ * plx_bus_process() to fail with -ECONNRESET when the broker goes away
+ * (and exits, to be restarted by its supervisor); only a program that asks
+ * for it can cope with a new unique id, so it has to ask.
+ *
+ * With reconnecting on, losing the connection is not an error:
+ * plx_bus_process() first completes every call in flight with a local
+ * PLX_ERROR_DISCONNECTED error and dispatches what the broker sent before
+ * closing, then tells the connection handler PLX_CONNECTION_LOST and tries
+ * to connect to the same address again: after 25..50 ms, then with
+ * exponential backoff and random jitter up to 2 s between attempts, for as
+ * long as it takes. Once a new broker has answered, libplexus requests
+ * again every well-known name the application requested and has not
+ * released (with the same flags, lease and last will), subscribes again to
+ * every pattern of a live subscription, and then tells the handler
+ * PLX_CONNECTION_RESTORED. Method handlers are local and need nothing.
+ * plx_bus_get_unique_id() gives the new unique id from then on.
+ *
+ * While disconnected, every function that sends fails at once with
+ * -ENOTCONN; nothing is queued for later. plx_bus_process() returns 0 or 1
+ * as usual; plx_bus_get_timeout() includes the next attempt. A broker that
+ * refuses the handshake for good (PLX_ERROR_ACCESS_DENIED or a protocol
+ * version mismatch) ends the retries: plx_bus_process() then fails with
+ * -ECONNRESET. A monitor (plx_bus_become_monitor()) is not reconnected.
+ *
+ * The socket changes with each connection, so once reconnecting is enabled
+ * plx_bus_get_fd() returns an epoll fd owned by @bus that stays the same
+ * for the life of @bus and is readable whenever plx_bus_process() has
+ * work; plx_bus_get_events() then always says POLLIN. Enable reconnecting
+ * before handing plx_bus_get_fd() to a foreign loop; a loop attached with
+ * plx_bus_attach_event() is switched over by this call.
+ *
+ * Return: 0, -ENOMEM, -EMFILE/-ENFILE (no fd for the epoll instance), or a
+ * negative errno from switching an attached sd-event source.
+ */
+int plx_bus_set_reconnect(plx_bus *bus, int enable);
+
+/**
+ * plx_bus_set_connection_handler() - learn of lost and restored connections
+ * @bus:        connection
+ * @callback:   runs from plx_bus_process(), see plx_connection_fn; NULL for
+ *              none
+ * @userdata:   handed to @callback
+ *
+ * The handler hears PLX_CONNECTION_LOST once per loss, after the calls in
+ * flight got their PLX_ERROR_DISCONNECTED errors, whether or not
+ * reconnecting is enabled (without it plx_bus_process() returns
+ * -ECONNRESET right after). The reason is known to every client: the broker
+ * sends its shutdown notice to all of them, subscribed or not. With
+ * reconnecting, PLX_CONNECTION_RESTORED follows once a new connection is
+ * set up. A negative return value is handed back by plx_bus_process().
+ */
+void plx_bus_set_connection_handler(plx_bus *bus, plx_connection_fn callback, void *userdata);
+
 /* --- Calls -------------------------------------------------------------- */
 
 /**
