@@ -119,6 +119,7 @@ typedef struct Reconnect {
         uint64_t backoff_usec;  /* upper bound of the next delay */
         uint64_t next_usec;     /* WAITING: next attempt; HANDSHAKE: give up */
         uint64_t hello_serial;
+        uint64_t generation;    /* connections made after the first */
         uint64_t random;        /* xorshift state for the jitter */
         unsigned int n_restoring;
         char restore_error[320]; /* first thing that did not come back */
@@ -196,6 +197,7 @@ struct plx_msg {
         size_t payload_len;
         void *name_change;      /* decoded plexus.NameOwnerChanged, on demand */
         gid_t sender_gid;
+        uint64_t connection;    /* bus->reconnect.generation it arrived on */
         size_t n_fds;
         int *fds;               /* received fds; -1 once taken */
         uint8_t data[];         /* strings, then payload, then a NUL */

@@ -56,6 +56,7 @@ int msg_new_from_frame(plx_msg **ret, plx_bus *bus, const Plexus__Header *h,
                 .sender_gid = (gid_t)h->sender_gid,
                 .sender_pid = (pid_t)h->sender_pid,
                 .payload_len = payload_len,
+                .connection = bus ? bus->reconnect.generation : 0,
         };
         list_init(&m->link);
 
@@ -253,6 +254,9 @@ static int reply_check(plx_msg *call) {
         if (call->replied)
                 return -EALREADY;
         if (!call->bus || call->bus->fd < 0)
+                return -ECONNRESET;
+        /* Its caller waits on a connection that is gone; the new broker knows nothing of it. */
+        if (call->connection != call->bus->reconnect.generation)
                 return -ECONNRESET;
         return 0;
 }

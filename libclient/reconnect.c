@@ -286,6 +286,7 @@ static int attempt(plx_bus *bus) {
 
         bus->fd = TAKE_FD(fd);
         bus->connected = true;
+        bus->reconnect.generation++;
         bus->last_delivery = 0;         /* the new broker counts from 1 */
         rc->state = RECONNECT_HANDSHAKE;
         rc->next_usec = now_usec() + BUS_DEFAULT_TIMEOUT_USEC;

@@ -76,6 +76,7 @@ static int teardown(void **state) {
                 harness_broker_stop(&f->h);
         if (f->listen_fd >= 0)
                 close(f->listen_fd);
+        unsetenv("PLEXUS_BUS_ADDRESS");
         harness_cleanup(&f->h);
         n = harness_count_fds();
         if (n != f->n_fds) {
@@ -179,6 +180,33 @@ static int on_echo(plx_msg *m, void *userdata) {
 
 /* A method that never answers: its calls stay in flight. */
 static int on_hold(plx_msg *m, void *userdata) {
+        unsigned *n_held = userdata;
+
+        if (n_held)
+                (*n_held)++;
+        return 0;
+}
+
+/* A synchronous call in flight when the broker goes (in a child: it blocks). */
+static int sync_caller_child(int report_fd, int control_fd, void *userdata) {
+        const char *hole_id = userdata;
+        _cleanup_bus_ plx_bus *bus = NULL;
+        _cleanup_msg_ plx_msg *reply = NULL;
+        const char *address = getenv("PLEXUS_BUS_ADDRESS");
+
+        child_assert_int_eq(plx_bus_new(&bus, address, "sync-caller"), 0);
+        child_assert_int_eq(plx_bus_set_reconnect(bus, 1), 0);
+        child_assert_int_eq(plx_bus_call(bus, hole_id, "Hold", NULL, 0, 60ull * 1000 * 1000, &reply), -EREMOTEIO);
+        child_assert(plx_msg_get_sender(reply) == NULL);
+        child_assert(strcmp(plx_msg_get_error_name(reply), PLX_ERROR_DISCONNECTED) == 0);
+        return 0;
+}
+
+/* Keeps the CALL to answer it later. */
+static int on_keep(plx_msg *m, void *userdata) {
+        plx_msg **kept = userdata;
+
+        *kept = plx_msg_ref(m);
         return 0;
 }
 
@@ -223,9 +251,11 @@ static void check_restart(Fixture *f, int sig) {
         _cleanup_bus_ plx_bus *svc = NULL, *hole = NULL, *caller = NULL;
         plx_bus *pad[3] = {};
         ConnLog log = { .report_fd = -1 };
-        Answer held = {}, echo = {}, during = {};
+        Answer held = {}, echo = {}, during = {}, kept_answer = {};
+        _cleanup_msg_ plx_msg *kept = NULL;
         Signals news = {}, wills = {};
         char old_id[32], hole_id[32], *owner = NULL;
+        unsigned n_held = 0;
         bool never = false;
         int fd, ms, r;
 
@@ -249,11 +279,22 @@ static void check_restart(Fixture *f, int sig) {
 
         /* A call in flight when the broker goes: to a callee that never answers. */
         assert_int_equal(plx_bus_new(&hole, f->h.address, "black-hole"), 0);
-        assert_int_equal(plx_bus_add_method(hole, NULL, "Hold", on_hold, NULL), 0);
+        assert_int_equal(plx_bus_add_method(hole, NULL, "Hold", on_hold, &n_held), 0);
         snprintf(hole_id, sizeof(hole_id), "%s", plx_bus_get_unique_id(hole));
+        setenv("PLEXUS_BUS_ADDRESS", f->h.address, 1);
+        assert_int_equal(harness_child_fork(&f->children[0], sync_caller_child, hole_id), 0);
+        while (n_held == 0)
+                assert_int_equal(harness_bus_wait(hole, &never, 20) == -ETIMEDOUT || n_held > 0, true);
         assert_int_equal(plx_bus_call_async(svc, NULL, hole_id, "Hold", "x", 1, 60ull * 1000 * 1000,
                                             on_answer, &held), 0);
         assert_int_equal(harness_bus_flush(svc, harness_timeout_ms(HARNESS_TIMEOUT_MS)), 0);
+        /* And one the service holds, unanswered, when the broker goes. */
+        assert_int_equal(plx_bus_add_method(svc, NULL, "Keep", on_keep, &kept), 0);
+        assert_int_equal(plx_bus_call_async(hole, NULL, NAME, "Keep", NULL, 0, PLX_TIMEOUT_DEFAULT,
+                                            on_answer, &kept_answer), 0);
+        assert_int_equal(harness_bus_flush(hole, harness_timeout_ms(HARNESS_TIMEOUT_MS)), 0);
+        while (!kept)
+                assert_int_equal(harness_bus_wait(svc, &never, 20) == -ETIMEDOUT || kept, true);
         /* The callee has it: the call is in flight at the broker. */
         assert_int_equal(harness_bus_wait(hole, &never, 300), -ETIMEDOUT);
 
@@ -262,6 +303,9 @@ static void check_restart(Fixture *f, int sig) {
         for (size_t i = 0; i < ELEMENTSOF(pad); i++)
                 pad[i] = plx_bus_free(pad[i]);
         hole = plx_bus_free(hole);
+
+        /* A synchronous call fails like an asynchronous one. */
+        assert_int_equal(harness_child_wait(&f->children[0], harness_timeout_ms(HARNESS_TIMEOUT_MS)), 0);
 
         /* No broker now: the loss is told, the call failed locally. */
         assert_int_equal(harness_bus_wait(svc, &log.lost, harness_timeout_ms(HARNESS_TIMEOUT_MS)), 0);
@@ -293,6 +337,8 @@ static void check_restart(Fixture *f, int sig) {
         assert_string_equal(log.restored_reason, "");
         assert_false(during.done);
         assert_int_equal(plx_bus_get_fd(svc), fd);
+        /* Its caller is gone with the old connection: no answer goes to the new broker. */
+        assert_int_equal(plx_msg_reply(kept, "late", 4), -ECONNRESET);
 
         /* A new unique id, and the name is ours under it. */
         assert_string_not_equal(plx_bus_get_unique_id(svc), old_id);
