@@ -146,7 +146,10 @@ plx_bus *plx_bus_free(plx_bus *bus);
  * plx_bus_get_unique_id() - the id the broker gave this connection
  * @bus:        connection
  *
- * Return: e.g. ":42", valid as long as @bus.
+ * After a reconnect (plx_bus_set_reconnect()) it is the id of the new
+ * connection; while disconnected, still the last one.
+ *
+ * Return: e.g. ":42", valid until @bus is freed or reconnects.
  */
 const char *plx_bus_get_unique_id(plx_bus *bus);
 
@@ -161,7 +164,10 @@ int plx_bus_flush(plx_bus *bus);
 /* --- Event loop integration --------------------------------------------- */
 
 /**
- * plx_bus_get_fd() - the socket to watch
+ * plx_bus_get_fd() - the fd to watch
+ *
+ * The socket; once plx_bus_set_reconnect() was enabled, an epoll fd that
+ * holds the current socket and stays the same for the life of @bus.
  *
  * Return: the fd (owned by @bus), or -ENOTCONN.
  */
@@ -171,7 +177,9 @@ int plx_bus_get_fd(plx_bus *bus);
  * plx_bus_get_events() - poll events to wait for on plx_bus_get_fd()
  *
  * Return: POLLIN, plus POLLOUT while outgoing frames are queued (the same
- * bit values as EPOLLIN/EPOLLOUT), or -ENOTCONN.
+ * bit values as EPOLLIN/EPOLLOUT), or -ENOTCONN. Always POLLIN alone once
+ * reconnecting was enabled (call it before each wait all the same: it keeps
+ * the epoll fd's interest current).
  */
 int plx_bus_get_events(plx_bus *bus);
 
@@ -194,8 +202,8 @@ int plx_bus_get_timeout(plx_bus *bus, int *ret_ms);
  * dispatches at most one received message to its callback.
  *
  * Return: 1 if something was done (call again), 0 if idle (wait for the fd
- * or the timeout), -ECONNRESET once the broker has gone, or a negative value
- * returned by a callback.
+ * or the timeout), -ECONNRESET once the broker has gone (unless reconnecting,
+ * see plx_bus_set_reconnect()), or a negative value returned by a callback.
  */
 int plx_bus_process(plx_bus *bus);
 
@@ -336,7 +344,10 @@ void plx_bus_set_connection_handler(plx_bus *bus, plx_connection_fn callback, vo
  * Return: 0 on a REPLY; -EREMOTEIO on an ERROR (see plx_msg_get_error_name());
  * -ETIMEDOUT when the broker's Timeout error arrives (*ret_reply is set) or
  * the local deadline passes (*ret_reply is not set); -ECONNRESET, -ENOBUFS
- * (outgoing or incoming queue full), -EMSGSIZE (frame too large), -EINVAL.
+ * (outgoing or incoming queue full), -EMSGSIZE (frame too large), -EINVAL;
+ * with reconnecting on, -ENOTCONN while disconnected, and -EREMOTEIO with a
+ * local PLX_ERROR_DISCONNECTED error when the connection is lost during the
+ * call.
  */
 int plx_bus_call(plx_bus *bus, const char *destination, const char *member,
                  const void *payload, size_t size, uint64_t timeout_usec,
@@ -427,8 +438,10 @@ int plx_bus_add_method(plx_bus *bus, plx_slot **ret_slot, const char *member,
  * @size:       their length
  *
  * Return: 0, -EALREADY if @call was answered, -EINVAL if it is not a CALL,
- * -ENOBUFS, -EMSGSIZE, -ECONNRESET. A call sent with no reply expected is
- * "answered" by doing nothing, and 0 is returned.
+ * -ENOBUFS, -EMSGSIZE, -ECONNRESET (also for a CALL received on a
+ * connection that has since been replaced by a reconnect), -ENOTCONN while
+ * reconnecting. A call sent with no reply expected is "answered" by doing
+ * nothing, and 0 is returned.
  */
 int plx_msg_reply(plx_msg *call, const void *payload, size_t size);
 
@@ -460,7 +473,7 @@ int plx_msg_reply_error(plx_msg *call, const char *name, const char *message);
  * @size:       its length
  *
  * Return: 0 once queued for the broker; -EINVAL for a bad topic, -ENOBUFS,
- * -EMSGSIZE, -ECONNRESET. Subscribers that could not take the signal are
+ * -EMSGSIZE, -ECONNRESET (-ENOTCONN while reconnecting). Subscribers that could not take the signal are
  * reported by an ERROR to the handler set with plx_bus_set_error_handler().
  */
 int plx_bus_publish(plx_bus *bus, const char *topic, const void *payload, size_t size);
