@@ -454,8 +454,12 @@ int bus_await_reply(plx_bus *bus, uint64_t serial, uint64_t deadline, plx_msg **
  * Return: monotonic usec, or UINT64_MAX for never.
  */
 uint64_t bus_next_deadline(plx_bus *bus) {
-        uint64_t when = lease_next_deadline(bus);
+        uint64_t when = UINT64_MAX;
         plx_slot *s;
+
+        /* Renewals wait for a connection: while there is none, a lease due is no deadline. */
+        if (bus->connected && !reconnect_blocks_sends(bus))
+                when = lease_next_deadline(bus);
 
         s = list_first_entry(&bus->deadlines, plx_slot, call.deadline_link);
         if (s)
