@@ -67,6 +67,7 @@ typedef struct ReconnectName {
         uint32_t flags;         /* PLX_NAME_*, PLX_NAME_NO_AUTO_RENEW included */
         uint64_t lease_usec;
         uint64_t restore_serial; /* RequestName in flight while RESTORING, else 0 */
+        int result;             /* the broker's last answer, PLX_NAME_* */
         const char *will_topic; /* NULL for none; points into data */
         const uint8_t *will_payload;
         size_t will_size;
@@ -428,9 +429,14 @@ static int name_restored(plx_msg *m, void *userdata) {
                                 lease_remove(bus, found->name);
                                 list_unlink(&found->link);
                                 free(found);
-                        } else if (found->lease_usec && !(found->flags & PLX_NAME_NO_AUTO_RENEW)) {
+                        } else {
+                                /* Owned before, queued now: someone took it while we were away. */
+                                if (result == PLX_NAME_IN_QUEUE && found->result != PLX_NAME_IN_QUEUE)
+                                        note_failure(rc, "name %s: queued behind another owner", found->name);
+                                found->result = result;
                                 /* The lease runs from now: renew from now. */
-                                lease_add(bus, found->name, found->lease_usec);
+                                if (found->lease_usec && !(found->flags & PLX_NAME_NO_AUTO_RENEW))
+                                        lease_add(bus, found->name, found->lease_usec);
                         }
                 } else {
                         note_failure(rc, "name %s: malformed reply", found->name);
@@ -609,6 +615,7 @@ void reconnect_name_update(plx_bus *bus, const char *name, uint32_t flags, uint6
                 return;
         n->flags = flags;
         n->lease_usec = lease_usec;
+        n->result = result;
         p = n->name;
         memcpy(p, name, name_len + 1);
         p += name_len + 1;

@@ -397,6 +397,40 @@ static void test_restart_sigkill(void **state) {
         check_restart(*state, SIGKILL);
 }
 
+/* --- 1b. What did not come back is told ------------------------------- */
+
+static void test_restore_reports_losses(void **state) {
+        Fixture *f = *state;
+        _cleanup_bus_ plx_bus *svc = NULL, *thief = NULL;
+        ConnLog log = { .report_fd = -1 };
+        char *owner = NULL;
+
+        assert_int_equal(harness_broker_start(&f->h), 0);
+        assert_int_equal(plx_bus_new(&svc, f->h.address, "restore-losses"), 0);
+        assert_int_equal(plx_bus_set_reconnect(svc, 1), 0);
+        plx_bus_set_connection_handler(svc, on_connection, &log);
+        assert_int_equal(plx_bus_request_name(svc, "org.example.Taken", PLX_NAME_DO_NOT_QUEUE),
+                         PLX_NAME_PRIMARY_OWNER);
+        assert_int_equal(plx_bus_request_name(svc, "org.example.Queued", 0), PLX_NAME_PRIMARY_OWNER);
+
+        /* The service sleeps through the restart; another client is faster. */
+        assert_int_equal(harness_broker_signal(&f->h, SIGKILL), 128 + SIGKILL);
+        assert_int_equal(harness_broker_start(&f->h), 0);
+        assert_int_equal(plx_bus_new(&thief, f->h.address, "thief"), 0);
+        assert_int_equal(plx_bus_request_name(thief, "org.example.Taken", 0), PLX_NAME_PRIMARY_OWNER);
+        assert_int_equal(plx_bus_request_name(thief, "org.example.Queued", 0), PLX_NAME_PRIMARY_OWNER);
+
+        assert_int_equal(harness_bus_wait(svc, &log.restored, harness_timeout_ms(HARNESS_TIMEOUT_MS)), 0);
+        assert_int_equal(log.n_lost, 1);
+        assert_string_equal(log.restored_reason, "name org.example.Taken: owned by another client");
+
+        /* Queued again as requested: it gets the name when the thief lets go. */
+        assert_int_equal(plx_bus_release_name(thief, "org.example.Queued"), PLX_NAME_RELEASED);
+        assert_int_equal(plx_bus_get_name_owner(thief, "org.example.Queued", &owner), 0);
+        assert_string_equal(owner, plx_bus_get_unique_id(svc));
+        free(owner);
+}
+
 /* --- 2. Opting out: as in libplexus 0.1 ---------------------------------- */
 
 static void test_opt_out(void **state) {
@@ -753,6 +787,7 @@ int main(void) {
         const struct CMUnitTest tests[] = {
                 cmocka_unit_test_setup_teardown(test_restart_sigterm, setup, teardown),
                 cmocka_unit_test_setup_teardown(test_restart_sigkill, setup, teardown),
+                cmocka_unit_test_setup_teardown(test_restore_reports_losses, setup, teardown),
                 cmocka_unit_test_setup_teardown(test_opt_out, setup, teardown),
                 cmocka_unit_test_setup_teardown(test_restart_sd_event, setup, teardown),
                 cmocka_unit_test_setup_teardown(test_socket_activation_under_load, setup, teardown),
