@@ -62,7 +62,7 @@ _public_ int plx_bus_attach_event(plx_bus *bus, sd_event *event, int64_t priorit
 
         assert_return(bus, -EINVAL);
         assert_return(!bus->event, -EBUSY);
-        assert_return(bus->fd >= 0, -ENOTCONN);
+        assert_return(plx_bus_get_fd(bus) >= 0, -ENOTCONN);
 
         if (event)
                 bus->event = sd_event_ref(event);
@@ -72,7 +72,7 @@ _public_ int plx_bus_attach_event(plx_bus *bus, sd_event *event, int64_t priorit
                         return r;
         }
 
-        r = sd_event_add_io(bus->event, &io, bus->fd, EPOLLIN, io_callback, bus);
+        r = sd_event_add_io(bus->event, &io, plx_bus_get_fd(bus), EPOLLIN, io_callback, bus);
         if (r < 0)
                 goto fail;
         bus->io_source = io;
@@ -95,6 +95,17 @@ _public_ int plx_bus_attach_event(plx_bus *bus, sd_event *event, int64_t priorit
 fail:
         plx_bus_detach_event(bus);
         return r;
+}
+
+/**
+ * bus_event_update_fd() - watch plx_bus_get_fd() again after it changed
+ *
+ * Return: 0 (also when not attached) or a negative errno from sd-event.
+ */
+int bus_event_update_fd(plx_bus *bus) {
+        if (!bus->io_source)
+                return 0;
+        return sd_event_source_set_io_fd(bus->io_source, plx_bus_get_fd(bus));
 }
 
 _public_ int plx_bus_detach_event(plx_bus *bus) {

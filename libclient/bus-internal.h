@@ -93,6 +93,41 @@ typedef struct NameLease {
         char name[];
 } NameLease;
 
+/*
+ * Reconnecting (reconnect.c). The state only leaves RECONNECT_IDLE when the
+ * connection is lost; see reconnect.c for the transitions.
+ */
+typedef enum ReconnectState {
+        RECONNECT_IDLE,         /* connected, or never to reconnect */
+        RECONNECT_LOST,         /* lost; draining the old socket and the read queue */
+        RECONNECT_WAITING,      /* no socket; the next attempt is at next_usec */
+        RECONNECT_HANDSHAKE,    /* a new socket, HELLO sent, no WELCOME yet */
+        RECONNECT_RESTORING,    /* WELCOME received; names and subscriptions being restored */
+} ReconnectState;
+
+typedef struct Reconnect {
+        bool enabled;
+        bool lost_reported;     /* PLX_CONNECTION_LOST told for this loss */
+        bool shutdown_seen;     /* the broker's shutdown notice arrived */
+        bool given_up;          /* the broker refused us for good */
+        ReconnectState state;
+        int watch_fd;           /* epoll fd handed out once enabled, or -1 */
+        int watched_fd;         /* the socket in watch_fd, or -1 */
+        uint32_t watched_events;
+        char *address;          /* socket path, for the next connect */
+        char *description;      /* for the next HELLO */
+        uint64_t backoff_usec;  /* upper bound of the next delay */
+        uint64_t next_usec;     /* WAITING: next attempt; HANDSHAKE: give up */
+        uint64_t hello_serial;
+        uint64_t generation;    /* connections made after the first */
+        uint64_t random;        /* xorshift state for the jitter */
+        unsigned int n_restoring;
+        char restore_error[320]; /* first thing that did not come back */
+        List names;             /* ReconnectName.link */
+        plx_connection_fn callback;
+        void *userdata;
+} Reconnect;
+
 struct plx_bus {
         unsigned int n_refs;
         int fd;
@@ -149,6 +184,7 @@ struct plx_bus {
         uint64_t into_serial;           /* plx_bus_call_into(): the call whose reply goes to into_buf */
         void *into_buf;
         size_t into_size;
+        Reconnect reconnect;
 };
 
 struct plx_msg {
@@ -180,6 +216,7 @@ struct plx_msg {
         int carrier_fd;         /* its memfd or the sender's pidfd until processed, else -1 */
         void *mapping;          /* large_size bytes mapped from a memfd, or NULL */
         void *heap_payload;     /* a lent payload copied into our heap, or NULL */
+        uint64_t connection;    /* bus->reconnect.generation it arrived on */
         size_t n_fds;
         int *fds;               /* received fds; -1 once taken */
         uint8_t data[];         /* strings, then payload, then a NUL */
@@ -219,6 +256,26 @@ uint64_t lease_next_deadline(plx_bus *bus);
 void bus_connection_lost(plx_bus *bus);
 int bus_dispatch(plx_bus *bus, plx_msg *m);
 bool monitor_takes(plx_bus *bus, plx_msg *m);
+
+int bus_send_hello(plx_bus *bus, const char *description, uint64_t *ret_serial);
+int bus_take_welcome(plx_bus *bus, plx_msg *m, uint64_t serial);
+int bus_event_update_fd(plx_bus *bus);
+
+int reconnect_init(plx_bus *bus, const char *address, const char *description);
+void reconnect_deinit(plx_bus *bus);
+void reconnect_lost(plx_bus *bus);
+int reconnect_drained(plx_bus *bus);
+int reconnect_step(plx_bus *bus, bool *ret_done);
+bool reconnect_takes(plx_bus *bus, plx_msg *m);
+int reconnect_dispatch(plx_bus *bus, plx_msg *m);
+bool reconnect_blocks_sends(plx_bus *bus);
+uint64_t reconnect_next_deadline(plx_bus *bus);
+int reconnect_get_events(plx_bus *bus);
+int reconnect_call_lost(plx_bus *bus, uint64_t serial, plx_msg **ret);
+void reconnect_name_update(plx_bus *bus, const char *name, uint32_t flags, uint64_t lease_usec,
+                           const char *will_topic, const void *will_payload, size_t will_size,
+                           int result);
+void reconnect_name_forget(plx_bus *bus, const char *name);
 
 int msg_new_from_frame(plx_msg **ret, plx_bus *bus, const Plexus__Header *h,
                        const uint8_t *payload, size_t payload_len);

@@ -81,7 +81,8 @@ static void wqueue_clear(plx_bus *bus) {
  * bus_connection_lost() - the socket is gone: fail what waits on it
  *
  * Pending calls get Disconnected errors through the read queue; sends from
- * now on fail with -ECONNRESET.
+ * now on fail with -ECONNRESET (-ENOTCONN when reconnecting, which starts
+ * here: see reconnect.c).
  */
 void bus_connection_lost(plx_bus *bus) {
         if (!bus->connected)
@@ -90,6 +91,7 @@ void bus_connection_lost(plx_bus *bus) {
         wqueue_clear(bus);
         large_connection_lost(bus);
         slot_fail_all_calls(bus);
+        reconnect_lost(bus);
 }
 
 /* One sendmsg(): a frame and its fds go together or not at all. */
@@ -155,7 +157,8 @@ static int wqueue_flush(plx_bus *bus) {
  *
  * Return: 0, -ECONNRESET, -EMSGSIZE, -ENOBUFS (write queue full), -ENOMEM,
  * -EMFILE (no fd left to keep a queued frame's fds), -EINVAL (also for a
- * string field that is not UTF-8, which the broker would refuse).
+ * string field that is not UTF-8, which the broker would refuse); -ENOTCONN
+ * instead of -ECONNRESET while a reconnecting bus has no connection.
  */
 int bus_send_frame(plx_bus *bus, Plexus__Header *h, const void *payload, size_t size,
                    const int *fds, size_t n_fds) {
@@ -165,7 +168,9 @@ int bus_send_frame(plx_bus *bus, Plexus__Header *h, const void *payload, size_t 
         WFrame *w;
 
         if (!bus->connected)
-                return -ECONNRESET;
+                return bus->reconnect.enabled ? -ENOTCONN : -ECONNRESET;
+        if (reconnect_blocks_sends(bus) && h->kind != PLEXUS__KIND__KIND_HELLO)
+                return -ENOTCONN;
         if (n_fds > FRAME_FDS_MAX)
                 return -EINVAL;
 
@@ -197,7 +202,8 @@ int bus_send_frame(plx_bus *bus, Plexus__Header *h, const void *payload, size_t 
                         return -ETOOMANYREFS;   /* fds in flight: this frame, not the connection */
                 if (errno != EAGAIN && errno != ENOBUFS) {
                         bus_connection_lost(bus);
-                        return -ECONNRESET;
+                        /* Reconnecting: not sent, like any frame while disconnected. */
+                        return bus->reconnect.enabled ? -ENOTCONN : -ECONNRESET;
                 }
         }
 
@@ -401,7 +407,8 @@ int bus_read(plx_bus *bus, bool *ret_progress) {
  * Return: 0 or negative errno.
  */
 int bus_wait(plx_bus *bus, uint64_t deadline) {
-        struct pollfd p = { .fd = bus->fd, .events = (short)plx_bus_get_events(bus) };
+        /* The socket itself, not plx_bus_get_fd(): that may be an epoll fd saying only POLLIN. */
+        struct pollfd p = { .fd = bus->fd, .events = POLLIN | (list_is_empty(&bus->wqueue) ? 0 : POLLOUT) };
         uint64_t now = now_usec();
         int ms = -1;
 
@@ -488,10 +495,17 @@ static bool is_answer(plx_msg *m, void *userdata) {
 /**
  * bus_await_reply() - read until the answer to @serial arrives
  *
+ * A reconnecting bus answers a call the lost connection took with a local
+ * Disconnected error, as it does for asynchronous calls.
+ *
  * Return: as bus_await().
  */
 int bus_await_reply(plx_bus *bus, uint64_t serial, uint64_t deadline, plx_msg **ret) {
-        return bus_await(bus, deadline, is_answer, &serial, ret);
+        int r = bus_await(bus, deadline, is_answer, &serial, ret);
+
+        if (r == -ECONNRESET && bus->reconnect.enabled)
+                return reconnect_call_lost(bus, serial, ret);
+        return r;
 }
 
 /**
@@ -500,16 +514,28 @@ int bus_await_reply(plx_bus *bus, uint64_t serial, uint64_t deadline, plx_msg **
  * Return: monotonic usec, or UINT64_MAX for never.
  */
 uint64_t bus_next_deadline(plx_bus *bus) {
-        uint64_t when = lease_next_deadline(bus);
+        uint64_t when = UINT64_MAX;
         plx_slot *s;
+
+        /* Renewals wait for a connection: while there is none, a lease due is no deadline. */
+        if (bus->connected && !reconnect_blocks_sends(bus))
+                when = lease_next_deadline(bus);
 
         s = list_first_entry(&bus->deadlines, plx_slot, call.deadline_link);
         if (s)
                 when = MIN(when, s->call.deadline);
-        return when;
+        return MIN(when, reconnect_next_deadline(bus));
 }
 
-static int send_hello(plx_bus *bus, const char *description, uint64_t *ret_serial) {
+/**
+ * bus_send_hello() - start the handshake on a new connection
+ * @bus:        the bus
+ * @description: borrowed; NULL for the program name
+ * @ret_serial: the HELLO's serial
+ *
+ * Return: as bus_send_frame().
+ */
+int bus_send_hello(plx_bus *bus, const char *description, uint64_t *ret_serial) {
         Plexus__Hello hello = PLEXUS__HELLO__INIT;
         Plexus__Header h = PLEXUS__HEADER__INIT;
         uint8_t buf[FRAME_NAME_MAX + 32];
@@ -527,13 +553,52 @@ static int send_hello(plx_bus *bus, const char *description, uint64_t *ret_seria
         return 0;
 }
 
+/**
+ * bus_take_welcome() - read the broker's answer to HELLO
+ * @bus:        the bus; its unique id and send limit are set on success
+ * @m:          the first frame received, borrowed
+ * @serial:     the HELLO's serial
+ *
+ * Return: 0; -EUSERS or -EACCES when the broker refused us (and hangs up),
+ * -EPROTO for any other ERROR or a malformed answer.
+ */
+int bus_take_welcome(plx_bus *bus, plx_msg *m, uint64_t serial) {
+        Plexus__Welcome *w;
+
+        if (m->kind == PLX_MSG_ERROR) {
+                /* Told why, then disconnected. */
+                if (strcmp(m->error_name, PLX_ERROR_LIMITS_EXCEEDED) == 0)
+                        return -EUSERS;
+                if (strcmp(m->error_name, PLX_ERROR_ACCESS_DENIED) == 0)
+                        return -EACCES;
+                return -EPROTO;
+        }
+        if (m->kind != PLX_MSG_REPLY || m->reply_serial != serial)
+                return -EPROTO;
+
+        w = plexus__welcome__unpack(NULL, m->payload_len, m->payload);
+        if (!w)
+                return -EPROTO;
+        if (w->protocol_version != PLX_PROTOCOL_VERSION || !*w->unique_id ||
+            strlen(w->unique_id) >= sizeof(bus->unique_id)) {
+                plexus__welcome__free_unpacked(w, NULL);
+                return -EPROTO;
+        }
+        snprintf(bus->unique_id, sizeof(bus->unique_id), "%s", w->unique_id);
+        if (w->max_frame_size)
+                bus->max_frame_size = MIN(w->max_frame_size, FRAME_SEND_MAX);
+        bus->max_message_size = w->max_message_size;
+        bus->transfer_lease_ms = w->transfer_lease_ms;
+        plexus__welcome__free_unpacked(w, NULL);
+        return 0;
+}
+
 static int await_welcome(plx_bus *bus, uint64_t serial) {
         uint64_t deadline = now_usec() + BUS_DEFAULT_TIMEOUT_USEC;
         int r;
 
         for (;;) {
                 _cleanup_(plx_msg_unrefp_internal) plx_msg *m = NULL;
-                Plexus__Welcome *w;
 
                 r = read_frame(bus, &m);
                 if (r < 0)
@@ -549,33 +614,7 @@ static int await_welcome(plx_bus *bus, uint64_t serial) {
                                 return r;
                         continue;
                 }
-
-                if (m->kind == PLX_MSG_ERROR) {
-                        /* Told why, then disconnected. */
-                        if (strcmp(m->error_name, PLX_ERROR_LIMITS_EXCEEDED) == 0)
-                                return -EUSERS;
-                        if (strcmp(m->error_name, PLX_ERROR_ACCESS_DENIED) == 0)
-                                return -EACCES;
-                        return -EPROTO;
-                }
-                if (m->kind != PLX_MSG_REPLY || m->reply_serial != serial)
-                        return -EPROTO;
-
-                w = plexus__welcome__unpack(NULL, m->payload_len, m->payload);
-                if (!w)
-                        return -EPROTO;
-                if (w->protocol_version != PLX_PROTOCOL_VERSION || !*w->unique_id ||
-                    strlen(w->unique_id) >= sizeof(bus->unique_id)) {
-                        plexus__welcome__free_unpacked(w, NULL);
-                        return -EPROTO;
-                }
-                snprintf(bus->unique_id, sizeof(bus->unique_id), "%s", w->unique_id);
-                if (w->max_frame_size)
-                        bus->max_frame_size = MIN(w->max_frame_size, FRAME_SEND_MAX);
-                bus->max_message_size = w->max_message_size;
-                bus->transfer_lease_ms = w->transfer_lease_ms;
-                plexus__welcome__free_unpacked(w, NULL);
-                return 0;
+                return bus_take_welcome(bus, m, serial);
         }
 }
 
@@ -636,6 +675,9 @@ _public_ int plx_bus_new(plx_bus **ret, const char *address, const char *descrip
         bus->large_threshold = PLX_LARGE_THRESHOLD_DEFAULT;
         arena_init(&bus->arena);
 
+        r = reconnect_init(bus, address, description);
+        if (r < 0)
+                return r;
         bus->rx_buf = malloc(FRAME_SIZE_MAX);
         if (!bus->rx_buf)
                 return -ENOMEM;
@@ -643,7 +685,7 @@ _public_ int plx_bus_new(plx_bus **ret, const char *address, const char *descrip
         r = bus_connect(bus, address);
         if (r < 0)
                 return r;
-        r = send_hello(bus, description, &serial);
+        r = bus_send_hello(bus, description, &serial);
         if (r < 0 && r != -ECONNRESET)
                 return r;
         /* Even if the broker hung up on us already, read why. */
@@ -692,6 +734,7 @@ _public_ plx_bus *plx_bus_free(plx_bus *bus) {
         htable_deinit(&bus->calls);
         htable_deinit(&bus->methods);
         lease_clear(bus);
+        reconnect_deinit(bus);
 
         bus->fd = plx_close(bus->fd);
         bus_unref(bus);
@@ -705,11 +748,15 @@ _public_ const char *plx_bus_get_unique_id(plx_bus *bus) {
 
 _public_ int plx_bus_get_fd(plx_bus *bus) {
         assert_return(bus, -EINVAL);
+        if (bus->reconnect.watch_fd >= 0)
+                return bus->reconnect.watch_fd;
         return bus->fd >= 0 ? bus->fd : -ENOTCONN;
 }
 
 _public_ int plx_bus_get_events(plx_bus *bus) {
         assert_return(bus, -EINVAL);
+        if (bus->reconnect.watch_fd >= 0)
+                return reconnect_get_events(bus);
         if (bus->fd < 0)
                 return -ENOTCONN;
         return POLLIN | (list_is_empty(&bus->wqueue) ? 0 : POLLOUT);
@@ -719,7 +766,7 @@ _public_ int plx_bus_get_timeout(plx_bus *bus, int *ret_ms) {
         uint64_t now, when;
 
         assert_return(bus && ret_ms, -EINVAL);
-        if (bus->fd < 0)
+        if (bus->fd < 0 && bus->reconnect.watch_fd < 0)
                 return -ENOTCONN;
 
         if (bus->n_rqueue > 0 || bus->n_stash > 0 || bus->exit_requested) {
@@ -763,6 +810,8 @@ _public_ int plx_bus_flush(plx_bus *bus) {
 int bus_dispatch(plx_bus *bus, plx_msg *m) {
         plx_slot *s;
 
+        if (reconnect_takes(bus, m))
+                return reconnect_dispatch(bus, m);
         if (monitor_takes(bus, m))
                 return bus->monitor_callback(m, bus->monitor_userdata);
 
@@ -793,6 +842,13 @@ _public_ int plx_bus_process(plx_bus *bus) {
         int r;
 
         assert_return(bus, -EINVAL);
+        if (bus->reconnect.state != RECONNECT_IDLE) {
+                bool done = false;
+
+                r = reconnect_step(bus, &done);
+                if (done)
+                        return r;
+        }
         if (bus->fd < 0)
                 return -ENOTCONN;
 
@@ -820,14 +876,15 @@ _public_ int plx_bus_process(plx_bus *bus) {
         r = slot_expire_calls(bus, now_usec(), &progress);
         if (r < 0)
                 return r;
-        if (bus->connected) {
+        if (bus->connected && !reconnect_blocks_sends(bus)) {
                 r = lease_renew_due(bus, now_usec(), &progress);
                 if (r < 0 && r != -ECONNRESET && r != -ENOBUFS)
                         return r;
         }
 
+        /* All that came before the end is dispatched: now tell of the loss. */
         if (!bus->connected && bus->n_rqueue == 0 && bus->n_stash == 0)
-                return -ECONNRESET;
+                return reconnect_drained(bus);
         return progress ? 1 : 0;
 }
 
@@ -859,7 +916,7 @@ _public_ int plx_bus_run(plx_bus *bus) {
                 if (r < 0)
                         return r;
                 {
-                        struct pollfd p = { .fd = bus->fd, .events = (short)plx_bus_get_events(bus) };
+                        struct pollfd p = { .fd = plx_bus_get_fd(bus), .events = (short)plx_bus_get_events(bus) };
 
                         if (poll(&p, 1, ms) < 0 && errno != EINTR)
                                 return -errno;

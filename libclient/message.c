@@ -61,6 +61,7 @@ int msg_new_from_frame(plx_msg **ret, plx_bus *bus, const Plexus__Header *h,
                 .transfer_id = h->transfer_id,
                 .carrier_fd = -1,
                 .payload_len = payload_len,
+                .connection = bus ? bus->reconnect.generation : 0,
         };
         list_init(&m->link);
 
@@ -262,6 +263,9 @@ static int reply_check(plx_msg *call) {
         if (call->replied)
                 return -EALREADY;
         if (!call->bus || call->bus->fd < 0)
+                return -ECONNRESET;
+        /* Its caller waits on a connection that is gone; the new broker knows nothing of it. */
+        if (call->connection != call->bus->reconnect.generation)
                 return -ECONNRESET;
         return 0;
 }

@@ -214,6 +214,8 @@ _public_ int plx_bus_request_name_lease(plx_bus *bus, const char *name, uint32_t
                 lease_remove(bus, name);
         else
                 lease_add(bus, name, lease_usec);
+        /* Asked for again, as it is now, should the broker restart. */
+        reconnect_name_update(bus, name, flags, lease_usec, will_topic, will_payload, will_size, result);
         return result;
 }
 
@@ -251,6 +253,7 @@ _public_ int plx_bus_release_name(plx_bus *bus, const char *name) {
         assert_return(bus && bus_name_is_well_known(name), -EINVAL);
 
         lease_remove(bus, name);
+        reconnect_name_forget(bus, name);
         r = name_call(bus, "ReleaseName", name, &reply);
         if (r < 0)
                 return r;

@@ -15,6 +15,7 @@
 #include <fcntl.h>
 #include <poll.h>
 #include <setjmp.h>
+#include <signal.h>
 #include <stdarg.h>
 #include <stddef.h>
 #include <stdlib.h>
@@ -601,6 +602,66 @@ static void test_api_monitor(void **state) {
         plx_bus_free(api.service);
 }
 
+typedef struct Connection {
+        int events[4];
+        size_t n;
+} Connection;
+
+static int on_connection(plx_bus *bus, int event, const char *reason, void *userdata) {
+        Connection *c = userdata;
+
+        if (c->n < sizeof(c->events) / sizeof(c->events[0]))
+                c->events[c->n++] = event;
+        if (event == PLX_CONNECTION_LOST)
+                assert_string_equal(reason, PLX_DISCONNECT_RESET);
+        else
+                assert_null(reason);
+        return 0;
+}
+
+/* plx_bus_set_reconnect() and plx_bus_set_connection_handler(): LOST, then RESTORED. */
+static void test_api_reconnect(void **state) {
+        Harness *h = *state;
+        plx_bus *bus = NULL;
+        Connection c = {};
+        uint64_t deadline;
+        int fd;
+
+        assert_int_equal(plx_bus_set_reconnect(NULL, 1), -EINVAL);
+        plx_bus_set_connection_handler(NULL, on_connection, &c);
+
+        assert_int_equal(plx_bus_new(&bus, h->address, "api-reconnect"), 0);
+        assert_int_equal(plx_bus_set_reconnect(bus, 1), 0);
+        plx_bus_set_connection_handler(bus, on_connection, &c);
+        fd = plx_bus_get_fd(bus);
+        assert_true(fd >= 0);
+        assert_int_equal(plx_bus_get_events(bus), POLLIN);
+
+        assert_int_equal(harness_broker_signal(h, SIGKILL), 128 + SIGKILL);
+        assert_int_equal(harness_broker_start(h), 0);
+
+        deadline = harness_now_ms() + (uint64_t)harness_timeout_ms(HARNESS_TIMEOUT_MS);
+        while (c.n < 2) {
+                struct pollfd p = { .fd = plx_bus_get_fd(bus), .events = (short)plx_bus_get_events(bus) };
+                int r, ms;
+
+                while ((r = plx_bus_process(bus)) > 0)
+                        ;
+                assert_int_equal(r, 0);
+                assert_true(harness_now_ms() < deadline);
+                assert_int_equal(plx_bus_get_timeout(bus, &ms), 0);
+                if (c.n < 2)
+                        assert_true(poll(&p, 1, ms < 0 || ms > 100 ? 100 : ms) >= 0);
+        }
+        assert_int_equal(c.events[0], PLX_CONNECTION_LOST);
+        assert_int_equal(c.events[1], PLX_CONNECTION_RESTORED);
+        assert_int_equal(plx_bus_get_fd(bus), fd);
+        assert_int_equal(plx_bus_call(bus, PLX_BROKER, "Ping", NULL, 0, PLX_TIMEOUT_DEFAULT, NULL), 0);
+
+        assert_int_equal(plx_bus_set_reconnect(bus, 0), 0);
+        plx_bus_free(bus);
+}
+
 int main(void) {
         const struct CMUnitTest tests[] = {
                 cmocka_unit_test(test_null_destructors),
@@ -610,6 +671,7 @@ int main(void) {
                 cmocka_unit_test_setup_teardown(test_api_names_and_fds, harness_setup, harness_teardown),
                 cmocka_unit_test_setup_teardown(test_api_monitor, harness_setup, harness_teardown),
                 cmocka_unit_test_setup_teardown(test_api_large, harness_setup, harness_teardown),
+                cmocka_unit_test_setup_teardown(test_api_reconnect, harness_setup, harness_teardown),
         };
 
         return cmocka_run_group_tests(tests, NULL, NULL);

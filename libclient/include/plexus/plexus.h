@@ -149,7 +149,10 @@ plx_bus *plx_bus_free(plx_bus *bus);
  * plx_bus_get_unique_id() - the id the broker gave this connection
  * @bus:        connection
  *
- * Return: e.g. ":42", valid as long as @bus.
+ * After a reconnect (plx_bus_set_reconnect()) it is the id of the new
+ * connection; while disconnected, still the last one.
+ *
+ * Return: e.g. ":42", valid until @bus is freed or reconnects.
  */
 const char *plx_bus_get_unique_id(plx_bus *bus);
 
@@ -164,7 +167,10 @@ int plx_bus_flush(plx_bus *bus);
 /* --- Event loop integration --------------------------------------------- */
 
 /**
- * plx_bus_get_fd() - the socket to watch
+ * plx_bus_get_fd() - the fd to watch
+ *
+ * The socket; once plx_bus_set_reconnect() was enabled, an epoll fd that
+ * holds the current socket and stays the same for the life of @bus.
  *
  * Return: the fd (owned by @bus), or -ENOTCONN.
  */
@@ -174,7 +180,9 @@ int plx_bus_get_fd(plx_bus *bus);
  * plx_bus_get_events() - poll events to wait for on plx_bus_get_fd()
  *
  * Return: POLLIN, plus POLLOUT while outgoing frames are queued (the same
- * bit values as EPOLLIN/EPOLLOUT), or -ENOTCONN.
+ * bit values as EPOLLIN/EPOLLOUT), or -ENOTCONN. Always POLLIN alone once
+ * reconnecting was enabled (call it before each wait all the same: it keeps
+ * the epoll fd's interest current).
  */
 int plx_bus_get_events(plx_bus *bus);
 
@@ -197,8 +205,8 @@ int plx_bus_get_timeout(plx_bus *bus, int *ret_ms);
  * dispatches at most one received message to its callback.
  *
  * Return: 1 if something was done (call again), 0 if idle (wait for the fd
- * or the timeout), -ECONNRESET once the broker has gone, or a negative value
- * returned by a callback.
+ * or the timeout), -ECONNRESET once the broker has gone (unless reconnecting,
+ * see plx_bus_set_reconnect()), or a negative value returned by a callback.
  */
 int plx_bus_process(plx_bus *bus);
 
@@ -235,6 +243,87 @@ int plx_bus_attach_event(plx_bus *bus, sd_event *event, int64_t priority);
  */
 int plx_bus_detach_event(plx_bus *bus);
 
+/* --- Surviving a broker restart ---------------------------------------- */
+
+/* Events of plx_connection_fn. */
+enum {
+        PLX_CONNECTION_LOST = 1,        /* the connection to the broker ended */
+        PLX_CONNECTION_RESTORED = 2,    /* a new connection is up, names and subscriptions back */
+};
+
+/* Why the connection was lost: the reason of a PLX_CONNECTION_LOST event. */
+#define PLX_DISCONNECT_SHUTDOWN "shutdown"      /* the broker announced its shutdown first */
+#define PLX_DISCONNECT_RESET "reset"            /* it ended without notice (crash, SIGKILL) */
+
+/*
+ * A change of the connection, see plx_bus_set_connection_handler().
+ * @event:      PLX_CONNECTION_LOST or PLX_CONNECTION_RESTORED
+ * @reason:     for LOST, PLX_DISCONNECT_SHUTDOWN or PLX_DISCONNECT_RESET;
+ *              for RESTORED, NULL if every name and subscription came back,
+ *              else a text naming what did not (e.g. a name another client
+ *              took meanwhile). Borrowed, valid during the call.
+ */
+typedef int (*plx_connection_fn)(plx_bus *bus, int event, const char *reason, void *userdata);
+
+/**
+ * plx_bus_set_reconnect() - reconnect by itself when the broker goes away
+ * @bus:        connection
+ * @enable:     non-zero to reconnect, 0 to end the connection as before
+ *
+ * Off by default: a program written for libplexus 0.1 expects
+ * plx_bus_process() to fail with -ECONNRESET when the broker goes away
+ * (and exits, to be restarted by its supervisor); only a program that asks
+ * for it can cope with a new unique id, so it has to ask.
+ *
+ * With reconnecting on, losing the connection is not an error:
+ * plx_bus_process() first completes every call in flight with a local
+ * PLX_ERROR_DISCONNECTED error and dispatches what the broker sent before
+ * closing, then tells the connection handler PLX_CONNECTION_LOST and tries
+ * to connect to the same address again: after 25..50 ms, then with
+ * exponential backoff and random jitter up to 2 s between attempts, for as
+ * long as it takes. Once a new broker has answered, libplexus requests
+ * again every well-known name the application requested and has not
+ * released (with the same flags, lease and last will), subscribes again to
+ * every pattern of a live subscription, and then tells the handler
+ * PLX_CONNECTION_RESTORED. Method handlers are local and need nothing.
+ * plx_bus_get_unique_id() gives the new unique id from then on.
+ *
+ * While disconnected, every function that sends fails at once with
+ * -ENOTCONN; nothing is queued for later. plx_bus_process() returns 0 or 1
+ * as usual; plx_bus_get_timeout() includes the next attempt. A broker that
+ * refuses the handshake for good (PLX_ERROR_ACCESS_DENIED or a protocol
+ * version mismatch) ends the retries: plx_bus_process() then fails with
+ * -ECONNRESET. A monitor (plx_bus_become_monitor()) is not reconnected.
+ *
+ * The socket changes with each connection, so once reconnecting is enabled
+ * plx_bus_get_fd() returns an epoll fd owned by @bus that stays the same
+ * for the life of @bus and is readable whenever plx_bus_process() has
+ * work; plx_bus_get_events() then always says POLLIN. Enable reconnecting
+ * before handing plx_bus_get_fd() to a foreign loop; a loop attached with
+ * plx_bus_attach_event() is switched over by this call.
+ *
+ * Return: 0, -ENOMEM, -EMFILE/-ENFILE (no fd for the epoll instance), or a
+ * negative errno from switching an attached sd-event source.
+ */
+int plx_bus_set_reconnect(plx_bus *bus, int enable);
+
+/**
+ * plx_bus_set_connection_handler() - learn of lost and restored connections
+ * @bus:        connection
+ * @callback:   runs from plx_bus_process(), see plx_connection_fn; NULL for
+ *              none
+ * @userdata:   handed to @callback
+ *
+ * The handler hears PLX_CONNECTION_LOST once per loss, after the calls in
+ * flight got their PLX_ERROR_DISCONNECTED errors, whether or not
+ * reconnecting is enabled (without it plx_bus_process() returns
+ * -ECONNRESET right after). The reason is known to every client: the broker
+ * sends its shutdown notice to all of them, subscribed or not. With
+ * reconnecting, PLX_CONNECTION_RESTORED follows once a new connection is
+ * set up. A negative return value is handed back by plx_bus_process().
+ */
+void plx_bus_set_connection_handler(plx_bus *bus, plx_connection_fn callback, void *userdata);
+
 /* --- Calls -------------------------------------------------------------- */
 
 /**
@@ -259,7 +348,9 @@ int plx_bus_detach_event(plx_bus *bus);
  * -ETIMEDOUT when the broker's Timeout error arrives (*ret_reply is set) or
  * the local deadline passes (*ret_reply is not set); -ECONNRESET, -ENOBUFS
  * (outgoing or incoming queue full), -EMSGSIZE (frame too large), -EINVAL
- * (also for a @destination or @member that is not UTF-8).
+ * (also for a @destination or @member that is not UTF-8); with reconnecting
+ * on, -ENOTCONN while disconnected, and -EREMOTEIO with a local
+ * PLX_ERROR_DISCONNECTED error when the connection is lost during the call.
  */
 int plx_bus_call(plx_bus *bus, const char *destination, const char *member,
                  const void *payload, size_t size, uint64_t timeout_usec,
@@ -350,8 +441,10 @@ int plx_bus_add_method(plx_bus *bus, plx_slot **ret_slot, const char *member,
  * @size:       their length
  *
  * Return: 0, -EALREADY if @call was answered, -EINVAL if it is not a CALL,
- * -ENOBUFS, -EMSGSIZE, -ECONNRESET. A call sent with no reply expected is
- * "answered" by doing nothing, and 0 is returned.
+ * -ENOBUFS, -EMSGSIZE, -ECONNRESET (also for a CALL received on a
+ * connection that has since been replaced by a reconnect), -ENOTCONN while
+ * reconnecting. A call sent with no reply expected is "answered" by doing
+ * nothing, and 0 is returned.
  */
 int plx_msg_reply(plx_msg *call, const void *payload, size_t size);
 
@@ -509,7 +602,7 @@ uint64_t plx_bus_get_max_message_size(plx_bus *bus);
  * @size:       its length
  *
  * Return: 0 once queued for the broker; -EINVAL for a bad topic, -ENOBUFS,
- * -EMSGSIZE, -ECONNRESET. Subscribers that could not take the signal are
+ * -EMSGSIZE, -ECONNRESET (-ENOTCONN while reconnecting). Subscribers that could not take the signal are
  * reported by an ERROR to the handler set with plx_bus_set_error_handler().
  */
 int plx_bus_publish(plx_bus *bus, const char *topic, const void *payload, size_t size);
