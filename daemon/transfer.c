@@ -19,8 +19,8 @@
 #include "router.h"
 #include "transfer.h"
 
-static uint64_t transfer_hash(uint64_t id) {
-        return hash_u64(id);
+static uint64_t transfer_hash(Broker *b, uint64_t id) {
+        return htable_hash_u64(&b->transfers, id);
 }
 
 static void transfer_free(Transfer *t) {
@@ -97,7 +97,7 @@ int transfer_new(Broker *b, Peer *lender, uint64_t serial, uint64_t size, Transf
         list_init(&t->link);
         list_init(&t->lender_link);
 
-        r = htable_insert(&b->transfers, &t->node, transfer_hash(t->id));
+        r = htable_insert(&b->transfers, &t->node, transfer_hash(b, t->id));
         if (r < 0) {
                 free(t);
                 return r;
@@ -166,7 +166,7 @@ void transfer_abandon(Transfer *t) {
  * Return: the transfer or NULL.
  */
 Transfer *transfer_find(Broker *b, uint64_t id) {
-        htable_for_each_hash(n, &b->transfers, transfer_hash(id)) {
+        htable_for_each_hash(n, &b->transfers, transfer_hash(b, id)) {
                 Transfer *t = container_of(n, Transfer, node);
 
                 if (t->id == id)

@@ -43,7 +43,7 @@ void user_registry_set_limit(UserRegistry *r, UserSlot slot, uint64_t max_user, 
 }
 
 static User *user_find(UserRegistry *r, uid_t uid) {
-        htable_for_each_hash(n, &r->users, hash_u64(uid)) {
+        htable_for_each_hash(n, &r->users, htable_hash_u64(&r->users, uid)) {
                 User *u = container_of(n, User, node);
 
                 if (u->uid == uid)
@@ -76,7 +76,7 @@ int user_registry_ref_user(UserRegistry *r, User **ret, uid_t uid) {
         u->registry = r;
         u->n_refs = 1;
         u->uid = uid;
-        k = htable_insert(&r->users, &u->node, hash_u64(uid));
+        k = htable_insert(&r->users, &u->node, htable_hash_u64(&r->users, uid));
         if (k < 0) {
                 free(u);
                 return k;
