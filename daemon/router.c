@@ -436,15 +436,19 @@ static void route_call(Broker *b, Peer *from, Plexus__Header *h, const FrameView
         int r;
 
         if (strcmp(h->destination, BROKER_NAME) == 0) {
+                /*
+                 * Before the fds: a large frame always has one by now (its
+                 * memfd, or the pidfd put in front of a lent frame's).
+                 */
+                if (h->large_size) {
+                        router_send_error(b, from, h->serial, ERROR_INVALID_ARGS,
+                                          "the bus's own methods take no large payloads");
+                        return;
+                }
                 if (n_fds) {
                         b->stats.n_fds_rejected++;
                         router_send_error(b, from, h->serial, ERROR_FDS_REJECTED,
                                           "the bus's own methods take no file descriptors");
-                        return;
-                }
-                if (h->large_size) {
-                        router_send_error(b, from, h->serial, ERROR_INVALID_ARGS,
-                                          "the bus's own methods take no large payloads");
                         return;
                 }
                 /* Calls to the broker take their place in the bus order too, and monitors see them. */
