@@ -865,6 +865,9 @@ void router_handle_frame(Broker *b, Peer *from, const uint8_t *buf, size_t len,
                         n_fds++;
                 } else if (!large_memfd_ok(b, from, h, fds, n_fds)) {
                         return;
+                } else {
+                        /* Stamped on every large frame: a sender's value must not pass for a transfer. */
+                        h->transfer_id = 0;
                 }
         }
         h->n_fds = (uint32_t)n_fds;

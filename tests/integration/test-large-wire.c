@@ -6,7 +6,8 @@
  * REPLY once and TransferExpired after, the lender's TransferDone comes
  * before the answer to its call, also when the callee answers without
  * acknowledging; refused frames get their ERROR and then a TransferDone;
- * memfd frames without a memfd are refused without one; calls to the broker
+ * memfd frames go through with their memfd and transfer id 0, and without
+ * a sealed memfd of their size are refused (no TransferDone); calls to the broker
  * take no large payloads; the fatal rules close the connection.
  *
  * The raw clients receive without a control buffer, so the kernel closes
@@ -19,6 +20,9 @@
 #include <stddef.h>
 #include <stdlib.h>
 #include <string.h>
+#include <fcntl.h>
+#include <sys/mman.h>
+#include <sys/socket.h>
 #include <unistd.h>
 
 #include <cmocka.h>
@@ -279,6 +283,95 @@ static void test_refused(void **state) {
         client_close(&a);
 }
 
+/* A memfd of @size bytes with @seals added. */
+static int memfd_sealed(size_t size, int seals) {
+        int fd = memfd_create("large-wire", MFD_CLOEXEC | MFD_ALLOW_SEALING);
+
+        assert_true(fd >= 0);
+        assert_int_equal(ftruncate(fd, (off_t)size), 0);
+        if (seals)
+                assert_int_equal(fcntl(fd, F_ADD_SEALS, seals), 0);
+        return fd;
+}
+
+/* A header-only frame with one descriptor, as raw.c sends none. */
+static void send_with_fd(Client *c, const Plexus__Header *h, int fd) {
+        uint8_t buf[512];
+        union {
+                struct cmsghdr align;
+                char buf[CMSG_SPACE(sizeof(int))];
+        } control = {};
+        size_t hlen = plexus__header__get_packed_size(h);
+        struct iovec iov = { .iov_base = buf, .iov_len = FRAME_PREFIX_SIZE + hlen };
+        struct msghdr mh = {
+                .msg_iov = &iov,
+                .msg_iovlen = 1,
+                .msg_control = control.buf,
+                .msg_controllen = sizeof(control.buf),
+        };
+        struct cmsghdr *cm = CMSG_FIRSTHDR(&mh);
+
+        assert_true(FRAME_PREFIX_SIZE + hlen <= sizeof(buf));
+        frame_prefix(buf, (uint32_t)hlen);
+        plexus__header__pack(h, buf + FRAME_PREFIX_SIZE);
+        cm->cmsg_level = SOL_SOCKET;
+        cm->cmsg_type = SCM_RIGHTS;
+        cm->cmsg_len = CMSG_LEN(sizeof(int));
+        memcpy(CMSG_DATA(cm), &fd, sizeof(int));
+        assert_int_equal(sendmsg(c->fd, &mh, MSG_NOSIGNAL), (ssize_t)iov.iov_len);
+}
+
+/*
+ * §17.2: a sealed memfd goes through with its frame, transfer_id 0 whatever
+ * the sender wrote, and nothing to acknowledge; one not sealed against
+ * writing, or too small, is refused.
+ */
+static void test_memfd(void **state) {
+        Harness *hs = *state;
+        Client a = { .fd = -1 }, b = { .fd = -1 };
+        Plexus__Header h = PLEXUS__HEADER__INIT, *got;
+        const int seals = F_SEAL_WRITE | F_SEAL_SHRINK | F_SEAL_GROW;
+        int fd;
+
+        client_connect(hs, &a);
+        client_connect(hs, &b);
+        h.kind = PLEXUS__KIND__KIND_CALL;
+        h.serial = 2;
+        h.destination = b.id;
+        h.member = (char *)"Store";
+        h.large_size = LENT_SIZE;
+        h.transfer_id = 77;             /* the broker's to set */
+
+        fd = memfd_sealed(LENT_SIZE, seals);
+        send_with_fd(&a, &h, fd);
+        close(fd);
+        got = next(&b);
+        assert_int_equal(got->kind, PLEXUS__KIND__KIND_CALL);
+        assert_int_equal(got->large_size, LENT_SIZE);
+        assert_int_equal(got->large_addr, 0);
+        assert_int_equal(got->n_fds, 1);
+        assert_int_equal(got->transfer_id, 0);
+        assert_int_equal(b.frame->payload_len, 0);
+        send_reply(&b, 2, a.id, 2);
+        expect_reply(&a, 2);            /* no TransferDone first: nothing was lent */
+
+        h.serial = 3;
+        fd = memfd_sealed(LENT_SIZE, F_SEAL_SHRINK | F_SEAL_GROW);
+        send_with_fd(&a, &h, fd);
+        close(fd);
+        expect_error(&a, 3, "plexus.Error.InvalidPayload");
+
+        h.serial = 4;
+        fd = memfd_sealed(LENT_SIZE - 1, seals);
+        send_with_fd(&a, &h, fd);
+        close(fd);
+        expect_error(&a, 4, "plexus.Error.InvalidPayload");
+        ping(&a, 5);
+
+        client_close(&a);
+        client_close(&b);
+}
+
 static void expect_closed(Client *c, uint64_t reply_serial, const char *reason) {
         expect_error(c, reply_serial, "plexus.Error.InvalidFrame");
         assert_int_equal(c->frame->payload_len, strlen(reason));
@@ -330,6 +423,7 @@ int main(void) {
                 cmocka_unit_test_setup_teardown(test_exchange, harness_setup, harness_teardown),
                 cmocka_unit_test_setup_teardown(test_call_ends_transfer, harness_setup, harness_teardown),
                 cmocka_unit_test_setup_teardown(test_refused, harness_setup, harness_teardown),
+                cmocka_unit_test_setup_teardown(test_memfd, harness_setup, harness_teardown),
                 cmocka_unit_test_setup_teardown(test_fatal, harness_setup, harness_teardown),
         };
 
