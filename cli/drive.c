@@ -29,17 +29,17 @@
 #include "utf8.h"
 
 /* The payload an optional argument stands for; none means empty. */
-static int read_payload(Ctl *c, int argc, char **argv, int index, void **ret, size_t *ret_size) {
+static int read_payload(Ctl *c, int argc, char **argv, int index, Payload *ret) {
         int r;
 
         if (argc <= index) {
-                *ret = NULL;
-                *ret_size = 0;
+                *ret = (Payload) PAYLOAD_NULL;
                 return 0;
         }
-        r = payload_read(argv[index], ret, ret_size);
+        r = payload_read(argv[index], ret);
         if (r == -EFBIG)
-                return ctl_fail(c, CTL_EXIT_FAILURE, NULL, "the payload is larger than %u bytes", PAYLOAD_MAX);
+                return ctl_fail(c, CTL_EXIT_FAILURE, NULL, "the payload is larger than any bus accepts "
+                                "(%" PRIu64 " bytes)", PAYLOAD_MAX);
         if (r < 0)
                 return ctl_fail(c, CTL_EXIT_FAILURE, NULL, "cannot read the payload from %s: %s",
                                 strcmp(argv[index], "-") == 0 ? "standard input" : argv[index] + 1,
@@ -85,12 +85,20 @@ static int fd_set_open(Ctl *c, FdSet *s) {
         return 0;
 }
 
+/*
+ * libplexus refuses a payload above what the bus accepts, a limit known only
+ * once connected (docs/protocol.md §17.7); say so rather than "Message too long".
+ */
+static int too_large(Ctl *c, const Payload *payload) {
+        return ctl_fail(c, CTL_EXIT_FAILURE, NULL, "the payload (%zu bytes) is larger than the bus accepts "
+                        "(%" PRIu64 " bytes)", payload->size, plx_bus_get_max_message_size(c->bus));
+}
+
 /* What call and publish do before sending: payload, --fd files, connection. */
-static int prepare_send(Ctl *c, int argc, char **argv, int payload_index,
-                        void **ret_payload, size_t *ret_size, FdSet *fds) {
+static int prepare_send(Ctl *c, int argc, char **argv, int payload_index, Payload *ret_payload, FdSet *fds) {
         int r;
 
-        r = read_payload(c, argc, argv, payload_index, ret_payload, ret_size);
+        r = read_payload(c, argc, argv, payload_index, ret_payload);
         if (r != 0)
                 return r;
         r = fd_set_open(c, fds);
@@ -110,20 +118,22 @@ static int prepare_send(Ctl *c, int argc, char **argv, int payload_index,
 int drive_call(Ctl *c, int argc, char **argv) {
         _cleanup_(plx_msg_unrefp) plx_msg *reply = NULL;
         _cleanup_(fd_set_close) FdSet fds = {};
-        _cleanup_(freep) void *payload = NULL;
+        _cleanup_(payload_release) Payload payload = PAYLOAD_NULL;
         const char *destination = argv[0], *member = argv[1];
         char what[600];
         const void *p;
-        size_t size, n, n_fds;
+        size_t n, n_fds;
         int r;
 
-        r = prepare_send(c, argc, argv, 2, &payload, &size, &fds);
+        r = prepare_send(c, argc, argv, 2, &payload, &fds);
         if (r != 0)
                 return r;
 
         snprintf(what, sizeof(what), "%s on %s", member, destination);
-        r = plx_bus_call_with_fds(c->bus, destination, member, payload, size, fds.fds, fds.n_fds,
+        r = plx_bus_call_with_fds(c->bus, destination, member, payload.data, payload.size, fds.fds, fds.n_fds,
                                   ctl_timeout(c, PLX_TIMEOUT_DEFAULT), &reply);
+        if (r == -EMSGSIZE)
+                return too_large(c, &payload);
         if (r < 0)
                 return ctl_call_failed(c, what, r, reply);
 
@@ -175,19 +185,20 @@ static int on_error(plx_msg *error, void *userdata) {
 int drive_publish(Ctl *c, int argc, char **argv) {
         _cleanup_(plx_msg_unrefp) plx_msg *error = NULL;
         _cleanup_(fd_set_close) FdSet fds = {};
-        _cleanup_(freep) void *payload = NULL;
+        _cleanup_(payload_release) Payload payload = PAYLOAD_NULL;
         const char *topic = argv[0];
         char what[300];
-        size_t size;
         int r;
 
-        r = prepare_send(c, argc, argv, 1, &payload, &size, &fds);
+        r = prepare_send(c, argc, argv, 1, &payload, &fds);
         if (r != 0)
                 return r;
         plx_bus_set_error_handler(c->bus, on_error, &error);
 
         snprintf(what, sizeof(what), "publishing on %s", topic);
-        r = plx_bus_publish_with_fds(c->bus, topic, payload, size, fds.fds, fds.n_fds);
+        r = plx_bus_publish_with_fds(c->bus, topic, payload.data, payload.size, fds.fds, fds.n_fds);
+        if (r == -EMSGSIZE)
+                return too_large(c, &payload);
         if (r == -EINVAL)
                 return ctl_fail(c, CTL_EXIT_USAGE, NULL, "\"%s\" is not a topic one may publish on "
                                 "(levels separated by '/', no '+' or '#', not under plexus/)", topic);
@@ -211,7 +222,7 @@ int drive_publish(Ctl *c, int argc, char **argv) {
                 json_init(&j, stdout);
                 json_object_begin(&j, NULL);
                 json_string(&j, "topic", topic);
-                json_uint(&j, "size", size);
+                json_uint(&j, "size", payload.size);
                 if (fds.n_fds > 0)
                         json_uint(&j, "n_fds", fds.n_fds);
                 json_object_end(&j);

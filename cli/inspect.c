@@ -626,6 +626,18 @@ int inspect_stats(Ctl *c, int argc, char **argv) {
                 json_uint(&j, "denied", st->n_denied);
                 json_object_end(&j);
                 json_uint(&j, "reloads", st->n_reloads);
+                json_object_begin(&j, "large");
+                json_uint(&j, "memfd", st->n_large_memfd);
+                json_uint(&j, "memfd_bytes", st->n_large_memfd_bytes);
+                json_uint(&j, "process_vm", st->n_large_process_vm);
+                json_uint(&j, "process_vm_bytes", st->n_large_process_vm_bytes);
+                json_object_end(&j);
+                json_object_begin(&j, "transfers");
+                json_uint(&j, "live", st->n_transfers);
+                json_uint(&j, "expired", st->n_transfers_expired);
+                json_uint(&j, "refused", st->n_transfers_refused);
+                json_uint(&j, "copied", st->n_transfers_copied);
+                json_object_end(&j);
                 json_object_end(&j);
                 return json_end(&j) < 0 ? CTL_EXIT_FAILURE : CTL_EXIT_SUCCESS;
         }
@@ -643,7 +655,7 @@ int inspect_stats(Ctl *c, int argc, char **argv) {
         field("  replies", "%" PRIu64, st->n_replies);
         field("  errors", "%" PRIu64, st->n_errors);
         field("  signals", "%" PRIu64, st->n_signals);
-        field("  payload", "%s", ctl_format_size(s, sizeof(s), st->n_bytes_routed));
+        field("  payload", "%s (in frames)", ctl_format_size(s, sizeof(s), st->n_bytes_routed));
         field("Errors sent", "%" PRIu64 " (by the broker)", st->n_errors_sent);
         field("Fds passed", "%" PRIu64, st->n_fds_passed);
         printf("\nDropped or refused\n");
@@ -654,6 +666,15 @@ int inspect_stats(Ctl *c, int argc, char **argv) {
         field("  timeouts", "%" PRIu64 " (calls)", st->n_timeouts);
         field("  fds", "%" PRIu64 " (frames refused for them)", st->n_fds_rejected);
         field("  denied", "%" PRIu64 " (by the policy)", st->n_denied);
+        /* Large payloads never pass through the broker: counted apart from "payload" above. */
+        printf("\nLarge messages\n");
+        field("  memfd", "%" PRIu64 " (%s)", st->n_large_memfd,
+              ctl_format_size(s, sizeof(s), st->n_large_memfd_bytes));
+        field("  process_vm", "%" PRIu64 " (%s)", st->n_large_process_vm,
+              ctl_format_size(s, sizeof(s), st->n_large_process_vm_bytes));
+        field("  transfers", "%" PRIu64 " live, %" PRIu64 " expired", st->n_transfers, st->n_transfers_expired);
+        field("  receivers", "%" PRIu64 " copied, %" PRIu64 " refused", st->n_transfers_copied,
+              st->n_transfers_refused);
         printf("\n");
         field("Reloads", "%" PRIu64, st->n_reloads);
         return fflush(stdout) == 0 ? CTL_EXIT_SUCCESS : CTL_EXIT_FAILURE;

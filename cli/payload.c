@@ -6,24 +6,40 @@
 #include <fcntl.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/mman.h>
+#include <sys/stat.h>
 #include <unistd.h>
 
 #include "payload.h"
 #include "utf8.h"
 #include "util.h"
 
-/* Read all of @fd, at most PAYLOAD_MAX bytes. */
-static int read_fd(int fd, void **ret, size_t *ret_size) {
+/* The first buffer for a stream; it doubles from there. */
+#define READ_CHUNK (64u * 1024u)
+
+/* Read all of @fd into a buffer that grows as needed, at most PAYLOAD_MAX bytes. */
+static int read_fd(int fd, Payload *ret) {
         _cleanup_(freep) char *buf = NULL;
-        size_t n = 0;
+        size_t n = 0, n_alloc = 0;
 
-        /* One byte more than allowed tells "too large" from "exactly at the limit". */
-        buf = malloc(PAYLOAD_MAX + 1);
-        if (!buf)
-                return -ENOMEM;
         for (;;) {
-                ssize_t l = read(fd, buf + n, PAYLOAD_MAX + 1 - n);
+                ssize_t l;
 
+                if (n == n_alloc) {
+                        size_t want = n_alloc ? n_alloc * 2 : READ_CHUNK;
+                        char *b;
+
+                        /* One byte more than allowed tells "too large" from "exactly at the limit". */
+                        if (n > PAYLOAD_MAX)
+                                return -EFBIG;
+                        want = (size_t)MIN((uint64_t)want, PAYLOAD_MAX + 1);
+                        b = realloc(buf, want);
+                        if (!b)
+                                return -ENOMEM;
+                        buf = b;
+                        n_alloc = want;
+                }
+                l = read(fd, buf + n, n_alloc - n);
                 if (l < 0) {
                         if (errno == EINTR)
                                 continue;
@@ -32,35 +48,62 @@ static int read_fd(int fd, void **ret, size_t *ret_size) {
                 if (l == 0)
                         break;
                 n += (size_t)l;
-                if (n > PAYLOAD_MAX)
-                        return -EFBIG;
         }
-        *ret = TAKE_PTR(buf);
-        *ret_size = n;
+        if (n > PAYLOAD_MAX)
+                return -EFBIG;
+        *ret = (Payload) { .data = n > 0 ? TAKE_PTR(buf) : NULL, .size = n };
         return 0;
+}
+
+/*
+ * Map a regular file read-only. The mapping is private: nobody else's
+ * writes can reach us through it, though a file truncated meanwhile would
+ * still fault (SIGBUS), as it would for any reader of a mapped file.
+ * Return: 1 if mapped, 0 if @fd is to be read instead (not a regular file,
+ * or one whose size says nothing, as in /proc), or a negative errno.
+ */
+static int map_fd(int fd, Payload *ret) {
+        struct stat st;
+        void *p;
+
+        if (fstat(fd, &st) < 0)
+                return -errno;
+        if (!S_ISREG(st.st_mode) || st.st_size <= 0)
+                return 0;
+        if ((uint64_t)st.st_size > PAYLOAD_MAX)
+                return -EFBIG;
+        p = mmap(NULL, (size_t)st.st_size, PROT_READ, MAP_PRIVATE, fd, 0);
+        if (p == MAP_FAILED)
+                return errno == ENODEV ? 0 : -errno;    /* a file system without mmap */
+        *ret = (Payload) { .data = p, .size = (size_t)st.st_size, .mapped = true };
+        return 1;
 }
 
 /**
  * payload_read() - the payload an argument stands for
  * @arg:        the bytes themselves, "@FILE", or "-" for standard input
- * @ret:        receives a malloc()ed buffer (possibly of 0 bytes), to free()
- * @ret_size:   receives its length
+ * @ret:        receives the payload, possibly of 0 bytes; release it with
+ *              payload_release()
  *
  * Return: 0; -EFBIG above PAYLOAD_MAX bytes; -ENOMEM; or the errno of
- * open() or read() (e.g. -ENOENT for a missing file).
+ * open(), fstat(), mmap() or read() (e.g. -ENOENT for a missing file).
  */
-int payload_read(const char *arg, void **ret, size_t *ret_size) {
+int payload_read(const char *arg, Payload *ret) {
         _cleanup_(closep) int fd = -1;
         size_t n;
         void *p;
+        int r;
 
-        if (strcmp(arg, "-") == 0)
-                return read_fd(STDIN_FILENO, ret, ret_size);
+        if (strcmp(arg, "-") == 0) {
+                r = map_fd(STDIN_FILENO, ret);
+                return r != 0 ? MIN(r, 0) : read_fd(STDIN_FILENO, ret);
+        }
         if (arg[0] == '@') {
                 fd = open(arg + 1, O_RDONLY | O_CLOEXEC | O_NOCTTY);
                 if (fd < 0)
                         return -errno;
-                return read_fd(fd, ret, ret_size);
+                r = map_fd(fd, ret);
+                return r != 0 ? MIN(r, 0) : read_fd(fd, ret);
         }
 
         n = strlen(arg);
@@ -70,9 +113,20 @@ int payload_read(const char *arg, void **ret, size_t *ret_size) {
         if (!p)
                 return -ENOMEM;
         memcpy(p, arg, n + 1);
-        *ret = p;
-        *ret_size = n;
+        *ret = (Payload) { .data = p, .size = n };
         return 0;
+}
+
+/**
+ * payload_release() - free or unmap what payload_read() gave
+ * @p:          the payload; left empty, so a second call does nothing
+ */
+void payload_release(Payload *p) {
+        if (p->mapped)
+                munmap(p->data, p->size);
+        else
+                free(p->data);
+        *p = (Payload) PAYLOAD_NULL;
 }
 
 /**

@@ -6,7 +6,8 @@
 -- payload up to the end of the record. This dissector shows the prefix, the
 -- header and payload lengths, and the header's fields, decoded with a small
 -- protobuf reader (field numbers from proto/plexus.proto); the payload is
--- opaque, as it is to the broker.
+-- opaque, as it is to the broker. A large frame's record holds no payload:
+-- its size, path (memfd or process_vm) and transfer id are in the header.
 --
 -- Use:   tshark -X lua_script:/usr/share/plexus/plexus.lua -r bus.pcap
 -- or copy it to ~/.local/lib/wireshark/plugins/ for Wireshark.
@@ -35,6 +36,9 @@ f.sender_uid = ProtoField.uint32("plexus.sender_uid", "Sender uid", base.DEC)
 f.sender_pid = ProtoField.uint32("plexus.sender_pid", "Sender pid", base.DEC)
 f.n_fds = ProtoField.uint32("plexus.n_fds", "File descriptors", base.DEC)
 f.sender_gid = ProtoField.uint32("plexus.sender_gid", "Sender gid", base.DEC)
+f.large_size = ProtoField.uint64("plexus.large_size", "Large payload size", base.DEC)
+f.large_addr = ProtoField.uint64("plexus.large_addr", "Large payload address (lent)", base.HEX)
+f.transfer_id = ProtoField.uint64("plexus.transfer_id", "Transfer id", base.DEC)
 f.unknown = ProtoField.bytes("plexus.unknown", "Unknown field")
 
 -- plexus.Header: field number -> (protofield, wire type 0 = varint, 2 = string)
@@ -44,8 +48,9 @@ local header_fields = {
     [7] = { f.flags, 0 }, [8] = { f.error_name, 2 }, [9] = { f.timeout_ms, 0 },
     [10] = { f.sequence, 0 }, [11] = { f.delivery, 0 }, [12] = { f.sender_uid, 0 },
     [13] = { f.sender_pid, 0 }, [14] = { f.n_fds, 0 }, [15] = { f.sender_gid, 0 },
+    [16] = { f.large_size, 0 }, [17] = { f.large_addr, 0 }, [18] = { f.transfer_id, 0 },
 }
-local is_uint64 = { [2] = true, [3] = true, [10] = true, [11] = true }
+local is_uint64 = { [2] = true, [3] = true, [10] = true, [11] = true, [16] = true, [17] = true, [18] = true }
 
 local ef_malformed = ProtoExpert.new("plexus.malformed", "Malformed Plexus frame",
                                      expert.group.MALFORMED, expert.severity.ERROR)
@@ -155,11 +160,21 @@ function plexus.dissector(tvb, pinfo, tree)
 
     local kind = kinds[seen[1]] or "INVALID"
     local name = seen[6] or seen[8]
+    -- A large frame (docs/protocol.md §17) is its descriptor: the bytes are in a memfd or
+    -- the sender's memory, never in the capture.
+    local size = string.format("payload %d bytes", payload_len)
+    if seen[16] and seen[16] ~= 0 then
+        if seen[17] and seen[17] ~= 0 then
+            size = string.format("large payload %.0f bytes, process_vm, transfer %.0f", seen[16], seen[18] or 0)
+        else
+            size = string.format("large payload %.0f bytes, memfd", seen[16])
+        end
+    end
     pinfo.cols.src = seen[5] or ""
     pinfo.cols.dst = seen[4] or ""
-    pinfo.cols.info = string.format("%s %s -> %s%s (header %d, payload %d bytes)", kind, seen[5] or "?",
-                                    seen[4] or "*", name and " " .. name or "", h, payload_len)
-    t:append_text(string.format(", %s, header %d bytes, payload %d bytes", kind, h, payload_len))
+    pinfo.cols.info = string.format("%s %s -> %s%s (header %d, %s)", kind, seen[5] or "?",
+                                    seen[4] or "*", name and " " .. name or "", h, size)
+    t:append_text(string.format(", %s, header %d bytes, %s", kind, h, size))
     return total
 end
 

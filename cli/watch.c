@@ -31,6 +31,11 @@
  * are left out, and `n_fds` is the number of descriptors that came with
  * the frame, 0 for every copy (copies carry none, and libplexus does not
  * keep the count the original had).
+ *
+ * Large frames (docs/protocol.md §17) reach a monitor as their descriptor:
+ * the header with large_size, large_addr and transfer_id, and no payload,
+ * memfd or pidfd. monitor prints the descriptor; capture records it as it
+ * came, header only.
  */
 
 #include <errno.h>
@@ -170,7 +175,20 @@ static void print_summary(FILE *f, const uint8_t *p, size_t n) {
                 fputs(" ...", f);
 }
 
-/* SEQUENCE KIND SENDER -> DESTINATION NAME serial=.. [reply_serial=..] [timeout=..] [no-reply] [fds: N] PAYLOAD */
+/* A large frame's path (docs/protocol.md §17), NULL for an ordinary frame. */
+static const char *large_path(plx_msg *m) {
+        if (!plx_msg_get_large_size(m))
+                return NULL;
+        return plx_msg_get_large_addr(m) ? "process_vm" : "memfd";
+}
+
+/*
+ * SEQUENCE KIND SENDER -> DESTINATION NAME serial=.. [reply_serial=..] [timeout=..] [no-reply] [fds: N]
+ * [large=SIZE path=memfd|process_vm [transfer=ID]] PAYLOAD
+ *
+ * A large frame's copy is its descriptor only: the broker sends a monitor
+ * neither the bytes nor the memfd or pidfd they are reached by.
+ */
 static void print_frame(FILE *f, plx_msg *m) {
         char a[FRAME_NAME_MAX + 1], b[FRAME_NAME_MAX + 1], c[FRAME_NAME_MAX + 1];
         const char *destination = plx_msg_get_destination(m) ?: "";
@@ -194,6 +212,11 @@ static void print_frame(FILE *f, plx_msg *m) {
                 fputs(" no-reply", f);
         if (plx_msg_get_n_fds(m) > 0)
                 fprintf(f, " fds: %zu", plx_msg_get_n_fds(m));
+        if (large_path(m)) {
+                fprintf(f, " large=%" PRIu64 " path=%s", plx_msg_get_large_size(m), large_path(m));
+                if (plx_msg_get_large_addr(m))
+                        fprintf(f, " transfer=%" PRIu64, plx_msg_get_transfer_id(m));
+        }
         print_summary(f, p, n);
         fputc('\n', f);
 }
@@ -230,6 +253,10 @@ static void json_frame(FILE *f, plx_msg *m) {
         json_uint(&j, "sender_gid", plx_msg_get_sender_gid(m));
         json_uint(&j, "sender_pid", (uint64_t)plx_msg_get_sender_pid(m));
         json_uint(&j, "n_fds", plx_msg_get_n_fds(m));
+        json_uint(&j, "large_size", plx_msg_get_large_size(m));
+        json_string_or_null(&j, "large_path", large_path(m));
+        json_uint(&j, "large_addr", plx_msg_get_large_addr(m));
+        json_uint(&j, "transfer_id", plx_msg_get_transfer_id(m));
         json_uint(&j, "size", n);
         if (utf8_is_valid(p, n))
                 json_bytes(&j, "payload_text", p, n);
@@ -266,6 +293,9 @@ static size_t frame_head_encode(plx_msg *m, uint8_t *buf, size_t size) {
         h.sender_pid = (uint32_t)plx_msg_get_sender_pid(m);
         h.n_fds = (uint32_t)plx_msg_get_n_fds(m);
         h.sender_gid = (uint32_t)plx_msg_get_sender_gid(m);
+        h.large_size = plx_msg_get_large_size(m);
+        h.large_addr = plx_msg_get_large_addr(m);
+        h.transfer_id = plx_msg_get_transfer_id(m);
 
         /* Room for the delivery field after the header: a tag and a varint of at most 10 bytes. */
         if (size < FRAME_PREFIX_SIZE + 16)

@@ -439,15 +439,19 @@ static void route_call(Broker *b, Peer *from, Plexus__Header *h, const FrameView
         int r;
 
         if (strcmp(h->destination, BROKER_NAME) == 0) {
+                /*
+                 * Before the fds: a large frame always has one by now (its
+                 * memfd, or the pidfd put in front of a lent frame's).
+                 */
+                if (h->large_size) {
+                        router_send_error(b, from, h->serial, ERROR_INVALID_ARGS,
+                                          "the bus's own methods take no large payloads");
+                        return;
+                }
                 if (n_fds) {
                         b->stats.n_fds_rejected++;
                         router_send_error(b, from, h->serial, ERROR_FDS_REJECTED,
                                           "the bus's own methods take no file descriptors");
-                        return;
-                }
-                if (h->large_size) {
-                        router_send_error(b, from, h->serial, ERROR_INVALID_ARGS,
-                                          "the bus's own methods take no large payloads");
                         return;
                 }
                 /* Calls to the broker take their place in the bus order too, and monitors see them. */
@@ -871,6 +875,9 @@ void router_handle_frame(Broker *b, Peer *from, const uint8_t *buf, size_t len,
                         n_fds++;
                 } else if (!large_memfd_ok(b, from, h, fds, n_fds)) {
                         return;
+                } else {
+                        /* Stamped on every large frame: a sender's value must not pass for a transfer. */
+                        h->transfer_id = 0;
                 }
         }
         h->n_fds = (uint32_t)n_fds;

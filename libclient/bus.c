@@ -357,7 +357,12 @@ static int read_frame(plx_bus *bus, plx_msg **ret) {
                         if (r <= 0)
                                 return r;
                 }
-                r = large_process(bus, &m);
+                /*
+                 * A monitor's copy of a large frame is its descriptor only:
+                 * no memfd or pidfd came with it, and it is no receiver of
+                 * the transfer, so there is nothing to fetch or acknowledge.
+                 */
+                r = monitor_takes(bus, m) ? 0 : large_process(bus, &m);
                 if (m) {
                         *ret = m;
                         return 1;

@@ -224,6 +224,18 @@ _public_ gid_t plx_msg_get_sender_gid(plx_msg *msg) {
         return msg ? msg->sender_gid : (gid_t)-1;
 }
 
+_public_ uint64_t plx_msg_get_large_size(plx_msg *msg) {
+        return msg ? msg->large_size : 0;
+}
+
+_public_ uint64_t plx_msg_get_large_addr(plx_msg *msg) {
+        return msg ? msg->large_addr : 0;
+}
+
+_public_ uint64_t plx_msg_get_transfer_id(plx_msg *msg) {
+        return msg ? msg->transfer_id : 0;
+}
+
 _public_ size_t plx_msg_get_n_fds(plx_msg *msg) {
         return msg ? msg->n_fds : 0;
 }

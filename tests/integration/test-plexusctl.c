@@ -26,6 +26,11 @@
  * (installed by tools/install-deps.sh; without it that part is skipped,
  * saying so), plain and with the dissector cli/plexus.lua. --fd passes
  * files that the receiving connection reads back.
+ *
+ * Large messages (docs/protocol.md §17): call and publish send files of a
+ * few MiB (mapped) and piped payloads (read), which come back byte for
+ * byte; stats counts them by path; monitors, capture and the dissector
+ * show their descriptors and take no part in the transfers.
  */
 
 #include <errno.h>
@@ -1180,7 +1185,8 @@ static void test_monitor(void **state) {
                    "c, rp, s = d\n"
                    "keys = {'sequence', 'kind', 'serial', 'reply_serial', 'sender', 'destination', 'member', 'topic',\n"
                    "        'error_name', 'no_reply', 'timeout_ms', 'delivery', 'sender_uid', 'sender_gid',\n"
-                   "        'sender_pid', 'n_fds', 'size', 'payload_text', 'payload_hex'}\n"
+                   "        'sender_pid', 'n_fds', 'large_size', 'large_path', 'large_addr', 'transfer_id',\n"
+                   "        'size', 'payload_text', 'payload_hex'}\n"
                    "assert all(set(x) == keys for x in d), [set(x) ^ keys for x in d]\n"
                    "assert c['kind'] == 'call' and c['sender'] == '%s' and c['destination'] == '%s', c\n"
                    "assert c['member'] == 'Echo' and c['topic'] is None and c['error_name'] is None, c\n"
@@ -1608,6 +1614,290 @@ static void test_fd(void **state) {
 
 /* --- the bus is not there; the command line is wrong ---------------------- */
 
+/* --- large messages (docs/protocol.md §17) ---------------------------------- */
+
+/* A few MiB and an odd size: whole pages are no special case. */
+#define LARGE_SIZE (3u * 1024u * 1024u + 17u)
+
+static uint8_t *pattern(size_t size, uint8_t seed) {
+        uint8_t *p = malloc(size);
+
+        assert_non_null(p);
+        for (size_t i = 0; i < size; i++)
+                p[i] = (uint8_t)((i * 131u) ^ (i >> 11) ^ seed);
+        return p;
+}
+
+static void write_file(const char *path, const void *data, size_t size) {
+        int fd = open(path, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0600);
+        size_t done = 0;
+
+        assert_true(fd >= 0);
+        while (done < size) {
+                ssize_t l = write(fd, (const char *)data + done, size - done);
+
+                assert_true(l > 0);
+                done += (size_t)l;
+        }
+        close(fd);
+}
+
+/*
+ * call and publish with payloads far above a frame, from a file (mapped)
+ * and from a pipe (read), echoed back and received byte for byte; stats
+ * counts them by path, and refuses what no bus could take.
+ */
+static void test_large(void **state) {
+        ServiceFixture *f = *state;
+        const char *id = f->service_id;
+        _cleanup_(freep) uint8_t *big = pattern(LARGE_SIZE, 1), *piped = pattern(300000, 2), *small = NULL;
+        char path[400], small_path[400], sparse_path[400], arg[420];
+        Proc sub = PROC_NULL;
+        Run r;
+        int fd;
+
+        snprintf(path, sizeof(path), "%s/large", f->harness->dir);
+        write_file(path, big, LARGE_SIZE);
+        snprintf(arg, sizeof(arg), "@%s", path);
+
+        /* Lent by plexusctl (process_vm), echoed in a memfd: byte-exact both ways. */
+        ctl(&r, "call", "--raw", id, "Echo", arg);
+        assert_exit(&r, 0);
+        assert_string_equal(r.err, "");
+        assert_int_equal(r.n_out, LARGE_SIZE);
+        assert_memory_equal(r.out, big, LARGE_SIZE);
+        run_free(&r);
+
+        /* From a pipe: read, not mapped, and well above the first buffer. */
+        ctl_in(&r, piped, 300000, "call", "--raw", id, "Echo", "-");
+        assert_exit(&r, 0);
+        assert_int_equal(r.n_out, 300000);
+        assert_memory_equal(r.out, piped, 300000);
+        run_free(&r);
+
+        /* --json: the size and every byte in hex. */
+        small = pattern(200 * 1024, 3);
+        snprintf(small_path, sizeof(small_path), "%s/large-json", f->harness->dir);
+        write_file(small_path, small, 200 * 1024);
+        snprintf(arg, sizeof(arg), "@%s", small_path);
+        ctl(&r, "--json", "call", id, "Echo", arg);
+        assert_exit(&r, 0);
+        JSON(&r, "assert d['size'] == 204800 and d['payload_hex'] == open('%s', 'rb').read().hex(), d['size']\n",
+             small_path);
+        run_free(&r);
+
+        /* publish from a file (a memfd), to a subscriber that prints it raw. */
+        CTL_START(&sub, "subscribe", "--raw", "--count", "1", "large/#");
+        wait_subscribed(f->bus, "large/#");
+        snprintf(arg, sizeof(arg), "@%s", path);
+        ctl(&r, "--json", "publish", "large/x", arg);
+        assert_exit(&r, 0);
+        JSON(&r, "assert d == {'topic': 'large/x', 'size': %u}, d\n", LARGE_SIZE);
+        run_free(&r);
+        proc_finish(&sub, &r, NULL, 0);
+        assert_exit(&r, 0);
+        assert_int_equal(r.n_out, LARGE_SIZE);
+        assert_memory_equal(r.out, big, LARGE_SIZE);
+        run_free(&r);
+
+        /*
+         * Every large frame above, by path: three calls lent, their three
+         * replies and the signal in memfds; each lent call copied once by
+         * the service, in time. Inline bytes stay apart.
+         */
+        ctl(&r, "--json", "stats");
+        assert_exit(&r, 0);
+        JSON(&r,
+             "lg, tr = d['large'], d['transfers']\n"
+             "vm = %u + 300000 + 204800\n"
+             "assert lg == {'process_vm': 3, 'process_vm_bytes': vm, 'memfd': 4, 'memfd_bytes': vm + %u}, lg\n"
+             "assert tr == {'live': 0, 'expired': 0, 'refused': 0, 'copied': 3}, tr\n"
+             "assert d['routed']['bytes'] < 300000, d['routed']\n",
+             LARGE_SIZE, LARGE_SIZE);
+        run_free(&r);
+        ctl(&r, "stats");
+        assert_exit(&r, 0);
+        assert_contains(r.out, "\nLarge messages\n");
+        assert_contains(r.out, "  memfd:         4 (");
+        assert_contains(r.out, "  process_vm:    3 (");
+        assert_contains(r.out, "  transfers:     0 live, 0 expired\n");
+        assert_contains(r.out, "  receivers:     3 copied, 0 refused\n");
+        run_free(&r);
+
+        /*
+         * Too large. Sparse files cost nothing: one byte above the bus's
+         * limit is refused by libplexus before anything is sent, naming the
+         * limit; one above anything a bus can accept, before connecting.
+         */
+        snprintf(sparse_path, sizeof(sparse_path), "%s/sparse", f->harness->dir);
+        snprintf(arg, sizeof(arg), "@%s", sparse_path);
+        fd = open(sparse_path, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0600);
+        assert_true(fd >= 0);
+        assert_int_equal(ftruncate(fd, (off_t)(1u << 30) + 1), 0);
+        ctl(&r, "call", id, "Echo", arg);
+        assert_exit(&r, 1);
+        assert_contains(r.err, "the payload (1073741825 bytes) is larger than the bus accepts (1073741824 bytes)");
+        run_free(&r);
+        ctl(&r, "publish", "large/x", arg);
+        assert_exit(&r, 1);
+        assert_contains(r.err, "is larger than the bus accepts (1073741824 bytes)");
+        run_free(&r);
+        assert_int_equal(ftruncate(fd, (off_t)UINT32_MAX + 1), 0);
+        close(fd);
+        ctl(&r, "call", id, "Echo", arg);
+        assert_exit(&r, 1);
+        assert_contains(r.err, "the payload is larger than any bus accepts (4294967295 bytes)");
+        run_free(&r);
+        unlink(sparse_path);
+        unlink(small_path);
+        unlink(path);
+}
+
+/*
+ * Monitors see a large frame's descriptor (size, path, transfer), never its
+ * bytes, and do not take part: the lent call is copied by the callee alone,
+ * and no monitor answers or acknowledges anything.
+ */
+static void test_large_monitor(void **state) {
+        ServiceFixture *f = *state;
+        const char *own = plx_bus_get_unique_id(f->bus), *id = f->service_id;
+        _cleanup_(freep) uint8_t *big = pattern(LARGE_SIZE, 4);
+        _cleanup_(freep) char *file = NULL;
+        _cleanup_msg_ plx_msg *reply = NULL;
+        Proc json = PROC_NULL, all = PROC_NULL, cap = PROC_NULL;
+        char line[600], path[400];
+        const void *p;
+        size_t n, n_file, off;
+        Run r;
+
+        snprintf(path, sizeof(path), "%s/large.pcap", f->harness->dir);
+        /*
+         * What the service sends and gets (our own GetStats polls would match
+         * our id): the call, its acknowledgement and the broker's answer, the
+         * reply.
+         */
+        CTL_START(&json, "--json", "monitor", "--name", id, "--count", "4");
+        CTL_START(&all, "monitor");
+        CTL_START(&cap, "capture", path, "--name", id, "--count", "4");
+        wait_monitors(f->bus, 3);
+
+        /* A synchronous call lends our buffer; the reply comes in a memfd. */
+        assert_int_equal(plx_bus_call(f->bus, id, "Echo", big, LARGE_SIZE, PLX_TIMEOUT_DEFAULT, &reply), 0);
+        p = plx_msg_get_payload(reply, &n);
+        assert_int_equal(n, LARGE_SIZE);
+        assert_memory_equal(p, big, LARGE_SIZE);
+        assert_int_equal(plx_msg_get_large_size(reply), LARGE_SIZE);
+        assert_int_equal(plx_msg_get_large_addr(reply), 0);
+        assert_int_equal(plx_bus_call(f->bus, PLX_BROKER, "Ping", NULL, 0, PLX_TIMEOUT_DEFAULT, NULL), 0);
+
+        proc_finish(&json, &r, NULL, 0);
+        assert_exit(&r, 0);
+        JSON_LINES(&r,
+                   "assert len(d) == 4, d\n"
+                   "c, ack, ok, rp = d\n"
+                   "assert ack['kind'] == 'call' and ack['member'] == 'AckTransfer' and ack['sender'] == '%s', ack\n"
+                   "assert ack['destination'] == 'plexus' and ack['large_size'] == 0 and ack['large_path'] is None\n"
+                   "assert ok['kind'] == 'reply' and ok['sender'] == 'plexus' and ok['reply_serial'] == ack['serial']\n"
+                   "assert c['kind'] == 'call' and c['member'] == 'Echo' and c['destination'] == '%s', c\n"
+                   "assert c['large_size'] == %u and c['large_path'] == 'process_vm', c\n"
+                   "assert c['large_addr'] == %llu and c['transfer_id'] > 0, c\n"
+                   "assert c['size'] == 0 and c['payload_hex'] == '' and c['n_fds'] == 0, c\n"
+                   "assert rp['kind'] == 'reply' and rp['sender'] == '%s' and rp['reply_serial'] == c['serial'], rp\n"
+                   "assert rp['large_size'] == %u and rp['large_path'] == 'memfd', rp\n"
+                   "assert rp['large_addr'] == 0 and rp['transfer_id'] == 0 and rp['size'] == 0, rp\n",
+                   id, id, LARGE_SIZE, (unsigned long long)(uintptr_t)big, id, LARGE_SIZE);
+        run_free(&r);
+
+        /* The lines: descriptors in place of payloads; acknowledgement and TransferDone as frames. */
+        {
+                _cleanup_(freep) char *out = NULL;
+                size_t n_out = 0;
+
+                snprintf(line, sizeof(line), " call %s -> plexus Ping serial=", own);
+                proc_read_until(&all, &out, &n_out, line, false);
+                snprintf(line, sizeof(line), " call %s -> %s Echo serial=", own, id);
+                assert_contains(out, line);
+                snprintf(line, sizeof(line), " large=%u path=process_vm transfer=", LARGE_SIZE);
+                assert_contains(out, line);
+                snprintf(line, sizeof(line), " call %s -> plexus AckTransfer serial=", id);
+                assert_contains(out, line);
+                assert_contains(out, " signal plexus -> * plexus/transfer/done serial=");
+                snprintf(line, sizeof(line), " reply %s -> %s serial=", id, own);
+                assert_contains(out, line);
+                snprintf(line, sizeof(line), " large=%u path=memfd\n", LARGE_SIZE);
+                assert_contains(strstr(out, " reply "), line);
+        }
+        assert_int_equal(kill(all.pid, SIGTERM), 0);
+        proc_finish(&all, &r, NULL, 0);
+        assert_exit(&r, 0);
+        assert_string_equal(r.err, "");
+        run_free(&r);
+
+        /* The capture holds the large frames' headers with fields 16-18, and no payload. */
+        proc_finish(&cap, &r, NULL, 0);
+        assert_exit(&r, 0);
+        run_free(&r);
+        file = read_file(path, &n_file);
+        off = 24;
+        for (size_t i = 0; i < 4; i++) {
+                const uint8_t *frame = (const uint8_t *)file + off + 16;
+                uint32_t len, hlen;
+                Plexus__Header *h;
+
+                assert_true(off + 16 <= n_file);
+                len = le32((const uint8_t *)file + off + 8);
+                hlen = le32(frame);
+                h = plexus__header__unpack(NULL, hlen, frame + 4);
+                assert_non_null(h);
+                if (i == 1 || i == 2) {
+                        /* AckTransfer and its answer: ordinary frames. */
+                        assert_int_equal(h->large_size, 0);
+                } else {
+                        assert_int_equal(len, 4 + hlen);
+                        assert_int_equal(h->large_size, LARGE_SIZE);
+                }
+                if (i == 0) {
+                        assert_int_equal(h->kind, PLEXUS__KIND__KIND_CALL);
+                        assert_int_equal(h->large_addr, (uint64_t)(uintptr_t)big);
+                        assert_true(h->transfer_id > 0);
+                } else if (i == 3) {
+                        assert_int_equal(h->kind, PLEXUS__KIND__KIND_REPLY);
+                        assert_int_equal(h->large_addr, 0);
+                }
+                plexus__header__free_unpacked(h, NULL);
+                off += 16 + len;
+        }
+        assert_int_equal(off, n_file);
+
+        /* Had a monitor answered a copy or acknowledged a transfer, the broker would have said so. */
+        ctl(&r, "--json", "stats");
+        assert_exit(&r, 0);
+        JSON(&r, "assert d['errors_sent'] == 0 and d['drops']['protocol_errors'] == 0, d\n"
+                 "assert d['transfers'] == {'live': 0, 'expired': 0, 'refused': 0, 'copied': 1}, d['transfers']\n");
+        run_free(&r);
+
+        if (!have_tshark()) {
+                print_message("tshark is not installed: skipping the dissector's view of large frames\n");
+                return;
+        }
+        {
+                char lua[600], expected[200];
+                Proc t = PROC_NULL;
+
+                snprintf(lua, sizeof(lua), "lua_script:%s", plexusctl_path());
+                strcpy(strrchr(lua, '/') + 1, "plexus.lua");
+                proc_start(&t, (char *[]) { (char *)"tshark", (char *)"-X", lua, (char *)"-r", path, NULL }, -1);
+                proc_finish(&t, &r, NULL, 0);
+                if (r.status != 0)
+                        fail_msg("tshark with plexus.lua failed (%d):\n%s", r.status, r.err);
+                snprintf(expected, sizeof(expected), "large payload %u bytes, process_vm, transfer ", LARGE_SIZE);
+                assert_contains(r.out, expected);
+                snprintf(expected, sizeof(expected), "large payload %u bytes, memfd)", LARGE_SIZE);
+                assert_contains(r.out, expected);
+                run_free(&r);
+        }
+}
+
 static void test_no_bus(void **state) {
         Harness *h = *state;
         static const char *const verbs[][4] = {
@@ -1788,6 +2078,8 @@ int main(void) {
                 SERVICE_TEST(test_monitor_stopped),
                 SERVICE_TEST(test_capture),
                 SERVICE_TEST(test_fd),
+                SERVICE_TEST(test_large),
+                SERVICE_TEST(test_large_monitor),
                 cmocka_unit_test_setup_teardown(test_no_bus, harness_setup, harness_teardown),
                 cmocka_unit_test_setup_teardown(test_usage, harness_setup, harness_teardown),
                 SERVICE_TEST(test_terminal),

@@ -508,6 +508,10 @@ static void test_api_large(void **state) {
         assert_int_equal(plx_bus_call_buffer(bus, id, "Echo", b, size, PLX_TIMEOUT_DEFAULT, &reply), 0);
         assert_int_equal(((const char *)plx_msg_get_payload(reply, &n))[size - 1], 'x');
         assert_int_equal(n, size);
+        /* The echo came back in a memfd: the descriptor says so. */
+        assert_int_equal(plx_msg_get_large_size(reply), size);
+        assert_int_equal(plx_msg_get_large_addr(reply), 0);
+        assert_int_equal(plx_msg_get_transfer_id(reply), 0);
         reply = plx_msg_unref(reply);
 
         dst = malloc(size);
@@ -516,6 +520,7 @@ static void test_api_large(void **state) {
                                            dst, size, &reply), 0);
         assert_ptr_equal(plx_msg_get_payload(reply, &n), dst);
         assert_int_equal(n, 10);
+        assert_int_equal(plx_msg_get_large_size(reply), 0);
         reply = plx_msg_unref(reply);
         free(dst);
 

@@ -873,6 +873,17 @@ int plx_msg_take_fd(plx_msg *msg, size_t index);
 uint32_t plx_msg_get_timeout_ms(plx_msg *msg);
 /* Whether a CALL expects no reply. */
 int plx_msg_get_no_reply(plx_msg *msg);
+/*
+ * The descriptor of a large message (docs/protocol.md §17) as it came in
+ * the header: its payload's length (0 for an ordinary message), the
+ * address it was lent from (0 for the memfd path) and the broker's transfer
+ * id (process_vm path). A received large message's payload is already in
+ * plx_msg_get_payload(); a monitor's copy has the descriptor only, and no
+ * payload.
+ */
+uint64_t plx_msg_get_large_size(plx_msg *msg);
+uint64_t plx_msg_get_large_addr(plx_msg *msg);
+uint64_t plx_msg_get_transfer_id(plx_msg *msg);
 /* The connection that received @msg, or NULL for a locally made error. */
 plx_bus *plx_msg_get_bus(plx_msg *msg);
 
