@@ -8,6 +8,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/stat.h>
 #include <unistd.h>
 
 #include "config.h"
@@ -124,11 +125,16 @@ int config_default_path(char *buf, size_t size) {
  * failed write: a truncated file, or one a crash left as zero-filled blocks
  * (libinih would read either as "no keys", i.e. no policy). A NUL byte
  * anywhere means the same, and would make libinih silently cut the line it
- * is on. Both are refused, with the reason in @err.
+ * is on. Both are refused, with the reason in @err. Only regular files are
+ * judged so: `--config /dev/null` is the usual way to say "no file".
  */
 static int check_content(FILE *f, char *err, size_t err_size) {
+        struct stat st;
         bool any = false;
         int c;
+
+        if (fstat(fileno(f), &st) == 0 && !S_ISREG(st.st_mode))
+                return 0;
 
         while ((c = getc(f)) != EOF) {
                 if (c == 0) {

@@ -200,7 +200,7 @@ static void test_valid_edge_values(void **state) {
 static void put_unknown_fields(Bytes *b) {
         static const uint8_t not_utf8[] = { 0xff, 0x00, 0xc0, 0x80 };  /* bytes, not a string */
 
-        put_tag(b, 16, 0);
+        put_tag(b, 99, 0);
         put_varint(b, UINT64_MAX);
         put_tag(b, 1000, 1);
         put(b, "\x01\x02\x03\x04\x05\x06\x07\x08", 8);

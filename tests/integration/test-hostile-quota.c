@@ -322,6 +322,8 @@ static int bytes_main(int report_fd, int control_fd, void *userdata) {
                 child_assert(plx_bus_subscribe(subs[i], NULL, topic, on_signal, &unread) == 0);
         }
         child_assert(plx_bus_new(&pub, address, "publisher") == 0);
+        /* Inline frames: the quotas are about what queues in the broker. */
+        child_assert(plx_bus_set_large_path(pub, PLX_LARGE_INLINE) == 0);
         plx_bus_set_error_handler(pub, on_error, &flood);
         for (size_t i = 0; i < N_SUBSCRIBERS; i++) {
                 snprintf(topic, sizeof(topic), "quota/s%zu", i);
@@ -333,6 +335,8 @@ static int bytes_main(int report_fd, int control_fd, void *userdata) {
 
         /* The uid's share is used up: a new connection of it cannot queue to itself. */
         child_assert(plx_bus_new(&self, address, "self") == 0);
+        /* Inline frames: the quotas are about what queues in the broker. */
+        child_assert(plx_bus_set_large_path(self, PLX_LARGE_INLINE) == 0);
         child_assert(plx_bus_subscribe(self, NULL, "quota/self", on_signal, &again) == 0);
         plx_bus_set_error_handler(self, on_error, &again);
         for (int k = 0; k < N_SELF; k++)
@@ -380,6 +384,8 @@ static int fds_main(int report_fd, int control_fd, void *userdata) {
                 child_assert(plx_bus_subscribe(subs[i], NULL, topic, on_signal, &unread) == 0);
         }
         child_assert(plx_bus_new(&pub, address, "fd publisher") == 0);
+        /* Inline frames: the quotas are about what queues in the broker. */
+        child_assert(plx_bus_set_large_path(pub, PLX_LARGE_INLINE) == 0);
         plx_bus_set_error_handler(pub, on_error, &c);
         /* Large payloads: the subscribers' sockets fill after a frame or two, the rest queues. */
         for (int k = 0; k < FD_SIGNALS_PER_SUBSCRIBER; k++) {

@@ -607,7 +607,7 @@ static void test_no_policy(void **state) {
                 const char *config;     /* NULL: no -c */
         } cases[] = {
                 { "limits only", "[limits]\nmax_names = 16\n" },
-                { "an empty file", "" },
+                { "a file of comments only", "; defaults\n" },
                 { "no configuration file", NULL },
         };
         struct stat st;
