@@ -213,7 +213,8 @@ int bus_send_payload(plx_bus *bus, Plexus__Header *h, const void *payload, size_
         if (size > bus->max_message_size)
                 return -EMSGSIZE;
         if (!bus->connected)
-                return -ECONNRESET;
+                /* Say it as bus_send_frame() would, without building the memfd first. */
+                return bus_send_frame(bus, h, NULL, 0, NULL, 0);
 
         if (bus->large_path == PLX_LARGE_PROCESS_VM ||
             (bus->large_path == PLX_LARGE_AUTO && lend && !(h->destination && destination_refused(bus, h->destination))))
