@@ -330,6 +330,7 @@ int router_send_signal(Broker *b, Peer *to, const char *topic, const ProtobufCMe
  */
 void router_broadcast(Broker *b, const char *topic) {
         Plexus__Header h = PLEXUS__HEADER__INIT;
+        List done = LIST_INIT(done);
         Peer *p;
 
         h.kind = PLEXUS__KIND__KIND_SIGNAL;
@@ -337,10 +338,20 @@ void router_broadcast(Broker *b, const char *topic) {
         stamp(b, &h, NULL);
         h.serial = h.sequence;
 
-        /* Safe walk: a failed send hangs the peer up, moving it off the list. */
-        list_for_each_entry_safe(p, &b->peers, link)
+        /*
+         * A failed send hangs a peer up, moving it to the dead list: not
+         * only the receiver, but also a monitor whose copy fails, which may
+         * be any peer, the next one included. So no saved "next": each peer
+         * moves to @done before its turn, and the walk always takes the
+         * first peer still waiting.
+         */
+        while ((p = list_first_entry(&b->peers, Peer, link))) {
+                list_unlink(&p->link);
+                list_append(&done, &p->link);
                 if (p->state == PEER_STATE_RUNNING)
                         send_one(b, p, NULL, &h, NULL, 0, NULL, 0, true);
+        }
+        list_splice(&b->peers, &done);
 }
 
 /**

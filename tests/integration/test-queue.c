@@ -400,6 +400,7 @@ static void test_reply_to_full_queue(void **state) {
         h.serial = 10;
         h.destination = callee_id;
         h.member = (char *)"Hold";
+        h.timeout_ms = 120000;  /* the broker's maximum: filling the queue may take long under valgrind */
         assert_int_equal(raw_send(caller, &h, "q", 1), 0);
         assert_int_equal(raw_recv(callee, frame, wait_ms()), 1);
         assert_non_null(frame->header);

@@ -162,6 +162,62 @@ static void test_clients_see_shutdown(void **state) {
         assert_int_equal(access(f->h.address, F_OK), -1);
 }
 
+/*
+ * The shutdown signal goes to every client, and a copy of each to the
+ * monitors. A monitor whose socket fails makes that copy fail, and is hung
+ * up in the middle of the broadcast, from the list being walked; the broker
+ * must still finish the broadcast and exit.
+ */
+static void test_monitor_gone_at_shutdown(void **state) {
+        Fixture *f = *state;
+        Plexus__Header h = PLEXUS__HEADER__INIT;
+        RawFrame *frame = raw_frame_new();
+        char id[64];
+        bool saw = false;
+        int r, mon;
+
+        assert_non_null(frame);
+        assert_int_equal(harness_broker_start(&f->h), 0);
+        /* Connected in this order, the monitor is the client after ours. */
+        f->raw_fd = raw_connect(f->h.address);
+        assert_true(f->raw_fd >= 0);
+        assert_int_equal(raw_hello(f->raw_fd, frame, id, sizeof(id)), 0);
+        mon = raw_connect(f->h.address);
+        assert_true(mon >= 0);
+        assert_int_equal(raw_hello(mon, frame, id, sizeof(id)), 0);
+        h.kind = PLEXUS__KIND__KIND_CALL;
+        h.serial = 2;
+        h.destination = (char *)PLX_BROKER;
+        h.member = (char *)"BecomeMonitor";
+        assert_int_equal(raw_send(mon, &h, NULL, 0), 0);
+        assert_int_equal(raw_recv(mon, frame, harness_timeout_ms(HARNESS_TIMEOUT_MS)), 1);
+        assert_non_null(frame->header);
+        assert_int_equal(frame->header->kind, PLEXUS__KIND__KIND_REPLY);
+
+        /*
+         * The monitor stops receiving: the broker's next send to it fails
+         * (EPIPE), but nothing tells the broker before it tries, so the
+         * first send is the shutdown signal's copy.
+         */
+        assert_int_equal(shutdown(mon, SHUT_RD), 0);
+        assert_int_equal(kill(f->h.broker_pid, SIGTERM), 0);
+
+        for (;;) {
+                r = raw_recv(f->raw_fd, frame, harness_timeout_ms(HARNESS_TIMEOUT_MS));
+                if (r == 0 || r == -ECONNRESET)
+                        break;
+                assert_int_equal(r, 1);
+                assert_non_null(frame->header);
+                if (frame->header->kind == PLEXUS__KIND__KIND_SIGNAL &&
+                    strcmp(frame->header->member, PLX_TOPIC_SHUTDOWN) == 0)
+                        saw = true;
+        }
+        assert_true(saw);
+        assert_int_equal(harness_broker_signal(&f->h, 0), 0);
+        close(mon);
+        raw_frame_free(frame);
+}
+
 /* A client that connected but has not said HELLO yet must not stall the shutdown. */
 static void test_shutdown_before_hello(void **state) {
         Fixture *f = *state;
@@ -308,6 +364,7 @@ int main(void) {
                 cmocka_unit_test_setup_teardown(test_sigint, setup, teardown),
                 cmocka_unit_test_setup_teardown(test_clients_see_shutdown, setup, teardown),
                 cmocka_unit_test_setup_teardown(test_shutdown_before_hello, setup, teardown),
+                cmocka_unit_test_setup_teardown(test_monitor_gone_at_shutdown, setup, teardown),
                 cmocka_unit_test_setup_teardown(test_signal_at_startup, setup, teardown),
                 cmocka_unit_test_setup_teardown(test_second_instance_fails, setup, teardown),
                 cmocka_unit_test_setup_teardown(test_stale_socket_replaced, setup, teardown),
