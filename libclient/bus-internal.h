@@ -181,6 +181,8 @@ struct plx_bus {
         size_t n_stash;
         char vm_refused[8][FRAME_NAME_MAX + 1]; /* destinations that cannot read our memory */
         size_t n_vm_refused;
+        void *spare;                    /* the buffer of the last lent payload freed, for the next */
+        size_t spare_size;
         uint64_t into_serial;           /* plx_bus_call_into(): the call whose reply goes to into_buf */
         void *into_buf;
         size_t into_size;
@@ -216,6 +218,7 @@ struct plx_msg {
         int carrier_fd;         /* its memfd or the sender's pidfd until processed, else -1 */
         void *mapping;          /* large_size bytes mapped from a memfd, or NULL */
         void *heap_payload;     /* a lent payload copied into our heap, or NULL */
+        size_t heap_size;       /* its capacity */
         uint64_t connection;    /* bus->reconnect.generation it arrived on */
         size_t n_fds;
         int *fds;               /* received fds; -1 once taken */
@@ -237,6 +240,7 @@ void large_await_lent(plx_bus *bus, uint64_t serial, uint64_t size);
 bool large_lent_pending(plx_bus *bus, uint64_t serial);
 void large_remember_refused(plx_bus *bus, const char *destination);
 void large_connection_lost(plx_bus *bus);
+void large_buffer_put(plx_bus *bus, void *buf, size_t size);
 int large_process(plx_bus *bus, plx_msg **pm);
 void plx_buffer_freep_internal(plx_buffer **b);
 int bus_read(plx_bus *bus, bool *ret_progress);

@@ -55,6 +55,7 @@ plx_bus *bus_unref(plx_bus *bus) {
                 return NULL;
         arena_reset(&bus->arena);
         free(bus->rx_buf);
+        free(bus->spare);
         free(bus);
         return NULL;
 }

@@ -454,12 +454,52 @@ static int confirm(plx_bus *bus, uint64_t transfer_id, uint64_t size, int status
         }
 }
 
+/*
+ * A buffer for a lent payload. Memory that was never touched costs a page
+ * fault per page on first write, which measured at five times the copy
+ * itself (docs/performance.md §8): so the last buffer freed is kept for
+ * the next payload that fits it.
+ */
+static void *buffer_get(plx_bus *bus, size_t size, size_t *ret_size) {
+        void *b;
+
+        if (bus->spare && bus->spare_size >= size) {
+                *ret_size = bus->spare_size;
+                bus->spare_size = 0;
+                return TAKE_PTR(bus->spare);
+        }
+        b = malloc(MAX(size, (size_t)1));
+        *ret_size = size;
+        return b;
+}
+
+/**
+ * large_buffer_put() - a lent payload's buffer is free again
+ * @bus:        the bus it came on, or NULL
+ * @buf:        the buffer, adopted
+ * @size:       its capacity
+ *
+ * Kept for the next payload if it is the largest free one, so a process
+ * holds at most one spare, of the largest payload it received lately,
+ * until the bus is gone.
+ */
+void large_buffer_put(plx_bus *bus, void *buf, size_t size) {
+        if (!bus || size <= bus->spare_size) {
+                free(buf);
+                return;
+        }
+        free(bus->spare);
+        bus->spare = buf;
+        bus->spare_size = size;
+}
+
 static int receive_lent(plx_bus *bus, plx_msg **pm) {
         plx_msg *m = *pm;
         void *into = into_target(bus, m, m->large_size), *dst;
+        size_t capacity = 0;
         int status, r;
 
-        dst = into ?: malloc(MAX(m->large_size, (uint64_t)1));
+        dst = into ?: buffer_get(bus, (size_t)m->large_size, &capacity);
         if (!dst) {
                 status = PLEXUS__TRANSFER_STATUS__TRANSFER_FAILED;
         } else {
@@ -471,12 +511,14 @@ static int receive_lent(plx_bus *bus, plx_msg **pm) {
         if (r == 1 && status == PLEXUS__TRANSFER_STATUS__TRANSFER_COPIED) {
                 m->payload = dst;
                 m->payload_len = m->large_size;
-                if (!into)
+                if (!into) {
                         m->heap_payload = dst;
+                        m->heap_size = capacity;
+                }
                 return 0;
         }
         if (!into)
-                free(dst);
+                large_buffer_put(bus, dst, capacity);
         if (r < 0 && r != -ENOBUFS) {
                 large_fail(bus, pm, PLX_ERROR_DISCONNECTED, "connection lost while receiving a large payload");
                 return r;

@@ -149,7 +149,8 @@ _public_ plx_msg *plx_msg_unref(plx_msg *msg) {
         free(msg->fds);
         if (msg->mapping)
                 munmap(msg->mapping, msg->large_size);
-        free(msg->heap_payload);
+        if (msg->heap_payload)
+                large_buffer_put(msg->bus, msg->heap_payload, msg->heap_size);
         plx_close(msg->carrier_fd);
         bus_unref(msg->bus);
         free(msg);

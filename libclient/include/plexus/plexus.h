@@ -500,7 +500,8 @@ enum {
         PLX_LARGE_PROCESS_VM,           /* always lend (async sends lend a private copy) */
 };
 
-#define PLX_LARGE_THRESHOLD_DEFAULT (64u * 1024u)
+/* About the most one frame carries: below it inline costs less CPU (docs/performance.md §8.5). */
+#define PLX_LARGE_THRESHOLD_DEFAULT (120u * 1024u)
 
 typedef struct plx_buffer plx_buffer;
 
