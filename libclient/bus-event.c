@@ -44,7 +44,7 @@ static int prepare_callback(sd_event_source *s, void *userdata) {
         if (r < 0)
                 return r;
 
-        when = bus->n_rqueue > 0 ? 0 : bus_next_deadline(bus);
+        when = bus->n_rqueue > 0 || bus->n_stash > 0 ? 0 : bus_next_deadline(bus);
 
         if (when == UINT64_MAX)
                 return sd_event_source_set_enabled(bus->time_source, SD_EVENT_OFF);

@@ -135,6 +135,20 @@ struct plx_bus {
 
         Arena arena;
         uint8_t *rx_buf;        /* FRAME_SIZE_MAX */
+
+        /* Large messages, see large.c. */
+        int large_path;                 /* PLX_LARGE_* */
+        size_t large_threshold;
+        uint64_t max_message_size;      /* from the Welcome; 0: the broker has no large path */
+        uint32_t transfer_lease_ms;
+        List lent;                      /* Lent.link: buffers receivers may still read */
+        List stash;                     /* plx_msg.link, read while confirming a transfer */
+        size_t n_stash;
+        char vm_refused[8][FRAME_NAME_MAX + 1]; /* destinations that cannot read our memory */
+        size_t n_vm_refused;
+        uint64_t into_serial;           /* plx_bus_call_into(): the call whose reply goes to into_buf */
+        void *into_buf;
+        size_t into_size;
 };
 
 struct plx_msg {
@@ -160,6 +174,12 @@ struct plx_msg {
         size_t payload_len;
         void *name_change;      /* decoded plexus.NameOwnerChanged, on demand */
         gid_t sender_gid;
+        uint64_t large_size;    /* a large frame's descriptor, as received */
+        uint64_t large_addr;
+        uint64_t transfer_id;
+        int carrier_fd;         /* its memfd or the sender's pidfd until processed, else -1 */
+        void *mapping;          /* large_size bytes mapped from a memfd, or NULL */
+        void *heap_payload;     /* a lent payload copied into our heap, or NULL */
         size_t n_fds;
         int *fds;               /* received fds; -1 once taken */
         uint8_t data[];         /* strings, then payload, then a NUL */
@@ -170,6 +190,18 @@ plx_bus *bus_unref(plx_bus *bus);
 
 int bus_send_frame(plx_bus *bus, Plexus__Header *h, const void *payload, size_t size,
                    const int *fds, size_t n_fds);
+int bus_flush_queue(plx_bus *bus);
+int bus_read_raw(plx_bus *bus, plx_msg **ret);
+
+int bus_send_payload(plx_bus *bus, Plexus__Header *h, const void *payload, size_t size,
+                     const int *fds, size_t n_fds, bool lend);
+int bus_send_buffer(plx_bus *bus, Plexus__Header *h, plx_buffer *buf, size_t size);
+void large_await_lent(plx_bus *bus, uint64_t serial);
+bool large_lent_pending(plx_bus *bus, uint64_t serial);
+void large_remember_refused(plx_bus *bus, const char *destination);
+void large_connection_lost(plx_bus *bus);
+int large_process(plx_bus *bus, plx_msg **pm);
+void plx_buffer_freep_internal(plx_buffer **b);
 int bus_read(plx_bus *bus, bool *ret_progress);
 int bus_wait(plx_bus *bus, uint64_t deadline);
 typedef bool (*BusMatchFn)(plx_msg *m, void *userdata);

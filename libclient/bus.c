@@ -87,6 +87,7 @@ void bus_connection_lost(plx_bus *bus) {
                 return;
         bus->connected = false;
         wqueue_clear(bus);
+        large_connection_lost(bus);
         slot_fail_all_calls(bus);
 }
 
@@ -231,8 +232,15 @@ int bus_send_frame(plx_bus *bus, Plexus__Header *h, const void *payload, size_t 
         return 0;
 }
 
-/* Read one frame. Returns 1 with *ret set, 0 on EAGAIN, negative on loss. */
-static int read_frame(plx_bus *bus, plx_msg **ret) {
+/**
+ * bus_read_raw() - read one frame from the socket
+ *
+ * A large frame's payload is not fetched here (see large_process()): its
+ * first fd, the memfd or the sender's pidfd, is set aside as carrier_fd.
+ *
+ * Return: 1 with *@ret set, 0 on EAGAIN, negative errno on loss.
+ */
+int bus_read_raw(plx_bus *bus, plx_msg **ret) {
         FdControl control;
         struct iovec iov = { .iov_base = bus->rx_buf, .iov_len = FRAME_SIZE_MAX };
         int fds[FRAME_FDS_MAX];
@@ -300,7 +308,12 @@ static int read_frame(plx_bus *bus, plx_msg **ret) {
          * Fewer fds than the broker stamped (MSG_CTRUNC: we are out of fds)
          * are handed out as they are; plx_msg_get_n_fds() says how many.
          */
-        msg_adopt_fds(*ret, fds, n_fds);
+        if (h->large_size && n_fds > 0) {
+                (*ret)->carrier_fd = fds[0];
+                msg_adopt_fds(*ret, fds + 1, n_fds - 1);
+        } else {
+                msg_adopt_fds(*ret, fds, n_fds);
+        }
 
         if (h->delivery) {
                 if (h->delivery > bus->last_delivery + 1)
@@ -308,6 +321,43 @@ static int read_frame(plx_bus *bus, plx_msg **ret) {
                 bus->last_delivery = h->delivery;
         }
         return 1;
+}
+
+/*
+ * The next message in order: first those parked while a large payload was
+ * confirmed, then the socket's. Large payloads are fetched here, and the
+ * broker's TransferDone notices consumed.
+ */
+static int read_frame(plx_bus *bus, plx_msg **ret) {
+        for (;;) {
+                plx_msg *m = list_first_entry(&bus->stash, plx_msg, link);
+                int r;
+
+                if (m) {
+                        list_unlink(&m->link);
+                        bus->n_stash--;
+                } else {
+                        r = bus_read_raw(bus, &m);
+                        if (r <= 0)
+                                return r;
+                }
+                r = large_process(bus, &m);
+                if (m) {
+                        *ret = m;
+                        return 1;
+                }
+                if (r < 0)
+                        return r;
+        }
+}
+
+/**
+ * bus_flush_queue() - send what the write queue holds, as far as the socket takes it
+ *
+ * Return: 0 or -ECONNRESET.
+ */
+int bus_flush_queue(plx_bus *bus) {
+        return bus->connected ? wqueue_flush(bus) : 0;
 }
 
 /**
@@ -512,6 +562,8 @@ static int await_welcome(plx_bus *bus, uint64_t serial) {
                 snprintf(bus->unique_id, sizeof(bus->unique_id), "%s", w->unique_id);
                 if (w->max_frame_size)
                         bus->max_frame_size = MIN(w->max_frame_size, FRAME_SEND_MAX);
+                bus->max_message_size = w->max_message_size;
+                bus->transfer_lease_ms = w->transfer_lease_ms;
                 plexus__welcome__free_unpacked(w, NULL);
                 return 0;
         }
@@ -569,6 +621,9 @@ _public_ int plx_bus_new(plx_bus **ret, const char *address, const char *descrip
         list_init(&bus->deadlines);
         list_init(&bus->subscriptions);
         list_init(&bus->leases);
+        list_init(&bus->lent);
+        list_init(&bus->stash);
+        bus->large_threshold = PLX_LARGE_THRESHOLD_DEFAULT;
         arena_init(&bus->arena);
 
         bus->rx_buf = malloc(FRAME_SIZE_MAX);
@@ -610,6 +665,12 @@ _public_ plx_bus *plx_bus_free(plx_bus *bus) {
                 plx_msg_unref(m);
         }
         bus->n_rqueue = 0;
+        while ((m = list_first_entry(&bus->stash, plx_msg, link))) {
+                list_unlink(&m->link);
+                plx_msg_unref(m);
+        }
+        bus->n_stash = 0;
+        large_connection_lost(bus);
 
         while ((s = list_first_entry(&bus->slots, plx_slot, link))) {
                 bool floating = s->floating;
@@ -651,7 +712,7 @@ _public_ int plx_bus_get_timeout(plx_bus *bus, int *ret_ms) {
         if (bus->fd < 0)
                 return -ENOTCONN;
 
-        if (bus->n_rqueue > 0 || bus->exit_requested) {
+        if (bus->n_rqueue > 0 || bus->n_stash > 0 || bus->exit_requested) {
                 *ret_ms = 0;
                 return 0;
         }
@@ -755,7 +816,7 @@ _public_ int plx_bus_process(plx_bus *bus) {
                         return r;
         }
 
-        if (!bus->connected && bus->n_rqueue == 0)
+        if (!bus->connected && bus->n_rqueue == 0 && bus->n_stash == 0)
                 return -ECONNRESET;
         return progress ? 1 : 0;
 }

@@ -8,6 +8,7 @@
 #include <errno.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/mman.h>
 #include <unistd.h>
 
 #include "bus-internal.h"
@@ -55,6 +56,10 @@ int msg_new_from_frame(plx_msg **ret, plx_bus *bus, const Plexus__Header *h,
                 .sender_uid = (uid_t)h->sender_uid,
                 .sender_gid = (gid_t)h->sender_gid,
                 .sender_pid = (pid_t)h->sender_pid,
+                .large_size = h->large_size,
+                .large_addr = h->large_addr,
+                .transfer_id = h->transfer_id,
+                .carrier_fd = -1,
                 .payload_len = payload_len,
         };
         list_init(&m->link);
@@ -141,6 +146,10 @@ _public_ plx_msg *plx_msg_unref(plx_msg *msg) {
                 if (msg->fds[i] >= 0)
                         close(msg->fds[i]);
         free(msg->fds);
+        if (msg->mapping)
+                munmap(msg->mapping, msg->large_size);
+        free(msg->heap_payload);
+        plx_close(msg->carrier_fd);
         bus_unref(msg->bus);
         free(msg);
         return NULL;
@@ -271,7 +280,27 @@ static int reply_send(plx_msg *call, Plexus__Kind kind, const char *name, const 
         h.destination = (char *)call->sender;
         if (name)
                 h.error_name = (char *)name;
-        r = bus_send_frame(call->bus, &h, payload, size, fds, n_fds);
+        r = bus_send_payload(call->bus, &h, payload, size, fds, n_fds, false);
+        if (r < 0)
+                call->replied = false;
+        return r;
+}
+
+_public_ int plx_msg_reply_buffer(plx_msg *call, plx_buffer *buf, size_t size) {
+        _cleanup_(plx_buffer_freep_internal) plx_buffer *b = buf;
+        Plexus__Header h = PLEXUS__HEADER__INIT;
+        int r = reply_check(call);
+
+        if (r < 0)
+                return r;
+        assert_return(b, -EINVAL);
+        call->replied = true;
+        if (call->flags & FRAME_FLAG_NO_REPLY)
+                return 0;
+        h.kind = PLEXUS__KIND__KIND_REPLY;
+        h.reply_serial = call->serial;
+        h.destination = (char *)call->sender;
+        r = bus_send_buffer(call->bus, &h, TAKE_PTR(b), size);
         if (r < 0)
                 call->replied = false;
         return r;

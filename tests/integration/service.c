@@ -88,7 +88,7 @@ static int on_quit(plx_msg *call, void *userdata) {
         return r;
 }
 
-static int service_main(int report_fd, int control_fd, void *userdata) {
+int service_main(int report_fd, int control_fd, void *userdata) {
         static const struct {
                 const char *member;
                 plx_method_fn fn;

@@ -30,6 +30,8 @@
 #define SERVICE_PUBLISH_PAYLOAD "published-before-reply"
 
 int service_fork(HarnessChild *ret, const char *address, char *ret_id, size_t size);
+/* The service's body, for a child that must change first (e.g. its uid); @userdata is the address. */
+int service_main(int report_fd, int control_fd, void *userdata);
 
 /*
  * The usual fixture: a broker, the test service, and a connection of the
