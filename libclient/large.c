@@ -322,9 +322,9 @@ static void large_fail(plx_bus *bus, plx_msg **m, const char *name, const char *
 }
 
 /* Where a reply's bytes should go: the buffer of a plx_bus_call_into() waiting for it. */
-static void *into_target(plx_bus *bus, plx_msg *m) {
+static void *into_target(plx_bus *bus, plx_msg *m, uint64_t size) {
         if (m->kind == PLX_MSG_REPLY && bus->into_buf && m->reply_serial == bus->into_serial &&
-            m->large_size <= bus->into_size)
+            size <= bus->into_size)
                 return bus->into_buf;
         return NULL;
 }
@@ -348,7 +348,7 @@ static int receive_memfd(plx_bus *bus, plx_msg **pm) {
         }
         m->carrier_fd = plx_close(m->carrier_fd);
 
-        into = into_target(bus, m);
+        into = into_target(bus, m, m->large_size);
         if (into) {
                 memcpy(into, map, m->large_size);
                 munmap(map, m->large_size);
@@ -455,7 +455,7 @@ static int confirm(plx_bus *bus, uint64_t transfer_id, int status) {
 
 static int receive_lent(plx_bus *bus, plx_msg **pm) {
         plx_msg *m = *pm;
-        void *into = into_target(bus, m), *dst;
+        void *into = into_target(bus, m, m->large_size), *dst;
         int status, r;
 
         dst = into ?: malloc(MAX(m->large_size, (uint64_t)1));
@@ -507,8 +507,16 @@ int large_process(plx_bus *bus, plx_msg **pm) {
                 *pm = NULL;
                 return 0;
         }
-        if (!m->large_size)
+        if (!m->large_size) {
+                void *into = into_target(bus, m, m->payload_len);
+
+                /* plx_bus_call_into() promises the reply in its buffer, small ones too. */
+                if (into && m->payload_len) {
+                        memcpy(into, m->payload, m->payload_len);
+                        m->payload = into;
+                }
                 return 0;
+        }
         if (m->large_size > SIZE_MAX / 2) {
                 large_fail(bus, pm, PLX_ERROR_LIMITS_EXCEEDED, "large payload too large for this process");
                 return 0;

@@ -371,6 +371,8 @@ static void test_limit_queue(void **state) {
         assert_int_equal(plx_bus_new(&caller, f.path, "caller"), 0);
         assert_int_equal(plx_bus_new(&callee, f.path, "callee"), 0);
         assert_int_equal(plx_bus_add_method(callee, NULL, "Take", reply_empty, NULL), 0);
+        /* Inline frames, so that they fill the callee's queue. */
+        assert_int_equal(plx_bus_set_large_path(caller, PLX_LARGE_INLINE), 0);
         payload = calloc(1, SIZE);
         assert_non_null(payload);
 

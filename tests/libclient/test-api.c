@@ -27,6 +27,7 @@
 #include <plexus/plexus.h>
 
 #include "harness.h"
+#include "service.h"
 
 typedef struct Api {
         plx_bus *service;
@@ -475,6 +476,68 @@ static int on_monitor(plx_msg *msg, void *userdata) {
         return 0;
 }
 
+static int on_big_signal(plx_msg *m, void *userdata) {
+        size_t *n = userdata;
+
+        (void)plx_msg_get_payload(m, n);
+        return 0;
+}
+
+/* Large messages: the shareable buffer, the paths, the reply buffer. */
+static void test_api_large(void **state) {
+        Harness *h = *state;
+        HarnessChild service = HARNESS_CHILD_NULL;
+        char id[256];
+        plx_bus *bus = NULL;
+        plx_buffer *b = NULL;
+        size_t size = 1u << 20, got = 0, n;
+        _cleanup_msg_ plx_msg *reply = NULL;
+        void *dst;
+
+        assert_int_equal(service_fork(&service, h->address, id, sizeof(id)), 0);
+        assert_int_equal(plx_bus_new(&bus, h->address, "api-large"), 0);
+        assert_true(plx_bus_get_max_message_size(bus) >= size);
+        assert_int_equal(plx_bus_set_large_threshold(bus, 4096), 0);
+        assert_int_equal(plx_bus_set_large_path(bus, PLX_LARGE_AUTO), 0);
+        assert_int_equal(plx_bus_set_large_path(bus, 42), -EINVAL);
+
+        assert_int_equal(plx_buffer_new(&b, size), 0);
+        assert_int_equal(plx_buffer_get_size(b), size);
+        memset(plx_buffer_get_data(b), 'x', size);
+        assert_int_equal(plx_bus_call_buffer(bus, id, "Echo", b, size, PLX_TIMEOUT_DEFAULT, &reply), 0);
+        assert_int_equal(((const char *)plx_msg_get_payload(reply, &n))[size - 1], 'x');
+        assert_int_equal(n, size);
+        reply = plx_msg_unref(reply);
+
+        dst = malloc(size);
+        assert_non_null(dst);
+        assert_int_equal(plx_bus_call_into(bus, id, "Echo", "0123456789", 10, PLX_TIMEOUT_DEFAULT,
+                                           dst, size, &reply), 0);
+        assert_ptr_equal(plx_msg_get_payload(reply, &n), dst);
+        assert_int_equal(n, 10);
+        reply = plx_msg_unref(reply);
+        free(dst);
+
+        assert_int_equal(plx_bus_subscribe(bus, NULL, "api/big", on_big_signal, &got), 0);
+        assert_int_equal(plx_buffer_new(&b, size), 0);
+        memset(plx_buffer_get_data(b), 'y', size);
+        assert_int_equal(plx_bus_publish_buffer(bus, "api/big", b, size), 0);
+        for (int i = 0; i < 200 && got == 0; i++) {
+                bool done = false;
+
+                harness_bus_wait(bus, &done, 20);
+        }
+        assert_int_equal(got, size);
+
+        assert_int_equal(plx_buffer_new(&b, 1), 0);
+        assert_null(plx_buffer_free(b));
+
+        assert_int_equal(plx_bus_call(bus, id, "Quit", NULL, 0, PLX_TIMEOUT_DEFAULT, NULL), 0);
+        assert_int_equal(harness_child_wait(&service, harness_timeout_ms(HARNESS_TIMEOUT_MS)), 0);
+        harness_child_close(&service);
+        plx_bus_free(bus);
+}
+
 static void test_api_monitor(void **state) {
         Harness *h = *state;
         _cleanup_msg_ plx_msg *reply = NULL;
@@ -546,6 +609,7 @@ int main(void) {
                 cmocka_unit_test_setup_teardown(test_sd_event_default, harness_setup, harness_teardown),
                 cmocka_unit_test_setup_teardown(test_api_names_and_fds, harness_setup, harness_teardown),
                 cmocka_unit_test_setup_teardown(test_api_monitor, harness_setup, harness_teardown),
+                cmocka_unit_test_setup_teardown(test_api_large, harness_setup, harness_teardown),
         };
 
         return cmocka_run_group_tests(tests, NULL, NULL);
