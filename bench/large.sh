@@ -24,9 +24,9 @@ if [ "${BENCH_QUICK:-0}" = 1 ]; then
     large_max_reps=${BENCH_LARGE_MAX_REPS:-200}
 else
     large_sizes=${BENCH_LARGE_SIZES:-16K 32K 64K 128K 256K 512K 1M 16M 64M 256M}
-    large_bytes=${BENCH_LARGE_BYTES:-$((2 << 30))}
-    large_min_reps=${BENCH_LARGE_MIN_REPS:-5}
-    large_max_reps=${BENCH_LARGE_MAX_REPS:-2000}
+    large_bytes=${BENCH_LARGE_BYTES:-$((512 << 20))}
+    large_min_reps=${BENCH_LARGE_MIN_REPS:-3}
+    large_max_reps=${BENCH_LARGE_MAX_REPS:-500}
 fi
 large_dbus_max=${BENCH_LARGE_DBUS_MAX:-$((64 << 20))}
 read -r large_fanout_size large_fanout_subscribers <<<"${BENCH_LARGE_FANOUT:-16M 3}"
