@@ -71,14 +71,18 @@ static int connect_bus(plx_bus **ret, const char *address, int path, int *failed
         return 0;
 }
 
-/* Dispatch what is ready, then wait up to @timeout_ms for more. */
+/*
+ * Dispatch what is ready. Only if nothing was, wait up to @timeout_ms and
+ * dispatch what arrived: the caller must see a dispatched message (Quit,
+ * the last signal) before anybody waits again.
+ */
 static int pump(plx_bus *bus, int timeout_ms) {
         struct pollfd p;
-        int r, ms;
+        int r, ms, n = 0;
 
         while ((r = plx_bus_process(bus)) > 0)
-                ;
-        if (r < 0)
+                n++;
+        if (r < 0 || n > 0)
                 return r;
         r = plx_bus_get_timeout(bus, &ms);
         if (r < 0)
