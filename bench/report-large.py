@@ -226,6 +226,10 @@ def main():
         if r:
             out.append(f"  null system call (getppid), {mode}: {r['ns_per_call_min']:.0f} ns (fastest loop), "
                        f"{r['ns_per_call_p50']:.0f} ns (median loop), {r['ns_per_call_cpu']:.0f} ns of CPU")
+            if "first_touch_ns_per_4k" in r:
+                out.append(f"  first write to a fresh 4 KiB page (fault + zeroing), {mode}: "
+                           f"{r['first_touch_ns_per_4k']:.0f} ns of CPU; writing it again: "
+                           f"{r['rewrite_gbps']:.1f} GB/s")
     out.append("Configuration:")
     for k, v in parse_kv_file(a.config):
         out.append(f"  {k}: {v}")
