@@ -1,3 +1,4 @@
+# shellcheck shell=bash disable=SC2154,SC2034  # sourced by run.sh, which sets and uses the variables
 # bench/run.sh --large: the large-payload measurements. Sourced by run.sh
 # after its set-up (packages, build, machine.txt, the D-Bus configuration,
 # the journal sink and parent bus for dbus-broker), so it uses run.sh's
