@@ -54,6 +54,15 @@
 #define FRAME_MEMFD_SEALS (F_SEAL_SEAL | F_SEAL_SHRINK | F_SEAL_GROW | F_SEAL_WRITE)
 #define TOPIC_TRANSFER_DONE "plexus/transfer/done"
 
+/*
+ * How long a lent payload stays readable: the configured lease, plus one
+ * second per 16 MiB, so that a big payload on a loaded machine (copies at
+ * 16 MiB/s or better) is not cut off by a lease sized for small ones.
+ */
+static inline uint64_t frame_transfer_lease_usec(uint32_t lease_ms, uint64_t size) {
+        return (uint64_t)lease_ms * 1000u + (size >> 24) * 1000000u;
+}
+
 /* Header.flags bits. */
 #define FRAME_FLAG_NO_REPLY 0x1u                /* CALL: the caller expects no reply */
 #define FRAME_FLAGS_KNOWN (FRAME_FLAG_NO_REPLY)

@@ -102,7 +102,8 @@ int transfer_new(Broker *b, Peer *lender, uint64_t serial, uint64_t size, Transf
                 free(t);
                 return r;
         }
-        r = timer_arm(&b->timers, &t->lease, now_usec() + (uint64_t)b->config.transfer_lease_ms * 1000u);
+        r = timer_arm(&b->timers, &t->lease,
+                      now_usec() + frame_transfer_lease_usec(b->config.transfer_lease_ms, size));
         if (r < 0) {
                 htable_remove(&b->transfers, &t->node);
                 free(t);

@@ -196,7 +196,7 @@ int bus_read_raw(plx_bus *bus, plx_msg **ret);
 int bus_send_payload(plx_bus *bus, Plexus__Header *h, const void *payload, size_t size,
                      const int *fds, size_t n_fds, bool lend);
 int bus_send_buffer(plx_bus *bus, Plexus__Header *h, plx_buffer *buf, size_t size);
-void large_await_lent(plx_bus *bus, uint64_t serial);
+void large_await_lent(plx_bus *bus, uint64_t serial, uint64_t size);
 bool large_lent_pending(plx_bus *bus, uint64_t serial);
 void large_remember_refused(plx_bus *bus, const char *destination);
 void large_connection_lost(plx_bus *bus);

@@ -82,7 +82,7 @@ static int call_sync(plx_bus *bus, const char *destination, const char *member,
                 bus->into_buf = NULL;
                 bus->into_serial = 0;
                 if (lent)
-                        large_await_lent(bus, serial);
+                        large_await_lent(bus, serial, size);
                 if (r < 0)
                         return r;
                 if (!lent || attempt > 0 || !transfer_refused(m))

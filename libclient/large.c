@@ -260,8 +260,8 @@ int bus_send_buffer(plx_bus *bus, Plexus__Header *h, plx_buffer *buf, size_t siz
  * since), plus a grace second. Other messages meanwhile go to the read
  * queue.
  */
-void large_await_lent(plx_bus *bus, uint64_t serial) {
-        uint64_t deadline = now_usec() + (uint64_t)bus->transfer_lease_ms * 1000u + 1000000u;
+void large_await_lent(plx_bus *bus, uint64_t serial, uint64_t size) {
+        uint64_t deadline = now_usec() + frame_transfer_lease_usec(bus->transfer_lease_ms, size) + 1000000u;
 
         while (lent_find(bus, serial) && bus->connected) {
                 bool progress = false;
@@ -402,10 +402,10 @@ static bool is_ack_answer(plx_msg *m, uint64_t serial) {
  * meanwhile in the stash. Returns 1 if confirmed, 0 if not, negative errno
  * if the connection broke.
  */
-static int confirm(plx_bus *bus, uint64_t transfer_id, int status) {
+static int confirm(plx_bus *bus, uint64_t transfer_id, uint64_t size, int status) {
         Plexus__TransferAck ack = PLEXUS__TRANSFER_ACK__INIT;
         Plexus__Header h = PLEXUS__HEADER__INIT;
-        uint64_t deadline = now_usec() + (uint64_t)bus->transfer_lease_ms * 1000u + 1000000u;
+        uint64_t deadline = now_usec() + frame_transfer_lease_usec(bus->transfer_lease_ms, size) + 1000000u;
         uint8_t buf[32];
         int r;
 
@@ -466,7 +466,7 @@ static int receive_lent(plx_bus *bus, plx_msg **pm) {
         }
         m->carrier_fd = plx_close(m->carrier_fd);
 
-        r = confirm(bus, m->transfer_id, status);
+        r = confirm(bus, m->transfer_id, m->large_size, status);
         if (r == 1 && status == PLEXUS__TRANSFER_STATUS__TRANSFER_COPIED) {
                 m->payload = dst;
                 m->payload_len = m->large_size;
