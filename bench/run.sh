@@ -20,9 +20,28 @@
 # defaults by ten for a quick try. A full run takes about five minutes on a
 # 2-CPU machine. Needs root (or sudo) to install packages; dbus-broker also
 # needs root to stand in for journald (see start_journal_sink).
+#
+#   bench/run.sh --large [--quick]
+#
+# measures large payloads instead (plexus-bench-large, see bench/large.c):
+# plexusd's process_vm and memfd paths, inline calls, dbus-broker, a raw
+# stream socket and memcpy() at each of BENCH_LARGE_SIZES, a 16 MiB signal
+# to 3 subscribers, and the cost of a system call; pinned (sender, broker
+# and receiver each on a fixed CPU, BENCH_LARGE_CPUS) and unpinned. The
+# report goes to stdout and docs/benchmarks/large-DATE.txt. --quick (or
+# BENCH_QUICK=1): fewer sizes and repetitions, for a smoke run.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 root=$PWD
+
+large=0
+for arg in "$@"; do
+    case $arg in
+    --large) large=1 ;;
+    --quick) export BENCH_QUICK=1 ;;
+    *) echo "usage: $0 [--large] [--quick]" >&2; exit 2 ;;
+    esac
+done
 
 note() {
     echo "bench: $*" >&2
@@ -84,6 +103,7 @@ if [ ! -d "$build" ]; then
 fi
 meson compile -C "$build" >&2
 bench=$root/$build/bench/plexus-bench
+bench_large=$root/$build/bench/plexus-bench-large
 plexusd=$root/$build/daemon/plexusd
 if [ ! -x "$bench" ]; then
     note "$bench was not built: the top-level meson.build must have subdir('bench')"
@@ -334,11 +354,13 @@ start_brokers() {
     broker_pid[plexus]=$!
     wait_bus plexus "${address[plexus]}" || return 1
 
-    write_dbus_config "$dir/dbus-daemon.conf" "${address[dbus-daemon]}"
-    "${pin[@]}" dbus-daemon --config-file="$dir/dbus-daemon.conf" --nofork 2>"$logs/dbus-daemon-$mode.log" &
-    mode_pids+=($!)
-    broker_pid[dbus-daemon]=$!
-    wait_bus dbus "${address[dbus-daemon]}" || return 1
+    if [ "$large" = 0 ]; then
+        write_dbus_config "$dir/dbus-daemon.conf" "${address[dbus-daemon]}"
+        "${pin[@]}" dbus-daemon --config-file="$dir/dbus-daemon.conf" --nofork 2>"$logs/dbus-daemon-$mode.log" &
+        mode_pids+=($!)
+        broker_pid[dbus-daemon]=$!
+        wait_bus dbus "${address[dbus-daemon]}" || return 1
+    fi
 
     if [ "$have_broker" = 1 ]; then
         "${pin[@]}" systemd-socket-activate -l "$dir/dbus-broker.sock" -E XDG_RUNTIME_DIR="$tmp/xdg" \
@@ -425,6 +447,12 @@ measure_all() {
             -P "${broker_pid[$bus]}"
     done
 }
+
+if [ "$large" = 1 ]; then
+    # shellcheck source=bench/large.sh
+    . bench/large.sh
+    exit "$status"
+fi
 
 for mode in $modes; do
     case $mode in
