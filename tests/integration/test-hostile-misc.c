@@ -259,7 +259,8 @@ static void test_client_empty_record_fds(void **state) {
 }
 
 /* A fake broker's frame: @h with @n_fds fds, as plexusd would send it. */
-static void fake_send(int fd, const Plexus__Header *h, const void *payload, size_t size, const int *fds, size_t n_fds) {
+static void fake_send(int fd, const Plexus__Header *h, const void *payload, size_t size,
+                      const int *fds, size_t n_fds) {
         uint8_t buf[1024];
         size_t hlen = plexus__header__get_packed_size(h);
         struct iovec iov = { .iov_base = buf, .iov_len = FRAME_PREFIX_SIZE + hlen + size };
