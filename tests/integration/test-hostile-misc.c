@@ -1,8 +1,9 @@
 /*
  * Hostile local clients, the cases that have no better home: empty records
  * carrying fds (which read like EOF), a fake broker that sends libplexus an
- * empty record with fds, introspection in a loop, and a client that exec()s
- * another program after its HELLO.
+ * empty record with fds, or a large CALL in a memfd that is not sealed,
+ * introspection in a loop, and a client that exec()s another program after
+ * its HELLO.
  *
  * Every test has a probe: a libplexus client connected before the hostile
  * part starts, which must keep getting answers to Ping throughout.
@@ -18,6 +19,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/mman.h>
 #include <sys/socket.h>
 #include <sys/un.h>
 #include <unistd.h>
@@ -256,6 +258,156 @@ static void test_client_empty_record_fds(void **state) {
         probe_ping(f);
 }
 
+/* A fake broker's frame: @h with @n_fds fds, as plexusd would send it. */
+static void fake_send(int fd, const Plexus__Header *h, const void *payload, size_t size,
+                      const int *fds, size_t n_fds) {
+        uint8_t buf[1024];
+        size_t hlen = plexus__header__get_packed_size(h);
+        struct iovec iov = { .iov_base = buf, .iov_len = FRAME_PREFIX_SIZE + hlen + size };
+        struct msghdr mh = { .msg_iov = &iov, .msg_iovlen = 1 };
+        FdControl control;
+
+        child_assert(iov.iov_len <= sizeof(buf));
+        frame_prefix(buf, (uint32_t)hlen);
+        plexus__header__pack(h, buf + FRAME_PREFIX_SIZE);
+        if (size)
+                memcpy(buf + FRAME_PREFIX_SIZE + hlen, payload, size);
+        fdpass_attach(&mh, &control, fds, n_fds);
+        child_assert_int_eq(sendmsg(fd, &mh, MSG_NOSIGNAL), (ssize_t)iov.iov_len);
+}
+
+#define UNSEALED_SIZE 8192u
+
+/*
+ * Welcomes one client as ":1", then calls its "Echo" with a large payload
+ * in a memfd that is not sealed (which plexusd would refuse), then its
+ * "Done"; reports the client's answer to each: "answer KIND SERIAL NAME".
+ */
+static int fake_unsealed_main(int report_fd, int control_fd, void *userdata) {
+        FakeBrokerArgs *a = userdata;
+        struct sockaddr_un sa = { .sun_family = AF_UNIX };
+        Plexus__Welcome w = PLEXUS__WELCOME__INIT;
+        Plexus__Header h = PLEXUS__HEADER__INIT;
+        RawFrame *frame = raw_frame_new();
+        uint8_t payload[128];
+        int lfd, cfd, memfd;
+        char c;
+
+        child_assert(frame);
+        snprintf(sa.sun_path, sizeof(sa.sun_path), "%s", a->path);
+        lfd = socket(AF_UNIX, SOCK_SEQPACKET | SOCK_CLOEXEC, 0);
+        child_assert(lfd >= 0);
+        child_assert_int_eq(bind(lfd, (struct sockaddr *)&sa, sizeof(sa)), 0);
+        child_assert_int_eq(listen(lfd, 4), 0);
+        harness_report(report_fd, "listening");
+        cfd = accept4(lfd, NULL, NULL, SOCK_CLOEXEC);
+        child_assert(cfd >= 0);
+        child_assert_int_eq(raw_recv(cfd, frame, 10000), 1);
+        child_assert(frame->header && frame->header->kind == PLEXUS__KIND__KIND_HELLO);
+
+        w.protocol_version = 1;
+        w.unique_id = (char *)":1";
+        w.max_frame_size = FRAME_SEND_MAX;
+        w.max_message_size = 1u << 30;
+        w.transfer_lease_ms = 10000;
+        h.kind = PLEXUS__KIND__KIND_REPLY;
+        h.serial = 1;
+        h.reply_serial = frame->header->serial;
+        h.destination = (char *)":1";
+        h.sender = (char *)"plexus";
+        fake_send(cfd, &h, payload, plexus__welcome__pack(&w, payload), NULL, 0);
+
+        /* Writable and resizable by whoever holds it: not a payload anyone may map. */
+        memfd = memfd_create("unsealed", MFD_CLOEXEC | MFD_ALLOW_SEALING);
+        child_assert(memfd >= 0);
+        child_assert_int_eq(ftruncate(memfd, UNSEALED_SIZE), 0);
+        h = (Plexus__Header) PLEXUS__HEADER__INIT;
+        h.kind = PLEXUS__KIND__KIND_CALL;
+        h.serial = 2;
+        h.destination = (char *)":1";
+        h.member = (char *)"Echo";
+        h.sender = (char *)":2";
+        h.n_fds = 1;
+        h.large_size = UNSEALED_SIZE;
+        fake_send(cfd, &h, NULL, 0, &memfd, 1);
+        close(memfd);
+
+        h = (Plexus__Header) PLEXUS__HEADER__INIT;
+        h.kind = PLEXUS__KIND__KIND_CALL;
+        h.serial = 3;
+        h.destination = (char *)":1";
+        h.member = (char *)"Done";
+        h.sender = (char *)":2";
+        fake_send(cfd, &h, NULL, 0, NULL, 0);
+
+        for (int i = 0; i < 2; i++) {
+                child_assert_int_eq(raw_recv(cfd, frame, 10000), 1);
+                child_assert(frame->header);
+                harness_report(report_fd, "answer %s %llu %s", frame_kind_to_string(frame->header->kind),
+                               (unsigned long long)frame->header->reply_serial,
+                               frame->header->error_name[0] ? frame->header->error_name : "-");
+        }
+        (void)!read(control_fd, &c, 1);
+        close(cfd);
+        close(lfd);
+        unlink(a->path);
+        raw_frame_free(frame);
+        return 0;
+}
+
+static int on_method(plx_msg *call, void *userdata) {
+        bool *called = userdata;
+
+        *called = true;
+        return plx_msg_reply(call, NULL, 0);
+}
+
+/*
+ * libplexus checks a memfd's seals itself (docs/protocol.md §17.2), and
+ * does not rely on the broker having done so: a large CALL whose memfd is
+ * not sealed is answered InvalidPayload for the application, whose method
+ * never runs, and the memfd is closed. plexusd refuses such frames, so only
+ * a broker that does not check can show this.
+ */
+static void test_client_unsealed_memfd(void **state) {
+        Fixture *f = *state;
+        HarnessChild fake = HARNESS_CHILD_NULL;
+        FakeBrokerArgs args;
+        plx_bus *bus = NULL;
+        bool echo_called = false, done = false;
+        char path[320], line[128];
+        int before;
+
+        snprintf(path, sizeof(path), "%s/fake", f->h->dir);
+        args.path = path;
+        assert_int_equal(harness_child_fork(&fake, fake_unsealed_main, &args), 0);
+        assert_true(harness_read_line(fake.report_fd, line, sizeof(line),
+                                      harness_timeout_ms(HARNESS_TIMEOUT_MS)) > 0);
+        assert_string_equal(line, "listening");
+
+        before = harness_count_fds();
+        assert_int_equal(plx_bus_new(&bus, path, "victim"), 0);
+        assert_int_equal(plx_bus_add_method(bus, NULL, "Echo", on_method, &echo_called), 0);
+        assert_int_equal(plx_bus_add_method(bus, NULL, "Done", on_method, &done), 0);
+        assert_int_equal(harness_bus_wait(bus, &done, harness_timeout_ms(HARNESS_TIMEOUT_MS)), 0);
+        assert_int_equal(harness_bus_flush(bus, harness_timeout_ms(HARNESS_TIMEOUT_MS)), 0);
+
+        assert_true(harness_read_line(fake.report_fd, line, sizeof(line),
+                                      harness_timeout_ms(HARNESS_TIMEOUT_MS)) > 0);
+        assert_string_equal(line, "answer ERROR 2 plexus.Error.InvalidPayload");
+        assert_true(harness_read_line(fake.report_fd, line, sizeof(line),
+                                      harness_timeout_ms(HARNESS_TIMEOUT_MS)) > 0);
+        assert_string_equal(line, "answer REPLY 3 -");
+        assert_false(echo_called);
+
+        bus = plx_bus_free(bus);
+        assert_int_equal(harness_count_fds(), before);
+        assert_int_equal(harness_write_byte(fake.control_fd, 'q'), 0);
+        assert_int_equal(harness_child_wait(&fake, harness_timeout_ms(HARNESS_TIMEOUT_MS)), 0);
+        harness_child_close(&fake);
+        probe_ping(f);
+}
+
 /* plx_bus_call() of a broker method; returns the error name, or NULL on a REPLY. */
 static const char *broker_call(plx_bus *bus, const char *member, const void *req, size_t size,
                                char *ret_error, size_t error_size) {
@@ -443,6 +595,7 @@ int main(void) {
                 cmocka_unit_test_setup_teardown(test_empty_record_fds_not_leaked, setup, teardown),
                 cmocka_unit_test_setup_teardown(test_empty_record_is_invalid, setup, teardown),
                 cmocka_unit_test_setup_teardown(test_client_empty_record_fds, setup, teardown),
+                cmocka_unit_test_setup_teardown(test_client_unsealed_memfd, setup, teardown),
                 cmocka_unit_test_setup_teardown(test_introspection_rate_limited, setup, teardown),
                 cmocka_unit_test_setup_teardown(test_cmdline_as_of_hello, setup, teardown),
         };
