@@ -115,6 +115,17 @@ const char *frame_strerror(int e);
 
 size_t frame_header_pack(const Plexus__Header *h, uint8_t *buf, size_t size);
 size_t frame_varint_field(uint8_t *buf, uint32_t field, uint64_t value);
+
+/* Bytes of @v encoded as a protobuf varint. */
+static inline size_t frame_varint_size(uint64_t v) {
+        size_t n = 1;
+
+        while (v >= 0x80) {
+                v >>= 7;
+                n++;
+        }
+        return n;
+}
 size_t frame_string_field(uint8_t *buf, uint32_t field, const char *s);
 void frame_prefix(uint8_t prefix[static FRAME_PREFIX_SIZE], uint32_t header_len);
 

@@ -467,16 +467,6 @@ static void method_list_queued_owners(Broker *b, Peer *from, Plexus__Header *h,
  */
 #define LIST_NAMES_PAGE_MAX (FRAME_SEND_MAX - 260u)
 
-static size_t varint_size(uint64_t v) {
-        size_t n = 1;
-
-        while (v >= 0x80) {
-                v >>= 7;
-                n++;
-        }
-        return n;
-}
-
 static int compare_names(const void *a, const void *b) {
         Name *const *x = a, *const *y = b;
 
@@ -552,17 +542,17 @@ static void method_list_names(Broker *b, Peer *from, Plexus__Header *h, const ui
                                 queued[q + entry->n_queued++] = ((Peer *)e->owner)->unique_id;
 
                 size = protobuf_c_message_get_packed_size(&entry->base);
-                cost = 1 + varint_size(size) + size;
+                cost = 1 + frame_varint_size(size) + size;
                 if (i == 0 && cost > LIST_NAMES_PAGE_MAX) {
                         /* A queue too long for a frame (thousands of waiting clients): cut it, say so. */
                         entry->truncated = true;
                         size = protobuf_c_message_get_packed_size(&entry->base);
-                        while (entry->n_queued > 0 && 1 + varint_size(size) + size > LIST_NAMES_PAGE_MAX) {
+                        while (entry->n_queued > 0 && 1 + frame_varint_size(size) + size > LIST_NAMES_PAGE_MAX) {
                                 entry->n_queued--;
-                                size -= 1 + varint_size(strlen(entry->queued[entry->n_queued])) +
+                                size -= 1 + frame_varint_size(strlen(entry->queued[entry->n_queued])) +
                                         strlen(entry->queued[entry->n_queued]);
                         }
-                        cost = 1 + varint_size(size) + size;
+                        cost = 1 + frame_varint_size(size) + size;
                 }
                 if (used + cost > LIST_NAMES_PAGE_MAX) {
                         more = true;

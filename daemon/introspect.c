@@ -63,21 +63,11 @@ static ClientEntry *client_entry_free(ClientEntry *e) {
 
 PLX_DEFINE_CLEANUP(ClientEntry *, client_entry_free);
 
-static size_t varint_size(uint64_t v) {
-        size_t n = 1;
-
-        while (v >= 0x80) {
-                v >>= 7;
-                n++;
-        }
-        return n;
-}
-
 /* Encoded size of one element of a repeated string field numbered below 16. */
 static size_t string_cost(const char *s) {
         size_t n = strlen(s);
 
-        return 1 + varint_size(n) + n;
+        return 1 + frame_varint_size(n) + n;
 }
 
 /*
@@ -377,12 +367,12 @@ void introspect_list_clients(Broker *b, Peer *from, Plexus__Header *h, const uin
                         break;
                 }
                 if (page.n_entries == 0)
-                        max = INTROSPECT_PAGE_MAX - 1 - varint_size(INTROSPECT_PAGE_MAX);
+                        max = INTROSPECT_PAGE_MAX - 1 - frame_varint_size(INTROSPECT_PAGE_MAX);
 
                 r = client_entry_new(&e, &size, b, from, p, max);
                 if (r < 0)
                         break;
-                cost = 1 + varint_size(size) + size;
+                cost = 1 + frame_varint_size(size) + size;
                 if (used + cost > INTROSPECT_PAGE_MAX) {
                         /* It leads the next page, where it fits (if need be, cut short). */
                         more = true;
