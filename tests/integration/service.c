@@ -26,6 +26,20 @@ static int on_echo(plx_msg *call, void *userdata) {
         return plx_msg_reply(call, p, n);
 }
 
+/* Echo with the reply lent from a private copy (process_vm), whatever its size. */
+static int on_echo_lent(plx_msg *call, void *userdata) {
+        plx_bus *bus = plx_msg_get_bus(call);
+        const void *p;
+        size_t n;
+        int r;
+
+        p = plx_msg_get_payload(call, &n);
+        (void)plx_bus_set_large_path(bus, PLX_LARGE_PROCESS_VM);
+        r = plx_msg_reply(call, p, n);
+        (void)plx_bus_set_large_path(bus, PLX_LARGE_AUTO);
+        return r;
+}
+
 static int on_fail(plx_msg *call, void *userdata) {
         return plx_msg_reply_error(call, SERVICE_ERROR_NAME, SERVICE_ERROR_MESSAGE);
 }
@@ -105,6 +119,7 @@ int service_main(int report_fd, int control_fd, void *userdata) {
                 plx_method_fn fn;
         } methods[] = {
                 { "Echo", on_echo },
+                { "EchoLent", on_echo_lent },
                 { "Fail", on_fail },
                 { "EIO", on_eio },
                 { "Never", on_never },

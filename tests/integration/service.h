@@ -9,6 +9,7 @@
  *
  * Methods (request payload -> answer):
  *   Echo       any bytes -> REPLY with the same bytes
+ *   EchoLent   the same, the REPLY lent from a private copy when large (process_vm)
  *   Fail       -> ERROR SERVICE_ERROR_NAME / SERVICE_ERROR_MESSAGE
  *   EIO        handler returns -EIO without replying
  *   Never      never answered; reports "never" on the pipe

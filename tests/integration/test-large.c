@@ -198,6 +198,33 @@ static void test_call_into(void **state) {
         free(dst);
 }
 
+/* A lent REPLY: read by the caller's library, into its buffer or its own. */
+static void test_lent_reply(void **state) {
+        ServiceFixture *f = *state;
+        size_t size = 3 * MiB + 5, n;
+        uint8_t *req = make_payload(size, 13), *dst = malloc(size);
+        const void *p;
+
+        assert_non_null(dst);
+        for (int round = 0; round < 3; round++) {
+                _cleanup_msg_ plx_msg *reply = NULL;
+
+                if (round < 2)
+                        assert_int_equal(plx_bus_call(f->bus, f->service_id, "EchoLent", req, size,
+                                                      PLX_TIMEOUT_DEFAULT, &reply), 0);
+                else
+                        assert_int_equal(plx_bus_call_into(f->bus, f->service_id, "EchoLent", req, size,
+                                                           PLX_TIMEOUT_DEFAULT, dst, size, &reply), 0);
+                p = plx_msg_get_payload(reply, &n);
+                assert_int_equal(n, size);
+                assert_true(payload_ok(p, size, 13));
+                if (round == 2)
+                        assert_ptr_equal(p, dst);
+        }
+        free(req);
+        free(dst);
+}
+
 static void test_buffer_call(void **state) {
         ServiceFixture *f = *state;
         _cleanup_msg_ plx_msg *reply = NULL;
@@ -474,6 +501,7 @@ int main(void) {
                 SERVICE_TEST(test_above_max),
                 SERVICE_TEST(test_max_size),
                 SERVICE_TEST(test_call_into),
+                SERVICE_TEST(test_lent_reply),
                 SERVICE_TEST(test_buffer_call),
                 SERVICE_TEST(test_fan_out_memfd),
                 SERVICE_TEST(test_fan_out_process_vm),
