@@ -3,6 +3,9 @@
  * libFuzzer: every `meson test` (plain, sanitizer and valgrind builds)
  * replays the seed corpora this way, so a seed that once crashed a target
  * keeps being checked. Arguments are files or directories of files.
+ *
+ * Each file runs in a child process, so that one failing input (the
+ * targets abort) does not hide the others: all failures are listed.
  */
 
 #include <dirent.h>
@@ -10,6 +13,7 @@
 #include <fcntl.h>
 #include <string.h>
 #include <sys/stat.h>
+#include <sys/wait.h>
 #include <unistd.h>
 
 #include "fuzz.h"
@@ -21,7 +25,8 @@ static int run_file(const char *path) {
         struct stat st;
         uint8_t *buf;
         size_t n = 0;
-        int fd;
+        int fd, status;
+        pid_t pid;
 
         fd = open(path, O_RDONLY | O_CLOEXEC);
         if (fd < 0 || fstat(fd, &st) < 0) {
@@ -46,8 +51,26 @@ static int run_file(const char *path) {
         close(fd);
 
         fprintf(stderr, "%s (%zu bytes)\n", path, n);
-        LLVMFuzzerTestOneInput(buf, n);
+        fflush(stderr);
+        pid = fork();
+        if (pid < 0) {
+                free(buf);
+                return -1;
+        }
+        if (pid == 0) {
+                LLVMFuzzerTestOneInput(buf, n);
+                free(buf);
+                exit(EXIT_SUCCESS);     /* not _exit(): LeakSanitizer checks at exit */
+        }
         free(buf);
+        if (waitpid(pid, &status, 0) < 0)
+                return -1;
+        if (!WIFEXITED(status) || WEXITSTATUS(status) != 0) {
+                fprintf(stderr, "FAILED: %s (%s %d)\n", path,
+                        WIFSIGNALED(status) ? "signal" : "exit status",
+                        WIFSIGNALED(status) ? WTERMSIG(status) : WEXITSTATUS(status));
+                return -1;
+        }
         return 0;
 }
 
