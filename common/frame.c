@@ -295,6 +295,39 @@ size_t frame_string_field(uint8_t *buf, uint32_t field, const char *s) {
 }
 
 /**
+ * frame_stamp_encode() - encode the fields only the broker may set
+ * @h:          a header stamped by the broker (sender at most 21 bytes)
+ * @buf:        destination
+ *
+ * The result is appended to the sender's own header bytes when the broker
+ * forwards a frame. Protobuf takes the last occurrence of a field, so these
+ * override whatever the sender wrote; every field is written even when it
+ * is 0 (uid 0 is root), which proto3 would otherwise leave out. Kept
+ * with the codec, not in the router, so that tests/fuzz checks exactly the
+ * bytes the broker appends.
+ *
+ * Return: bytes written, at most FRAME_STAMP_MAX.
+ */
+size_t frame_stamp_encode(const Plexus__Header *h, uint8_t buf[static FRAME_STAMP_MAX]) {
+        size_t n = 0;
+
+        assert(strlen(h->sender) <= 21);
+        n += frame_string_field(buf + n, 5, h->sender);
+        if (h->kind == PLEXUS__KIND__KIND_CALL)
+                n += frame_varint_field(buf + n, 9, h->timeout_ms);
+        n += frame_varint_field(buf + n, 10, h->sequence);
+        n += frame_varint_field(buf + n, 12, h->sender_uid);
+        n += frame_varint_field(buf + n, 13, h->sender_pid);
+        n += frame_varint_field(buf + n, 14, h->n_fds);
+        n += frame_varint_field(buf + n, 15, h->sender_gid);
+        /* Large frames: 0 on the memfd path, so no client-written id survives. */
+        if (h->large_size)
+                n += frame_varint_field(buf + n, FRAME_FIELD_TRANSFER_ID, h->transfer_id);
+        assert(n <= FRAME_STAMP_MAX);
+        return n;
+}
+
+/**
  * frame_prefix() - write the 4-byte little-endian header length
  * @prefix:     destination
  * @header_len: the length

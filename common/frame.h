@@ -41,6 +41,9 @@
 #define FRAME_SEND_MAX (FRAME_SIZE_MAX - FRAME_STAMP_RESERVE)
 #define FRAME_SEND_HEADER_MAX (FRAME_HEADER_MAX - FRAME_STAMP_RESERVE)
 
+/* Room for every field frame_stamp_encode() writes: sender (":" and 20 digits), timeout, six varints (76 bytes at most). */
+#define FRAME_STAMP_MAX 128u
+
 /* Field numbers of plexus.Header that the broker appends per receiver. */
 #define FRAME_FIELD_DELIVERY 11u
 #define FRAME_FIELD_TRANSFER_ID 18u
@@ -127,6 +130,7 @@ static inline size_t frame_varint_size(uint64_t v) {
         return n;
 }
 size_t frame_string_field(uint8_t *buf, uint32_t field, const char *s);
+size_t frame_stamp_encode(const Plexus__Header *h, uint8_t buf[static FRAME_STAMP_MAX]);
 void frame_prefix(uint8_t prefix[static FRAME_PREFIX_SIZE], uint32_t header_len);
 
 const char *frame_kind_to_string(int kind);

@@ -534,6 +534,58 @@ static bool all_drained(Broker *b) {
 }
 
 /**
+ * broker_run_round() - one turn of the event loop
+ * @b:          the broker
+ *
+ * Waits for events only if none are ready already, handles every ready
+ * source once, frees the peers that died meanwhile and rearms the timers.
+ * plx_broker_run() turns it until the broker is done; tests that drive a
+ * broker from their own thread call it while its epoll fd is readable.
+ *
+ * Return: 0 or a fatal negative errno.
+ */
+int broker_run_round(Broker *b) {
+        List ready = LIST_INIT(ready);
+        int r;
+
+        r = loop_poll(&b->loop, &ready);
+        if (r < 0)
+                return r;
+
+        /*
+         * A shutdown request goes first: otherwise a connection that
+         * became ready in the same round would be accepted, only to be
+         * hung up by the shutdown before its HELLO, instead of waiting
+         * in the (socket-activated) backlog for the next instance.
+         */
+        LoopSource *first[] = { &b->signal_source, &b->wakeup_source };
+
+        for (size_t i = 0; i < ELEMENTSOF(first); i++) {
+                if (list_is_linked(&first[i]->ready_link)) {
+                        list_unlink(&first[i]->ready_link);
+                        list_link_before(ready.next, &first[i]->ready_link);
+                }
+        }
+
+        while (!list_is_empty(&ready)) {
+                LoopSource *s = list_entry(ready.next, LoopSource, ready_link);
+
+                /* Presumed still ready; EAGAIN or removal takes it off again. */
+                list_unlink(&s->ready_link);
+                list_append(&b->loop.ready, &s->ready_link);
+                r = dispatch(b, s);
+                if (r < 0)
+                        return r;
+        }
+
+        free_dead_peers(b);
+        if (b->state == BROKER_STATE_DRAINING && all_drained(b))
+                b->state = BROKER_STATE_DONE;
+
+        return timer_queue_rearm(&b->timers);
+}
+
+/**
  * plx_broker_run() - serve clients until shut down
  * @b:          the broker
  *
@@ -557,48 +609,11 @@ int plx_broker_run(plx_broker *b) {
                 return -ENOMEM;
 
         while (b->state != BROKER_STATE_DONE) {
-                List ready = LIST_INIT(ready);
-
-                r = loop_poll(&b->loop, &ready);
-                if (r < 0)
-                        break;
-
-                /*
-                 * A shutdown request goes first: otherwise a connection that
-                 * became ready in the same round would be accepted, only to be
-                 * hung up by the shutdown before its HELLO, instead of waiting
-                 * in the (socket-activated) backlog for the next instance.
-                 */
-                LoopSource *first[] = { &b->signal_source, &b->wakeup_source };
-
-                for (size_t i = 0; i < ELEMENTSOF(first); i++) {
-                        if (list_is_linked(&first[i]->ready_link)) {
-                                list_unlink(&first[i]->ready_link);
-                                list_link_before(ready.next, &first[i]->ready_link);
-                        }
-                }
-
-                while (!list_is_empty(&ready)) {
-                        LoopSource *s = list_entry(ready.next, LoopSource, ready_link);
-
-                        /* Presumed still ready; EAGAIN or removal takes it off again. */
-                        list_unlink(&s->ready_link);
-                        list_append(&b->loop.ready, &s->ready_link);
-                        r = dispatch(b, s);
-                        if (r < 0)
-                                goto out;
-                }
-
-                free_dead_peers(b);
-                if (b->state == BROKER_STATE_DRAINING && all_drained(b))
-                        b->state = BROKER_STATE_DONE;
-
-                r = timer_queue_rearm(&b->timers);
+                r = broker_run_round(b);
                 if (r < 0)
                         break;
         }
 
-out:
         if (r < 0)
                 broker_log(b, LOG_ERR, "event loop failed: %s", strerror(-r));
         return r;

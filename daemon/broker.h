@@ -237,6 +237,7 @@ plx_broker *plx_broker_free(plx_broker *b);
 PLX_DEFINE_CLEANUP(plx_broker *, plx_broker_free);
 const char *plx_broker_get_address(plx_broker *b);
 
+int broker_run_round(Broker *b);
 void broker_begin_shutdown(Broker *b);
 void broker_reload(Broker *b);
 void broker_notify(Broker *b, const char *fmt, ...) _printf_(2, 3);

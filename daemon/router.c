@@ -43,32 +43,6 @@ static void stamp(Broker *b, Plexus__Header *h, Peer *from) {
         h->delivery = 0;
 }
 
-/* Room for every stamped field: sender (":" and 20 digits), timeout, six varints. */
-#define STAMP_MAX 144
-
-/*
- * The fields only the broker may set, encoded to be appended to the
- * sender's own header bytes. Protobuf takes the last occurrence of a field,
- * so these override whatever the sender wrote; every field is written even
- * when it is 0 (uid 0 is root), which proto3 would otherwise leave out.
- */
-static size_t stamp_encode(const Plexus__Header *h, uint8_t buf[static STAMP_MAX]) {
-        size_t n = 0;
-
-        n += frame_string_field(buf + n, 5, h->sender);
-        if (h->kind == PLEXUS__KIND__KIND_CALL)
-                n += frame_varint_field(buf + n, 9, h->timeout_ms);
-        n += frame_varint_field(buf + n, 10, h->sequence);
-        n += frame_varint_field(buf + n, 12, h->sender_uid);
-        n += frame_varint_field(buf + n, 13, h->sender_pid);
-        n += frame_varint_field(buf + n, 14, h->n_fds);
-        n += frame_varint_field(buf + n, 15, h->sender_gid);
-        if (h->large_size)
-                n += frame_varint_field(buf + n, FRAME_FIELD_TRANSFER_ID, h->transfer_id);
-        assert(n <= STAMP_MAX);
-        return n;
-}
-
 /* Count a large frame by its path once it reached a receiver. */
 static void large_routed(Broker *b, const Plexus__Header *h) {
         if (h->large_size) {
@@ -84,12 +58,12 @@ static void large_routed(Broker *b, const Plexus__Header *h) {
  */
 static int forward_one(Broker *b, Peer *to, Peer *from, const Plexus__Header *h, const FrameView *fv,
                        const int *fds, size_t n_fds, Transfer *t) {
-        uint8_t stamp[STAMP_MAX];
+        uint8_t stamp[FRAME_STAMP_MAX];
         OutFrame f = {
                 .header = fv->header,
                 .header_len = fv->header_len,
                 .stamp = stamp,
-                .stamp_len = stamp_encode(h, stamp),
+                .stamp_len = frame_stamp_encode(h, stamp),
                 .payload = fv->payload,
                 .payload_len = fv->payload_len,
                 .fds = fds,
@@ -614,7 +588,7 @@ static void deliver_signal(Subscription *s, void *userdata) {
 static void fan_out(Broker *b, Peer *from, const Plexus__Header *h, const FrameView *fv,
                     const void *payload, size_t size, const int *fds, size_t n_fds, Transfer *t,
                     SignalFanout *fo) {
-        uint8_t header[FRAME_HEADER_MAX], stamp[STAMP_MAX];
+        uint8_t header[FRAME_HEADER_MAX], stamp[FRAME_STAMP_MAX];
 
         *fo = (SignalFanout) {
                 .b = b,
@@ -633,7 +607,7 @@ static void fan_out(Broker *b, Peer *from, const Plexus__Header *h, const FrameV
                 fo->frame.header = fv->header;
                 fo->frame.header_len = fv->header_len;
                 fo->frame.stamp = stamp;
-                fo->frame.stamp_len = stamp_encode(h, stamp);
+                fo->frame.stamp_len = frame_stamp_encode(h, stamp);
         } else {
                 fo->frame.header = header;
                 fo->frame.header_len = frame_header_pack(h, header, sizeof(header));

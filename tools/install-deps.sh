@@ -18,6 +18,9 @@ packages=(
     valgrind
     python3
     tshark
+    # tests/fuzz/run.sh: clang with libFuzzer and its sanitizer runtimes
+    clang
+    libclang-rt-14-dev
 )
 
 missing=()
