@@ -41,7 +41,7 @@
 #define FRAME_SEND_MAX (FRAME_SIZE_MAX - FRAME_STAMP_RESERVE)
 #define FRAME_SEND_HEADER_MAX (FRAME_HEADER_MAX - FRAME_STAMP_RESERVE)
 
-/* Room for every field frame_stamp_encode() writes: sender (":" and 20 digits), timeout, six varints (76 bytes at most). */
+/* Room for every field frame_stamp_encode() writes: sender (":" and 20 digits), timeout, five varints and the transfer id (76 bytes at most). */
 #define FRAME_STAMP_MAX 128u
 
 /* Field numbers of plexus.Header that the broker appends per receiver. */

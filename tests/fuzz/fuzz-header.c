@@ -80,6 +80,8 @@ static void check_forward(const FrameView *f, const Plexus__Header *h, const Sta
         stamped.sender_gid = s->gid;
         stamped.n_fds = s->n_fds;
         stamped.timeout_ms = s->timeout_ms;
+        /* router.c large_lend() sets it for lent frames; 0 on the memfd path. */
+        stamped.transfer_id = h->large_addr ? s->sequence ^ 0x5a5a : 0;
 
         /* As peer_sendmsg() lays the frame out. */
         len = FRAME_PREFIX_SIZE;
@@ -112,6 +114,12 @@ static void check_forward(const FrameView *f, const Plexus__Header *h, const Sta
                 fuzz_check(got->timeout_ms == s->timeout_ms);
         else
                 fuzz_check(got->timeout_ms == h->timeout_ms);
+        /* A large frame's transfer_id is the broker's, whatever the client wrote. */
+        if (h->large_size)
+                fuzz_check(got->transfer_id == stamped.transfer_id);
+        else
+                fuzz_check(got->transfer_id == h->transfer_id);
+        fuzz_check(got->large_size == h->large_size && got->large_addr == h->large_addr);
 }
 
 static uint64_t hash(const uint8_t *data, size_t size) {
