@@ -9,7 +9,7 @@
  *
  *      op (1 byte): client = op % 3, action = op / 3 % 8
  *      0 raw        u16 length, that many bytes sent as the datagram
- *      1 method     m (1 byte): broker method m % 15 (14: an unknown one);
+ *      1 method     m (1 byte): broker method m % 16 (15: an unknown one);
  *                   if m & 0x80, a payload of three fields built from a
  *                   u8-length string, a flags byte and a lease byte (every
  *                   request message has its name or pattern in field 1),
@@ -79,7 +79,7 @@ static bool initialized;
 static const char *const methods[] = {
         "Subscribe", "Unsubscribe", "Ping", "GetBusInfo", "RequestName", "ReleaseName",
         "RenewName", "GetNameOwner", "ListQueuedOwners", "ListNames", "BecomeMonitor",
-        "ListClients", "GetClient", "GetStats", "NoSuchMethod",
+        "ListClients", "GetClient", "GetStats", "AckTransfer", "NoSuchMethod",
 };
 
 static const char *const destinations[] = {
