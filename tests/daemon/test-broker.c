@@ -213,6 +213,33 @@ static void write_bytes(const char *path, const void *data, size_t size) {
         assert_int_equal(fclose(fp), 0);
 }
 
+/* A fresh directory (mkdtemp(3) fills in the X's) and a broker config whose file is in it. */
+typedef struct ReloadDir {
+        char dir[64];
+        char conf[128];
+        char bus[128];
+} ReloadDir;
+
+static void reload_setup(ReloadDir *d, plx_broker_config *c, ReloadLog *log) {
+        snprintf(d->dir, sizeof(d->dir), "/tmp/plexus-test-reload-XXXXXX");
+        assert_non_null(mkdtemp(d->dir));
+        snprintf(d->conf, sizeof(d->conf), "%s/plexusd.conf", d->dir);
+        snprintf(d->bus, sizeof(d->bus), "%s/bus", d->dir);
+
+        plx_broker_config_init(c);
+        c->address = d->bus;
+        c->config_path = d->conf;
+        c->log_fn = reload_log_fn;
+        c->log_userdata = log;
+        c->notify_fn = reload_notify_fn;
+        c->notify_userdata = log;
+}
+
+static void reload_cleanup(ReloadDir *d) {
+        unlink(d->conf);
+        rmdir(d->dir);
+}
+
 /*
  * A reload of the default (optional) file that finds it missing, empty,
  * blank or zero-filled keeps the running configuration, policy included,
@@ -223,7 +250,7 @@ static void test_reload_keeps_config(void **state) {
         static const char good[] = "[limits]\nmax_clients = 7\n[policy:test]\nusers = 4242\nown = org.example.*\n";
         static const char better[] = "[limits]\nmax_clients = 9\n[policy:test]\nusers = 4242\nown = org.example.*\n";
         static const uint8_t zeros[4096];
-        char dir[64], conf[128], bus[128];
+        ReloadDir d;
         ReloadLog log = {};
         plx_broker_config c;
         plx_broker *b = NULL;
@@ -240,20 +267,9 @@ static void test_reload_keeps_config(void **state) {
                 { "zeros after a good start", "[limits]\nmax_clients = 3\n\0\0\0\0", 28, "NUL bytes" },
         };
 
-        snprintf(dir, sizeof(dir), "/tmp/plexus-test-reload-XXXXXX");
-        assert_non_null(mkdtemp(dir));
-        snprintf(conf, sizeof(conf), "%s/plexusd.conf", dir);
-        snprintf(bus, sizeof(bus), "%s/bus", dir);
-        write_bytes(conf, good, strlen(good));
-
-        plx_broker_config_init(&c);
-        c.address = bus;
-        c.config_path = conf;
+        reload_setup(&d, &c, &log);
+        write_bytes(d.conf, good, strlen(good));
         c.config_required = false;      /* as for the default path */
-        c.log_fn = reload_log_fn;
-        c.log_userdata = &log;
-        c.notify_fn = reload_notify_fn;
-        c.notify_userdata = &log;
         assert_int_equal(plx_broker_new(&b, &c), 0);
         assert_int_equal(b->config.max_clients, 7);
         assert_int_equal(policy_n_rules(b->policy), 1);
@@ -261,9 +277,9 @@ static void test_reload_keeps_config(void **state) {
         for (size_t i = 0; i < sizeof(bad) / sizeof(bad[0]); i++) {
                 /* STATUS= is kept by systemd: sent again only when it changes. */
                 log.lines[0] = 0;
-                unlink(conf);
+                unlink(d.conf);
                 if (bad[i].data)
-                        write_bytes(conf, bad[i].data, bad[i].size);
+                        write_bytes(d.conf, bad[i].data, bad[i].size);
                 broker_reload(b);
                 if (b->config.max_clients != 7 || !b->policy || policy_n_rules(b->policy) != 1)
                         fail_msg("%s file: the configuration changed (max_clients %u, %zu rules)", bad[i].what,
@@ -275,7 +291,7 @@ static void test_reload_keeps_config(void **state) {
         }
 
         /* A good file applies again, and STATUS= drops the complaint. */
-        write_bytes(conf, better, strlen(better));
+        write_bytes(d.conf, better, strlen(better));
         broker_reload(b);
         assert_int_equal(b->config.max_clients, 9);
         assert_int_equal(policy_n_rules(b->policy), 1);
@@ -283,29 +299,17 @@ static void test_reload_keeps_config(void **state) {
         assert_non_null(strstr(log.status, "clients"));
 
         b = plx_broker_free(b);
-        unlink(conf);
-        rmdir(dir);
+        reload_cleanup(&d);
 }
 
 /* Without a file at start (the optional default path), a reload without one changes nothing either. */
 static void test_reload_no_file(void **state) {
-        char dir[64], conf[128], bus[128];
+        ReloadDir d;
         ReloadLog log = {};
         plx_broker_config c;
         plx_broker *b = NULL;
 
-        snprintf(dir, sizeof(dir), "/tmp/plexus-test-reload-XXXXXX");
-        assert_non_null(mkdtemp(dir));
-        snprintf(conf, sizeof(conf), "%s/plexusd.conf", dir);
-        snprintf(bus, sizeof(bus), "%s/bus", dir);
-
-        plx_broker_config_init(&c);
-        c.address = bus;
-        c.config_path = conf;
-        c.log_fn = reload_log_fn;
-        c.log_userdata = &log;
-        c.notify_fn = reload_notify_fn;
-        c.notify_userdata = &log;
+        reload_setup(&d, &c, &log);
         assert_int_equal(plx_broker_new(&b, &c), 0);
         broker_reload(b);
         assert_non_null(strstr(log.lines, "no configuration file, nothing to do"));
@@ -314,12 +318,11 @@ static void test_reload_no_file(void **state) {
 
         /* An empty file is refused at start as well. */
         b = plx_broker_free(b);
-        write_bytes(conf, "", 0);
+        write_bytes(d.conf, "", 0);
         assert_int_equal(plx_broker_new(&b, &c), -EINVAL);
         assert_null(b);
         assert_non_null(strstr(log.lines, "file is empty"));
-        unlink(conf);
-        rmdir(dir);
+        reload_cleanup(&d);
 }
 
 static void tweak_clients(plx_broker_config *c) {
