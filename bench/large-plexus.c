@@ -116,7 +116,8 @@ static int on_quit(plx_msg *call, void *userdata) {
         return plx_msg_reply(call, NULL, 0);
 }
 
-static int service_main(const LargeOptions *o, int fd) {
+static int service_main(const void *arg, int fd) {
+        const LargeOptions *o = arg;
         char line[ID_MAX + 2];
         plx_bus *bus = NULL;
         bool quit = false;
@@ -151,8 +152,8 @@ static int service_main(const LargeOptions *o, int fd) {
 
 static int call_start(LargeRun *run, int path) {
         CallState *s;
-        int fds[2], r;
-        pid_t pid;
+        int r;
+        pid_t pid = 0;
 
         s = calloc(1, sizeof(*s));
         if (!s)
@@ -160,24 +161,9 @@ static int call_start(LargeRun *run, int path) {
         s->path = path;
         run->state = s;
 
-        if (pipe2(fds, O_CLOEXEC) < 0)
-                return -errno;
-        pid = proc_fork();
-        if (pid < 0) {
-                close(fds[0]);
-                close(fds[1]);
-                return pid;
-        }
-        if (pid == 0) {
-                close(fds[0]);
-                _exit(service_main(run->o, fds[1]));
-        }
-        close(fds[1]);
-        run->pids[run->n_pids++] = pid;
-        r = proc_read_line(fds[0], s->dest, sizeof(s->dest), PROC_TIMEOUT_MS);
-        close(fds[0]);
-        if (r >= 0 && s->dest[0] != ':')
-                r = -ECONNREFUSED;
+        r = proc_spawn_service(service_main, run->o, &pid, s->dest, sizeof(s->dest));
+        if (pid > 0)
+                run->pids[run->n_pids++] = pid;
         if (r < 0)
                 return r;
         return connect_bus(&s->bus, run->o->address, path, &s->error);

@@ -75,7 +75,8 @@ static const sd_bus_vtable sum_vtable[] = {
         SD_BUS_VTABLE_END
 };
 
-static int service_main(const LargeOptions *o, int fd) {
+static int service_main(const void *arg, int fd) {
+        const LargeOptions *o = arg;
         char line[ID_MAX + 2];
         const char *unique = NULL;
         sd_bus *bus = NULL;
@@ -122,31 +123,16 @@ typedef struct DbusState {
 
 static int dbus_start(LargeRun *run) {
         DbusState *s;
-        int fds[2], r;
-        pid_t pid;
+        int r;
+        pid_t pid = 0;
 
         s = calloc(1, sizeof(*s));
         if (!s)
                 return -ENOMEM;
         run->state = s;
-        if (pipe2(fds, O_CLOEXEC) < 0)
-                return -errno;
-        pid = proc_fork();
-        if (pid < 0) {
-                close(fds[0]);
-                close(fds[1]);
-                return pid;
-        }
-        if (pid == 0) {
-                close(fds[0]);
-                _exit(service_main(run->o, fds[1]));
-        }
-        close(fds[1]);
-        run->pids[run->n_pids++] = pid;
-        r = proc_read_line(fds[0], s->dest, sizeof(s->dest), PROC_TIMEOUT_MS);
-        close(fds[0]);
-        if (r >= 0 && s->dest[0] != ':')
-                r = -ECONNREFUSED;
+        r = proc_spawn_service(service_main, run->o, &pid, s->dest, sizeof(s->dest));
+        if (pid > 0)
+                run->pids[run->n_pids++] = pid;
         if (r < 0)
                 return r;
         return connect_sdbus(&s->bus, run->o->address);

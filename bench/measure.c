@@ -73,31 +73,28 @@ static int echo_server_main(const Backend *be, const char *address, int fd) {
         return r < 0 ? 1 : 0;
 }
 
+typedef struct EchoServerArgs {
+        const Backend *be;
+        const char *address;
+} EchoServerArgs;
+
+static int echo_server_child(const void *arg, int fd) {
+        const EchoServerArgs *a = arg;
+
+        return echo_server_main(a->be, a->address, fd);
+}
+
 static int server_start(const Backend *be, const char *address, Server *ret) {
-        int fds[2], r;
-        pid_t pid;
+        EchoServerArgs args = { .be = be, .address = address };
+        pid_t pid = 0;
+        int r;
 
-        if (pipe2(fds, O_CLOEXEC) < 0)
-                return -errno;
-        pid = proc_fork();
-        if (pid < 0) {
-                close(fds[0]);
-                close(fds[1]);
-                return pid;
-        }
-        if (pid == 0) {
-                close(fds[0]);
-                _exit(echo_server_main(be, address, fds[1]));
-        }
-        close(fds[1]);
-
-        r = proc_read_line(fds[0], ret->id, sizeof(ret->id), PROC_TIMEOUT_MS);
-        close(fds[0]);
-        if (r >= 0 && ret->id[0] != ':')
-                r = -ECONNREFUSED;
+        r = proc_spawn_service(echo_server_child, &args, &pid, ret->id, sizeof(ret->id));
         if (r < 0) {
-                kill(pid, SIGKILL);
-                (void)proc_wait(pid, PROC_TIMEOUT_MS);
+                if (pid > 0) {
+                        kill(pid, SIGKILL);
+                        (void)proc_wait(pid, PROC_TIMEOUT_MS);
+                }
                 return r;
         }
         ret->pid = pid;

@@ -4,6 +4,7 @@
  */
 
 #include <errno.h>
+#include <fcntl.h>
 #include <poll.h>
 #include <signal.h>
 #include <stdio.h>
@@ -131,6 +132,42 @@ int proc_read_exact(int fd, void *buf, size_t size, int timeout_ms) {
                 done += (size_t)n;
         }
         return 0;
+}
+
+/**
+ * proc_spawn_service() - fork a bus client and wait for its unique id
+ * @fn:         the child's body; @arg is handed to it
+ * @arg:        borrowed
+ * @ret_pid:    the child, written once it is forked (also when it fails to report)
+ * @id:         receives the unique id the child reports (":N")
+ * @size:       its size
+ *
+ * Return: 0; -ECONNREFUSED if the child reported no unique id;
+ * proc_read_line()'s errors; negative errno from pipe2() or fork().
+ */
+int proc_spawn_service(ProcServiceFn fn, const void *arg, pid_t *ret_pid, char *id, size_t size) {
+        int fds[2], r;
+        pid_t pid;
+
+        if (pipe2(fds, O_CLOEXEC) < 0)
+                return -errno;
+        pid = proc_fork();
+        if (pid < 0) {
+                close(fds[0]);
+                close(fds[1]);
+                return pid;
+        }
+        if (pid == 0) {
+                close(fds[0]);
+                _exit(fn(arg, fds[1]));
+        }
+        close(fds[1]);
+        *ret_pid = pid;
+        r = proc_read_line(fds[0], id, size, PROC_TIMEOUT_MS);
+        close(fds[0]);
+        if (r >= 0 && id[0] != ':')
+                r = -ECONNREFUSED;
+        return r < 0 ? r : 0;
 }
 
 /**

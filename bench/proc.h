@@ -26,3 +26,7 @@ int proc_read_line(int fd, char *buf, size_t size, int timeout_ms);
 int proc_write_all(int fd, const void *buf, size_t size);
 long proc_rss_kib(pid_t pid);
 int proc_raise_fd_limit(size_t want);
+
+/* Runs in the child; writes "<unique id>\n" to @report_fd once ready. Returns its exit code. */
+typedef int (*ProcServiceFn)(const void *arg, int report_fd);
+int proc_spawn_service(ProcServiceFn fn, const void *arg, pid_t *ret_pid, char *id, size_t size);
