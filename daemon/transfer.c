@@ -73,7 +73,7 @@ static void transfer_lease_end(Timer *timer, uint64_t now) {
  * @ret:        the transfer, written on success
  *
  * The transfer is live from now on (its lease runs), but the lender is told
- * nothing until transfer_start() or transfer_abandon().
+ * nothing until transfer_start(), which every routed lent frame ends with.
  *
  * Return: 0, TRANSFER_E_LIMIT, or -ENOMEM.
  */
@@ -149,23 +149,8 @@ void transfer_start(Transfer *t) {
                 transfer_finish(t, false);
 }
 
-/**
- * transfer_abandon() - the frame was refused before it reached anyone
- *
- * The lender gets an ERROR for its frame instead; it must not also get a
- * TransferDone, so the transfer is dropped silently.
- */
-void transfer_abandon(Transfer *t) {
-        assert(t->n_receivers == 0);
-        transfer_free(t);
-}
-
-/**
- * transfer_find() - look up a live transfer by id
- *
- * Return: the transfer or NULL.
- */
-Transfer *transfer_find(Broker *b, uint64_t id) {
+/* A live transfer by id, or NULL. */
+static Transfer *transfer_find(Broker *b, uint64_t id) {
         htable_for_each_hash(n, &b->transfers, transfer_hash(b, id)) {
                 Transfer *t = container_of(n, Transfer, node);
 

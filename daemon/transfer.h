@@ -58,8 +58,6 @@ typedef struct Transfer {
 int transfer_new(Broker *b, Peer *lender, uint64_t serial, uint64_t size, Transfer **ret);
 int transfer_add_receiver(Transfer *t, Peer *to);
 void transfer_start(Transfer *t);
-void transfer_abandon(Transfer *t);
 int transfer_ack(Broker *b, Peer *from, uint64_t id, int status);
 void transfer_drop_receiver(Broker *b, uint64_t id, Peer *receiver);
 void transfer_peer_gone(Broker *b, Peer *p);
-Transfer *transfer_find(Broker *b, uint64_t id);

@@ -121,9 +121,10 @@ static int memfd_from_bytes(const void *payload, size_t size) {
         size_t done = 0;
         int fd, r;
 
-        fd = memfd_create("plexus-payload", MFD_CLOEXEC | MFD_ALLOW_SEALING);
+        /* Empty, then written: the kernel allocates each page as it copies into it. */
+        fd = memfd_new(0);
         if (fd < 0)
-                return -errno;
+                return fd;
         while (done < size) {
                 ssize_t n = write(fd, p + done, MIN(size - done, (size_t)1 << 30));
 
