@@ -548,6 +548,14 @@ int broker_run_round(Broker *b) {
         List ready = LIST_INIT(ready);
         int r;
 
+        /*
+         * Before waiting: a timer armed since the last round (or before the
+         * first: the watchdog, the status tick) must reach the timerfd, or
+         * the wait may never end. Free when nothing changed.
+         */
+        r = timer_queue_rearm(&b->timers);
+        if (r < 0)
+                return r;
         r = loop_poll(&b->loop, &ready);
         if (r < 0)
                 return r;
@@ -582,6 +590,7 @@ int broker_run_round(Broker *b) {
         if (b->state == BROKER_STATE_DRAINING && all_drained(b))
                 b->state = BROKER_STATE_DONE;
 
+        /* Also here, for an embedder that runs a round only when the epoll fd is readable. */
         return timer_queue_rearm(&b->timers);
 }
 

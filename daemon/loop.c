@@ -5,9 +5,18 @@
  * round for fairness and stops reading a peer whose outgoing queue is full.
  * With level-triggered epoll both would need an epoll_ctl() per change of
  * interest, on the hot path; with edge-triggered epoll every fd is
- * registered once for everything, the kernel reports each edge, and interest
- * is a bit in userspace. The price is that readiness must be remembered:
- * a source stays on the ready list until a syscall reports EAGAIN.
+ * registered once for input, the kernel reports each edge, and interest in
+ * input is a bit in userspace. The price is that readiness must be
+ * remembered: a source stays on the ready list until a syscall reports
+ * EAGAIN.
+ *
+ * Output is the exception: EPOLLOUT is registered only while the owner asks
+ * for it (a peer with frames queued, which is rare). A socket registered for
+ * EPOLLOUT reports an edge each time its peer reads a frame, and each such
+ * edge wakes the broker for nothing and, on a busy CPU, preempts the reader
+ * that caused it. Adding or dropping EPOLLOUT costs one epoll_ctl(), paid
+ * only when a queue starts or stops being used; the kernel reports the
+ * current state on EPOLL_CTL_MOD, so no edge is missed in between.
  *
  * Dispatch order: loop_poll() hands out the ready list of this round; the
  * caller moves each source back onto loop->ready before dispatching it, so
@@ -65,9 +74,14 @@ static void source_update(LoopSource *s) {
  *
  * Return: 0 or negative errno.
  */
+/* What @s is registered for: always input, output only while wanted. */
+static uint32_t source_epoll_events(uint32_t mask) {
+        return EPOLLIN | EPOLLRDHUP | EPOLLET | (mask & EPOLLOUT);
+}
+
 int loop_source_add(Loop *loop, LoopSource *s, LoopKind kind, int fd, uint32_t mask) {
         struct epoll_event ev = {
-                .events = EPOLLIN | EPOLLOUT | EPOLLRDHUP | EPOLLET,
+                .events = source_epoll_events(mask),
                 .data.ptr = s,
         };
 
@@ -101,22 +115,51 @@ void loop_source_remove(LoopSource *s) {
         s->events = 0;
 }
 
+/*
+ * Register @s for EPOLLOUT or not, after its mask changed. Without the
+ * registration no edge arrives, so a cached EPOLLOUT would go stale: it is
+ * dropped, and EPOLL_CTL_MOD reports the current state when it comes back.
+ * A failure (ENOMEM) leaves @s registered for what it was.
+ */
+static void source_register_output(LoopSource *s, uint32_t old_mask) {
+        struct epoll_event ev = {
+                .events = source_epoll_events(s->mask),
+                .data.ptr = s,
+        };
+
+        if ((old_mask ^ s->mask) & EPOLLOUT) {
+                if (!(s->mask & EPOLLOUT))
+                        s->events &= ~EPOLLOUT;
+                if (epoll_ctl(s->loop->epoll_fd, EPOLL_CTL_MOD, s->fd, &ev) < 0 && (s->mask & EPOLLOUT))
+                        /* Not told of the edge: try writing in the next round, EAGAIN clears it. */
+                        s->events |= EPOLLOUT;
+        }
+}
+
 /**
  * loop_source_select() - add interest in @mask
  */
 void loop_source_select(LoopSource *s, uint32_t mask) {
+        uint32_t old = s->mask;
+
         s->mask |= mask;
-        if (s->loop)
+        if (s->loop) {
+                source_register_output(s, old);
                 source_update(s);
+        }
 }
 
 /**
- * loop_source_deselect() - drop interest in @mask; cached events are kept
+ * loop_source_deselect() - drop interest in @mask; cached input events are kept
  */
 void loop_source_deselect(LoopSource *s, uint32_t mask) {
+        uint32_t old = s->mask;
+
         s->mask &= ~mask;
-        if (s->loop)
+        if (s->loop) {
+                source_register_output(s, old);
                 source_update(s);
+        }
 }
 
 /**

@@ -21,6 +21,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/eventfd.h>
+#include <sys/socket.h>
 #include <unistd.h>
 
 #include <cmocka.h>
@@ -344,10 +345,10 @@ static void test_loop_eventfd(void **state) {
         assert_true(fd >= 0);
         assert_int_equal(loop_source_add(&f->loop, &ev, LOOP_KIND_WAKEUP, fd, EPOLLIN), 0);
 
-        /* An eventfd is writable at once: EPOLLOUT is cached but not selected. */
+        /* An eventfd is writable at once, but output is not registered unless selected. */
         make_readable(&f->src[0]);
         assert_int_equal(loop_poll(&f->loop, round), 0);
-        assert_true(ev.events & EPOLLOUT);
+        assert_false(ev.events & EPOLLOUT);
         assert_false(ev.events & EPOLLIN);
         assert_false(on_list(round, &ev));
         run_round(f, round);
@@ -369,6 +370,48 @@ static void test_loop_eventfd(void **state) {
         loop_source_remove(&ev);
         assert_null(ev.loop);
         plx_close(fd);
+}
+
+/*
+ * Output is registered only while selected: a reader taking frames from a
+ * socket must not wake the loop (each wake-up would preempt the reader on a
+ * busy CPU), and selecting output reports the current state at once.
+ */
+static void test_loop_output_only_while_selected(void **state) {
+        Fixture *f = *state;
+        List *round = &f->round;
+        LoopSource s = LOOP_SOURCE_NULL(s);
+        struct epoll_event evs[4];
+        char buf[64] = "x";
+        int sv[2];
+
+        assert_int_equal(socketpair(AF_UNIX, SOCK_SEQPACKET | SOCK_NONBLOCK | SOCK_CLOEXEC, 0, sv), 0);
+        assert_int_equal(loop_source_add(&f->loop, &s, LOOP_KIND_PEER, sv[0], EPOLLIN), 0);
+
+        /* The other end reads what we sent: no event at all. */
+        assert_int_equal(send(sv[0], buf, sizeof(buf), 0), sizeof(buf));
+        assert_int_equal(recv(sv[1], buf, sizeof(buf), 0), sizeof(buf));
+        assert_int_equal(epoll_wait(f->loop.epoll_fd, evs, 4, 0), 0);
+
+        /* Selected: the socket is writable, and that is reported without a new edge. */
+        loop_source_select(&s, EPOLLOUT);
+        assert_int_equal(loop_poll(&f->loop, round), 0);
+        assert_true(on_list(round, &s));
+        assert_true(loop_source_is_ready(&s, EPOLLOUT));
+        list_unlink(&s.ready_link);
+        list_append(&f->loop.ready, &s.ready_link);
+
+        /* Deselected: the cached edge goes (no edge would refresh it) and reads wake nobody again. */
+        loop_source_deselect(&s, EPOLLOUT);
+        assert_false(s.events & EPOLLOUT);
+        assert_false(list_is_linked(&s.ready_link));
+        assert_int_equal(send(sv[0], buf, sizeof(buf), 0), sizeof(buf));
+        assert_int_equal(recv(sv[1], buf, sizeof(buf), 0), sizeof(buf));
+        assert_int_equal(epoll_wait(f->loop.epoll_fd, evs, 4, 0), 0);
+
+        loop_source_remove(&s);
+        plx_close(sv[0]);
+        plx_close(sv[1]);
 }
 
 static void test_loop_unregistered_source(void **state) {
@@ -395,6 +438,7 @@ int main(void) {
                 cmocka_unit_test_setup_teardown(test_loop_remove_during_round, setup_loop, teardown_loop),
                 cmocka_unit_test_setup_teardown(test_loop_hangup, setup_loop, teardown_loop),
                 cmocka_unit_test_setup_teardown(test_loop_eventfd, setup_loop, teardown_loop),
+                cmocka_unit_test_setup_teardown(test_loop_output_only_while_selected, setup_loop, teardown_loop),
                 cmocka_unit_test(test_loop_unregistered_source),
         };
 
