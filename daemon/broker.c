@@ -253,6 +253,7 @@ int plx_broker_new(plx_broker **ret, const plx_broker_config *config) {
         user_registry_init(&b->users);
         list_init(&b->pending_free);
         list_init(&b->transfer_list);
+        list_init(&b->batch_peers);
         b->next_peer_id = 1;
         b->start_usec = now_usec();
         b->cred = (struct ucred) { .pid = getpid(), .uid = geteuid(), .gid = getegid() };
@@ -285,9 +286,9 @@ int plx_broker_new(plx_broker **ret, const plx_broker_config *config) {
         r = topic_trie_init(&b->topics);
         if (r < 0)
                 return r;
-        b->rx_buf = malloc(FRAME_SIZE_MAX);
-        if (!b->rx_buf)
-                return -ENOMEM;
+        r = peer_io_init(b);
+        if (r < 0)
+                return r;
 
         r = loop_init(&b->loop);
         if (r < 0)
@@ -665,7 +666,7 @@ plx_broker *plx_broker_free(plx_broker *b) {
         loop_deinit(&b->loop);
         arena_reset(&b->arena);
         arena_reset(&b->payload_arena);
-        free(b->rx_buf);
+        peer_io_deinit(b);
         free(b);
         return NULL;
 }

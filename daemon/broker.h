@@ -226,7 +226,11 @@ struct Broker {
 
         Arena arena;                    /* decoded header of the frame being routed */
         Arena payload_arena;            /* decoded payload of calls to the broker */
-        uint8_t *rx_buf;                /* FRAME_SIZE_MAX bytes: the frame being routed */
+        struct PeerRxSlot *rx_slots;    /* PEER_READ_BATCH receive buffers: the frames being routed */
+        struct BatchEntry *batch;       /* frames batched for their receivers, see peer-io.c */
+        size_t n_batch;
+        List batch_peers;               /* Peer.batch_link: receivers with a batch */
+        bool batch_open;                /* routing frames from the receive slots: batching allowed */
 };
 
 void plx_broker_config_init(plx_broker_config *c);

@@ -268,6 +268,8 @@ static int client_entry_new(ClientEntry **ret, size_t *ret_size, Broker *b, Peer
         info->name_count = (uint32_t)p->n_names;
         info->subscription_count = (uint32_t)p->n_subscriptions;
 
+        /* Frames batched for it are sent (or queued) first, so that the counts say where they are. */
+        peer_flush_batch(p);
         info->queue_frames = p->queue.n_entries;
         info->queue_bytes = p->queue.n_bytes;
         info->frames_in = p->n_frames_in;

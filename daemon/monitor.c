@@ -124,13 +124,13 @@ static bool wants(const Monitor *m, const Plexus__Header *h) {
 }
 
 /**
- * monitor_copy() - hand a copy of a routed frame to every interested monitor
+ * monitor_copy_all() - hand a copy of a routed frame to every interested monitor (see monitor_copy())
  * @b:          the broker
  * @h:          the frame's header as routed (stamped)
  * @payload:    borrowed
  * @size:       its length
  */
-void monitor_copy(Broker *b, const Plexus__Header *h, const void *payload, size_t size) {
+void monitor_copy_all(Broker *b, const Plexus__Header *h, const void *payload, size_t size) {
         uint8_t header[FRAME_HEADER_MAX];
         OutFrame f = {
                 .header = header,
@@ -138,9 +138,6 @@ void monitor_copy(Broker *b, const Plexus__Header *h, const void *payload, size_
                 .payload_len = size,
         };
         Monitor *m;
-
-        if (list_is_empty(&b->monitors))
-                return;
 
         f.header_len = frame_header_pack(h, header, sizeof(header));
         list_for_each_entry(m, &b->monitors, link) {

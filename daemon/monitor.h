@@ -22,5 +22,11 @@ typedef struct Monitor Monitor;
 
 int monitor_new(Broker *b, Peer *p, const Plexus__MonitorRequest *req);
 void monitor_free(Broker *b, Peer *p);
-void monitor_copy(Broker *b, const Plexus__Header *h, const void *payload, size_t size);
+void monitor_copy_all(Broker *b, const Plexus__Header *h, const void *payload, size_t size);
 void monitor_drained(Broker *b, Peer *p);
+
+/* A copy of a routed frame for each monitor that wants it; inline: usually there is none. */
+static inline void monitor_copy(Broker *b, const Plexus__Header *h, const void *payload, size_t size) {
+        if (!list_is_empty(&b->monitors))
+                monitor_copy_all(b, h, payload, size);
+}

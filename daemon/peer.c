@@ -145,6 +145,7 @@ int peer_new(Peer **ret, Broker *b, int fd) {
         list_init(&p->calls_in);
         list_init(&p->names);
         list_init(&p->transfers);
+        list_init(&p->batch_link);
         queue_init(&p->queue, b->config.max_queue_frames, b->config.max_queue_bytes, b->config.max_queue_fds);
         timer_init(&p->timer, peer_timer_fired);
         p->connected_usec = now_usec();
@@ -332,6 +333,7 @@ void peer_hangup(Peer *p) {
         if (p->state == PEER_STATE_DEAD)
                 return;
         p->state = PEER_STATE_DEAD;
+        peer_drop_batch(p);
         timer_disarm(&b->timers, &p->timer);
         loop_source_remove(&p->source);
         list_unlink(&p->link);
@@ -365,6 +367,9 @@ void peer_close(Peer *p) {
          * frames have been flushed.
          */
         router_peer_closing(b, p);
+        peer_flush_batch(p);
+        if (p->state == PEER_STATE_DEAD)
+                return;
         if (queue_is_empty(&p->queue)) {
                 peer_hangup(p);
                 return;
@@ -372,266 +377,4 @@ void peer_close(Peer *p) {
         if (timer_arm(&b->timers, &p->timer,
                       now_usec() + (uint64_t)b->config.hello_timeout_ms * 1000u) < 0)
                 peer_hangup(p);
-}
-
-static int peer_sendmsg(Peer *p, const uint8_t *header, size_t header_len,
-                        const uint8_t *stamp, size_t stamp_len,
-                        const uint8_t *payload, size_t payload_len,
-                        const int *fds, size_t n_fds, uint64_t delivery) {
-        FdControl control;
-        uint8_t prefix[FRAME_PREFIX_SIZE], field[24];
-        size_t field_len = frame_varint_field(field, FRAME_FIELD_DELIVERY, delivery);
-        struct iovec iov[5] = {
-                { .iov_base = prefix, .iov_len = sizeof(prefix) },
-                { .iov_base = (void *)header, .iov_len = header_len },
-                { .iov_base = (void *)stamp, .iov_len = stamp_len },
-                { .iov_base = field, .iov_len = field_len },
-                { .iov_base = (void *)payload, .iov_len = payload_len },
-        };
-        struct msghdr mh = {
-                .msg_iov = iov,
-                .msg_iovlen = payload_len ? 5 : 4,
-        };
-        ssize_t n;
-
-        fdpass_attach(&mh, &control, fds, n_fds);
-        frame_prefix(prefix, (uint32_t)(header_len + stamp_len + field_len));
-        n = sendmsg(p->fd, &mh, MSG_DONTWAIT | MSG_NOSIGNAL);
-        if (n < 0)
-                return -errno;
-
-        p->broker->stats.n_fds_passed += n_fds;
-        p->n_frames_out++;
-        p->n_bytes_out += (uint64_t)n;
-        return 0;
-}
-
-static void peer_update_backpressure(Peer *p) {
-        if (!p->reading_paused && queue_is_full(&p->queue)) {
-                p->reading_paused = true;
-                loop_source_deselect(&p->source, EPOLLIN);
-        } else if (p->reading_paused && p->queue.n_entries <= p->queue.max_entries / 2 &&
-                   p->queue.n_bytes <= p->queue.max_bytes / 2) {
-                p->reading_paused = false;
-                if (peer_is_alive(p) && p->broker->state == BROKER_STATE_RUNNING)
-                        loop_source_select(&p->source, EPOLLIN);
-        }
-}
-
-/**
- * peer_send() - deliver a frame to @p, or queue it
- * @p:          the receiver
- * @f:          the frame; f->msg is created here if the frame must be queued
- * @force:      queue even beyond the limits (see queue.h for when)
- *
- * Every call takes one delivery number, whether or not the frame gets
- * through, so that the receiver can see a gap where it missed one.
- *
- * Return: 0 when sent or queued (or when @p is dead: callers are told by
- * router_peer_gone()), PEER_E_QUEUE_FULL or PEER_E_FDS when refused.
- */
-int peer_send(Peer *p, OutFrame *f, bool force) {
-        uint64_t delivery = ++p->n_delivered;
-        size_t size;
-        int r;
-
-        if (p->state == PEER_STATE_DEAD)
-                return 0;
-
-        if (queue_is_empty(&p->queue)) {
-                r = peer_sendmsg(p, f->header, f->header_len, f->stamp, f->stamp_len,
-                                 f->payload, f->payload_len, f->fds, f->n_fds, delivery);
-                if (r == 0)
-                        return 0;
-                /*
-                 * The kernel limits fds in flight per user (RLIMIT_NOFILE): a
-                 * receiver that does not read holds them. Refuse this frame,
-                 * not the connection.
-                 */
-                if (r == -ETOOMANYREFS)
-                        return PEER_E_FDS;
-                if (r != -EAGAIN && r != -ENOBUFS) {
-                        peer_log(p, LOG_DEBUG, "send failed: %s", strerror(-r));
-                        peer_hangup(p);
-                        return 0;
-                }
-                loop_source_clear(&p->source, EPOLLOUT);
-        }
-
-        size = FRAME_PREFIX_SIZE + f->header_len + f->stamp_len + 11 + f->payload_len;
-        if (!force) {
-                r = queue_room(&p->queue, size, f->n_fds);
-                if (r == QUEUE_E_QUOTA) {
-                        /* Its uid (or all uids) hold too much: refused like a full queue. */
-                        p->broker->stats.n_user_quota++;
-                        if (log_limit_pass(&p->broker->quota_log_limit, &p->broker->log, now_usec()))
-                                peer_log(p, LOG_NOTICE, "uid %u has %" PRIu64 " bytes and %" PRIu64
-                                         " fds queued (all clients: %" PRIu64 ", %" PRIu64 "), refusing a frame",
-                                         (unsigned)p->cred.uid, p->user->used[USER_SLOT_BYTES],
-                                         p->user->used[USER_SLOT_FDS],
-                                         p->broker->users.total[USER_SLOT_BYTES],
-                                         p->broker->users.total[USER_SLOT_FDS]);
-                }
-                if (r > 0)
-                        return PEER_E_QUEUE_FULL;
-        }
-
-        if (!f->msg) {
-                r = message_new(&f->msg, f->header, f->header_len, f->stamp, f->stamp_len,
-                                f->payload, f->payload_len, f->fds, f->n_fds);
-                if (r < 0)
-                        goto oom;
-                f->msg->origin_id = f->origin_id;
-                f->msg->origin_serial = f->origin_serial;
-        }
-        r = queue_push(&p->queue, f->msg, delivery, size, force);
-        if (r > 0)
-                return PEER_E_QUEUE_FULL;
-        if (r < 0)
-                goto oom;
-
-        loop_source_select(&p->source, EPOLLOUT);
-        peer_update_backpressure(p);
-        return 0;
-
-oom:
-        if (!force)
-                return PEER_E_QUEUE_FULL;
-        /* A frame we must not drop cannot be kept: end the connection instead. */
-        peer_log(p, LOG_WARNING, "out of memory queueing a frame, disconnecting");
-        peer_hangup(p);
-        return 0;
-}
-
-static void peer_flush(Peer *p) {
-        QueueEntry *e;
-        int r;
-
-        while ((e = queue_peek(&p->queue))) {
-                r = peer_sendmsg(p, message_header(e->msg), e->msg->header_len, NULL, 0,
-                                 message_payload(e->msg), e->msg->payload_len,
-                                 e->msg->fds, e->msg->n_fds, e->delivery);
-                if (r == -EAGAIN || r == -ENOBUFS) {
-                        loop_source_clear(&p->source, EPOLLOUT);
-                        peer_update_backpressure(p);
-                        return;
-                }
-                if (r == -ETOOMANYREFS) {
-                        /* As in peer_send(): this frame goes, with word to its sender; the connection stays. */
-                        router_frame_dropped(p->broker, p, e->msg);
-                        queue_pop(&p->queue);
-                        continue;
-                }
-                if (r < 0) {
-                        peer_log(p, LOG_DEBUG, "send failed: %s", strerror(-r));
-                        peer_hangup(p);
-                        return;
-                }
-                queue_pop(&p->queue);
-        }
-
-        loop_source_deselect(&p->source, EPOLLOUT);
-        peer_update_backpressure(p);
-        if (p->state == PEER_STATE_CLOSING)
-                peer_hangup(p);
-        else
-                monitor_drained(p->broker, p);
-}
-
-/*
- * recvmsg() returned 0: EOF, or an empty record. Linux does deliver
- * zero-length records on SOCK_SEQPACKET, with fds attached if the sender
- * wants, and they read exactly like EOF. A record is told apart by what
- * came with it, or else by the socket: at EOF the peer has shut down its
- * end, which poll() reports as POLLRDHUP.
- */
-static bool peer_read_empty_record(Peer *p, const struct msghdr *mh, size_t n_fds) {
-        struct pollfd pfd = { .fd = p->fd, .events = POLLIN | POLLRDHUP };
-
-        if (n_fds > 0 || mh->msg_controllen > 0 || (mh->msg_flags & MSG_CTRUNC))
-                return true;
-        return poll(&pfd, 1, 0) >= 0 && !(pfd.revents & (POLLRDHUP | POLLHUP));
-}
-
-static void peer_read(Peer *p) {
-        Broker *b = p->broker;
-        /* Room for the kernel's maximum of 253 fds per message (SCM_MAX_FD). */
-        FdControl control;
-        int fds[FRAME_FDS_MAX];
-
-        for (int i = 0; i < PEER_READ_BATCH; i++) {
-                struct iovec iov = { .iov_base = b->rx_buf, .iov_len = FRAME_SIZE_MAX };
-                struct msghdr mh = {
-                        .msg_iov = &iov,
-                        .msg_iovlen = 1,
-                        .msg_control = &control,
-                        .msg_controllen = sizeof(control),
-                };
-                size_t n_fds;
-                ssize_t n;
-
-                if (!loop_source_is_ready(&p->source, EPOLLIN) || !peer_is_alive(p))
-                        return;
-
-                n = recvmsg(p->fd, &mh, MSG_DONTWAIT | MSG_CMSG_CLOEXEC);
-                if (n < 0) {
-                        if (errno == EAGAIN) {
-                                loop_source_clear(&p->source, EPOLLIN);
-                                return;
-                        }
-                        /*
-                         * A client that closes with frames unread in its
-                         * own socket makes ours report ECONNRESET once,
-                         * ahead of the frames it sent before closing: read
-                         * on, EOF comes after them.
-                         */
-                        if (errno == EINTR || errno == ECONNRESET)
-                                continue;
-                        peer_log(p, LOG_DEBUG, "receive failed: %m");
-                        peer_hangup(p);
-                        return;
-                }
-                /* Taken before anything else: from here on, every path closes them. */
-                n_fds = fdpass_collect(&mh, fds, ELEMENTSOF(fds));
-
-                if (n == 0 && !peer_read_empty_record(p, &mh, n_fds)) {
-                        peer_hangup(p);
-                        return;
-                }
-                p->n_frames_in++;
-                p->n_bytes_in += (uint64_t)n;
-
-                if (n == 0)
-                        router_fail_peer(b, p, 0, ERROR_INVALID_FRAME, "empty frame");
-                else if (mh.msg_flags & MSG_TRUNC)
-                        router_fail_peer(b, p, 0, ERROR_FRAME_TOO_LARGE,
-                                         "frame larger than %u bytes", FRAME_SEND_MAX);
-                else
-                        /*
-                         * MSG_CTRUNC (fds lost on the way in: the broker is
-                         * out of fds) is not the client's fault: the router
-                         * refuses that one frame with an error.
-                         */
-                        router_handle_frame(b, p, b->rx_buf, (size_t)n, fds, n_fds,
-                                            mh.msg_flags & MSG_CTRUNC);
-
-                /* Receivers got kernel duplicates, queues their own: ours go now. */
-                for (size_t k = 0; k < n_fds; k++)
-                        close(fds[k]);
-                if (!peer_is_alive(p))
-                        return;
-        }
-}
-
-/**
- * peer_dispatch() - handle the cached events of @p
- *
- * Return: 0.
- */
-int peer_dispatch(Peer *p) {
-        if (loop_source_is_ready(&p->source, EPOLLOUT))
-                peer_flush(p);
-        if (loop_source_is_ready(&p->source, EPOLLIN))
-                peer_read(p);
-        return 0;
 }

@@ -77,6 +77,11 @@ struct Peer {
 
         Queue queue;
         bool reading_paused;            /* backpressure: our own queue is full */
+        List batch_link;                /* in broker->batch_peers while frames are batched for it */
+        uint32_t batch_head;            /* its first and last entry in broker->batch */
+        uint32_t batch_tail;
+        uint32_t n_batch;
+        size_t batch_bytes;             /* as a queue would be charged for them */
         uint64_t n_delivered;           /* delivery counter, see docs/protocol.md */
         uint64_t last_signal_sequence;  /* fan-out deduplication */
 
@@ -118,6 +123,7 @@ typedef struct OutFrame {
         size_t n_fds;
         uint64_t origin_id;     /* sending peer's id and frame serial, 0 for the broker's */
         uint64_t origin_serial;
+        bool stable;            /* header and payload lie in a receive slot: they may be batched */
         Message *msg;
 } OutFrame;
 
@@ -129,8 +135,13 @@ int peer_new(Peer **ret, Broker *b, int fd);
 Peer *peer_free(Peer *p);
 PLX_DEFINE_CLEANUP(Peer *, peer_free);
 
+int peer_io_init(Broker *b);
+void peer_io_deinit(Broker *b);
 int peer_dispatch(Peer *p);
 int peer_send(Peer *p, OutFrame *f, bool force);
+void peer_flush_batch(Peer *p);
+void peer_flush_batches(Broker *b);
+void peer_drop_batch(Peer *p);
 void peer_hangup(Peer *p);
 void peer_close(Peer *p);
 void peer_stop_reading(Peer *p);

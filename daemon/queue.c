@@ -29,20 +29,35 @@ void queue_deinit(Queue *q) {
 }
 
 /**
- * queue_room() - whether an ordinary push of @size bytes and @n_fds fds would succeed
+ * queue_room_after() - whether an ordinary push of @size bytes and @n_fds fds
+ * would succeed after @n_ahead frames of @bytes_ahead bytes (and no fds)
+ * were pushed
+ *
+ * For frames promised to the queue but not pushed yet: a peer's send batch.
  *
  * Return: 0, QUEUE_E_FULL for the queue's own limits, or QUEUE_E_QUOTA for
  * its user's (the queue's limits are checked first).
  */
-int queue_room(const Queue *q, size_t size, size_t n_fds) {
-        if (q->n_entries >= q->max_entries || size > q->max_bytes ||
-            q->n_bytes > q->max_bytes - size ||
+int queue_room_after(const Queue *q, size_t n_ahead, size_t bytes_ahead, size_t size, size_t n_fds) {
+        size_t n_entries = q->n_entries + n_ahead, n_bytes = q->n_bytes + bytes_ahead;
+
+        if (n_entries >= q->max_entries || size > q->max_bytes ||
+            n_bytes > q->max_bytes - size ||
             n_fds > q->max_fds || q->n_fds > q->max_fds - n_fds)
                 return QUEUE_E_FULL;
-        if (q->user && (user_check(q->user, USER_SLOT_BYTES, size) ||
+        if (q->user && (user_check(q->user, USER_SLOT_BYTES, bytes_ahead + size) ||
                         user_check(q->user, USER_SLOT_FDS, n_fds)))
                 return QUEUE_E_QUOTA;
         return 0;
+}
+
+/**
+ * queue_room() - whether an ordinary push of @size bytes and @n_fds fds would succeed
+ *
+ * Return: as queue_room_after().
+ */
+int queue_room(const Queue *q, size_t size, size_t n_fds) {
+        return queue_room_after(q, 0, 0, size, n_fds);
 }
 
 static int grow(Queue *q) {

@@ -57,6 +57,7 @@ int queue_push(Queue *q, Message *m, uint64_t delivery, size_t size, bool force)
 QueueEntry *queue_peek(Queue *q);
 void queue_pop(Queue *q);
 int queue_room(const Queue *q, size_t size, size_t n_fds);
+int queue_room_after(const Queue *q, size_t n_ahead, size_t bytes_ahead, size_t size, size_t n_fds);
 
 /* Whether an ordinary push of @size bytes and @n_fds fds would succeed. */
 static inline bool queue_has_room(const Queue *q, size_t size, size_t n_fds) {

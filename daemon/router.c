@@ -70,6 +70,7 @@ static int forward_one(Broker *b, Peer *to, Peer *from, const Plexus__Header *h,
                 .n_fds = n_fds,
                 .origin_id = from->id,
                 .origin_serial = h->serial,
+                .stable = true,
         };
         int r;
 
@@ -446,14 +447,20 @@ static void route_call(Broker *b, Peer *from, Plexus__Header *h, const FrameView
                 return;
         }
 
-        if (bus_name_is_unique_id(h->destination)) {
+        /*
+         * Looked up first, checked only when not found: a peer or a name the
+         * broker knows is valid by construction, and the grammar check cost
+         * about 5 % of the broker's instructions per call.
+         */
+        if (h->destination[0] == ':') {
                 callee = peer_find(b, h->destination);
-        } else if (bus_name_is_well_known(h->destination)) {
+        } else {
                 /* Resolved now: the owner at this point in the bus order gets it. */
                 Name *n = name_registry_find(&b->names, h->destination);
 
                 callee = n ? name_primary(n)->owner : NULL;
-        } else {
+        }
+        if (!callee && !bus_name_is_unique_id(h->destination) && !bus_name_is_well_known(h->destination)) {
                 router_send_error(b, from, h->serial, ERROR_INVALID_ARGS,
                                   "\"%s\" is neither a unique id nor a well-known name",
                                   h->destination);
@@ -608,6 +615,7 @@ static void fan_out(Broker *b, Peer *from, const Plexus__Header *h, const FrameV
                 fo->frame.header_len = fv->header_len;
                 fo->frame.stamp = stamp;
                 fo->frame.stamp_len = frame_stamp_encode(h, stamp);
+                fo->frame.stable = true;
         } else {
                 fo->frame.header = header;
                 fo->frame.header_len = frame_header_pack(h, header, sizeof(header));
