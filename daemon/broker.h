@@ -226,7 +226,7 @@ struct Broker {
 
         Arena arena;                    /* decoded header of the frame being routed */
         Arena payload_arena;            /* decoded payload of calls to the broker */
-        struct PeerRxSlot *rx_slots;    /* PEER_READ_BATCH receive buffers: the frames being routed */
+        struct PeerRxSlots *rx_slots;   /* PEER_READ_BATCH receive buffers: the frames being routed */
         struct BatchEntry *batch;       /* frames batched for their receivers, see peer-io.c */
         size_t n_batch;
         List batch_peers;               /* Peer.batch_link: receivers with a batch */

@@ -63,10 +63,16 @@
 /* Bytes a queued frame is charged: the delivery field is at most 11. */
 #define FRAME_DELIVERY_FIELD_MAX 11u
 
-typedef struct PeerRxSlot {
-        FdControl control;
-        uint8_t *buf;                   /* FRAME_SIZE_MAX bytes */
-} PeerRxSlot;
+/*
+ * The broker's receive slots, set up once: between reads only what
+ * recvmmsg() changed is reset, for the entries it filled.
+ */
+typedef struct PeerRxSlots {
+        struct mmsghdr mm[PEER_READ_BATCH];
+        struct iovec iov[PEER_READ_BATCH];
+        FdControl control[PEER_READ_BATCH];
+        uint8_t *buf[PEER_READ_BATCH];  /* FRAME_SIZE_MAX bytes each */
+} PeerRxSlots;
 
 /* A frame in a receiver's batch: points into a receive slot until flushed. */
 typedef struct BatchEntry {
@@ -93,14 +99,23 @@ static size_t out_frame_size(const OutFrame *f) {
  * Return: 0 or -ENOMEM.
  */
 int peer_io_init(Broker *b) {
-        b->rx_slots = calloc(PEER_READ_BATCH, sizeof(*b->rx_slots));
-        if (!b->rx_slots)
+        PeerRxSlots *rx;
+
+        rx = b->rx_slots = calloc(1, sizeof(*b->rx_slots));
+        if (!rx)
                 return -ENOMEM;
-        /* Only pages that frames touched become resident. */
         for (size_t i = 0; i < PEER_READ_BATCH; i++) {
-                b->rx_slots[i].buf = malloc(FRAME_SIZE_MAX);
-                if (!b->rx_slots[i].buf)
+                /* Only pages that frames touched become resident. */
+                rx->buf[i] = malloc(FRAME_SIZE_MAX);
+                if (!rx->buf[i])
                         return -ENOMEM;
+                rx->iov[i] = (struct iovec) { .iov_base = rx->buf[i], .iov_len = FRAME_SIZE_MAX };
+                rx->mm[i].msg_hdr = (struct msghdr) {
+                        .msg_iov = &rx->iov[i],
+                        .msg_iovlen = 1,
+                        .msg_control = &rx->control[i],
+                        .msg_controllen = sizeof(rx->control[i]),
+                };
         }
         return 0;
 }
@@ -111,7 +126,7 @@ int peer_io_init(Broker *b) {
 void peer_io_deinit(Broker *b) {
         if (b->rx_slots)
                 for (size_t i = 0; i < PEER_READ_BATCH; i++)
-                        free(b->rx_slots[i].buf);
+                        free(b->rx_slots->buf[i]);
         free(b->rx_slots);
         b->rx_slots = NULL;
         free(b->batch);
@@ -556,7 +571,7 @@ static void peer_route_slot(Peer *p, struct mmsghdr *mm, unsigned i, unsigned n)
                          * out of fds) is not the client's fault: the router
                          * refuses that one frame with an error.
                          */
-                        router_handle_frame(b, p, b->rx_slots[i].buf, len, fds, n_fds,
+                        router_handle_frame(b, p, b->rx_slots->buf[i], len, fds, n_fds,
                                             mh->msg_flags & MSG_CTRUNC);
         }
 
@@ -567,26 +582,13 @@ static void peer_route_slot(Peer *p, struct mmsghdr *mm, unsigned i, unsigned n)
 
 static void peer_read(Peer *p) {
         Broker *b = p->broker;
-        struct mmsghdr mm[PEER_READ_BATCH];
-        struct iovec iov[PEER_READ_BATCH];
+        struct mmsghdr *mm = b->rx_slots->mm;
         unsigned total = 0;
 
         while (total < PEER_READ_BATCH && loop_source_is_ready(&p->source, EPOLLIN) && peer_is_alive(p)) {
                 /* With frames queued for it, one at a time: see the top of this file. */
                 unsigned want = queue_is_empty(&p->queue) ? PEER_READ_BATCH - total : 1;
                 int n;
-
-                for (unsigned i = 0; i < want; i++) {
-                        iov[i] = (struct iovec) { .iov_base = b->rx_slots[i].buf, .iov_len = FRAME_SIZE_MAX };
-                        mm[i] = (struct mmsghdr) {
-                                .msg_hdr = {
-                                        .msg_iov = &iov[i],
-                                        .msg_iovlen = 1,
-                                        .msg_control = &b->rx_slots[i].control,
-                                        .msg_controllen = sizeof(b->rx_slots[i].control),
-                                },
-                        };
-                }
 
                 n = recvmmsg(p->fd, mm, want, MSG_DONTWAIT | MSG_CMSG_CLOEXEC, NULL);
                 if (n < 0) {
@@ -612,6 +614,8 @@ static void peer_read(Peer *p) {
                         peer_route_slot(p, mm, i, (unsigned)n);
                 b->batch_open = false;
                 peer_flush_batches(b);
+                for (unsigned i = 0; i < (unsigned)n; i++)
+                        mm[i].msg_hdr.msg_controllen = sizeof(b->rx_slots->control[i]);
 
                 total += (unsigned)n;
                 /*
