@@ -359,6 +359,57 @@ int harness_broker_start(Harness *h) {
 }
 
 /**
+ * harness_process_state() - the state letter of /proc/@pid/stat ('T' once stopped), 0 if unreadable
+ */
+char harness_process_state(pid_t pid) {
+        char path[64], buf[512], *p;
+        ssize_t n;
+        int fd;
+
+        snprintf(path, sizeof(path), "/proc/%d/stat", (int)pid);
+        fd = open(path, O_RDONLY | O_CLOEXEC);
+        if (fd < 0)
+                return 0;
+        n = read(fd, buf, sizeof(buf) - 1);
+        close(fd);
+        if (n <= 0)
+                return 0;
+        buf[n] = 0;
+        p = strrchr(buf, ')');
+        return p && p[1] == ' ' ? p[2] : 0;
+}
+
+/**
+ * harness_broker_pause() - SIGSTOP the broker and wait until it is stopped
+ *
+ * What clients write meanwhile waits in their sockets, and the broker reads
+ * it all at once after harness_broker_resume().
+ *
+ * Return: 0, or -ETIMEDOUT.
+ */
+int harness_broker_pause(Harness *h) {
+        uint64_t deadline = harness_now_ms() + (uint64_t)harness_timeout_ms(HARNESS_TIMEOUT_MS);
+
+        if (kill(h->broker_pid, SIGSTOP) < 0)
+                return -errno;
+        while (harness_process_state(h->broker_pid) != 'T') {
+                if (harness_now_ms() > deadline)
+                        return -ETIMEDOUT;
+                usleep(1000);
+        }
+        return 0;
+}
+
+/**
+ * harness_broker_resume() - SIGCONT the broker
+ *
+ * Return: 0 or negative errno.
+ */
+int harness_broker_resume(Harness *h) {
+        return kill(h->broker_pid, SIGCONT) < 0 ? -errno : 0;
+}
+
+/**
  * harness_broker_signal() - send @sig to the broker and reap it, bounded
  * @h:          the harness
  * @sig:        the signal, or 0 to only wait for an exit already under way

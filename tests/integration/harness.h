@@ -74,6 +74,9 @@ int harness_broker_spawn_args(Harness *h, const char *const *args, int stderr_fd
 int harness_broker_start_args(Harness *h, const char *const *args, int stderr_fd);
 int harness_broker_stop(Harness *h);
 int harness_broker_signal(Harness *h, int sig);
+int harness_broker_pause(Harness *h);
+int harness_broker_resume(Harness *h);
+char harness_process_state(pid_t pid);
 int harness_wait_for_broker(const char *address, pid_t pid, int timeout_ms);
 const char *harness_plexusd(void);
 
