@@ -153,11 +153,31 @@ static size_t read_varint_slow(const uint8_t *p, size_t n, size_t max, uint64_t 
         }
 }
 
-/* Most tags and values of a header are one byte. */
+/*
+ * read_varint_slow() without its checks on every byte: a varint that ends
+ * within @max and @n bytes and fits 64 bits is read here; any other goes
+ * the slow way, which says what is wrong with it.
+ */
 static inline size_t read_varint(const uint8_t *p, size_t n, size_t max, uint64_t *ret_value, const char **why) {
-        if (n > 0 && p[0] < 0x80) {
+        size_t end = n < max ? n : max;
+        uint64_t v;
+
+        /* Most tags and values of a header are one byte. */
+        if (n == 0)
+                return read_varint_slow(p, n, max, ret_value, why);
+        if (p[0] < 0x80) {
                 *ret_value = p[0];
                 return 1;
+        }
+        v = p[0] & 0x7f;
+        for (size_t i = 1; i < end; i++) {
+                v |= (uint64_t)(p[i] & 0x7f) << (7 * i);
+                if (p[i] < 0x80) {
+                        if (i == HEADER_WIRE_VARINT_MAX_BYTES - 1 && p[i] > 1)
+                                break;
+                        *ret_value = v;
+                        return i + 1;
+                }
         }
         return read_varint_slow(p, n, max, ret_value, why);
 }
@@ -317,25 +337,26 @@ static int walk(const uint8_t *buf, size_t len, Walk *w) {
                 number = (uint32_t)(tag >> 3);
                 wire_type = (int)(tag & 7);
 
-                if (wire_type == WIRE_GROUP_START || wire_type == WIRE_GROUP_END) {
-                        w->why = "groups (wire types 3 and 4) are not allowed";
-                        w->field = number;
-                        goto fail;
-                }
-                if (wire_type > WIRE_FIXED32) {
-                        w->why = "undefined wire type 6 or 7";
-                        w->field = number;
-                        goto fail;
-                }
-
                 type = field_type(number);
-                if (type == FIELD_UNKNOWN) {
+                /* A known field with its own wire type needs none of the checks below. */
+                if (type == FIELD_UNKNOWN || wire_type != expected_wire_type(type)) {
+                        if (wire_type == WIRE_GROUP_START || wire_type == WIRE_GROUP_END) {
+                                w->why = "groups (wire types 3 and 4) are not allowed";
+                                w->field = number;
+                                goto fail;
+                        }
+                        if (wire_type > WIRE_FIXED32) {
+                                w->why = "undefined wire type 6 or 7";
+                                w->field = number;
+                                goto fail;
+                        }
+                        if (type != FIELD_UNKNOWN) {
+                                w->why = "wire type does not match the field's type";
+                                w->field = number;
+                                goto fail;
+                        }
                         if (w->n_unknown++ == 0)
                                 w->first_unknown = i;
-                } else if (wire_type != expected_wire_type(type)) {
-                        w->why = "wire type does not match the field's type";
-                        w->field = number;
-                        goto fail;
                 }
                 i += n;
 
