@@ -243,20 +243,27 @@ static void check_pack(const Plexus__Header *h, Bytes *ret) {
         assert_int_equal(frame_header_pack(h, ret->buf, n), n);
 }
 
-static int setup_arena(void **state) {
-        Arena *a = malloc(sizeof(*a));
+/* Sets field @fd of @h: an integer to @v, a string to @s. */
+static void set_field(Plexus__Header *h, const ProtobufCFieldDescriptor *fd, uint64_t v, char *s) {
+        uint8_t *member = (uint8_t *)h + fd->offset;
 
-        assert_non_null(a);
-        arena_init(a);
-        *state = a;
-        return 0;
+        switch (fd->type) {
+        case PROTOBUF_C_TYPE_UINT64:
+                *(uint64_t *)member = v;
+                break;
+        case PROTOBUF_C_TYPE_UINT32:
+        case PROTOBUF_C_TYPE_ENUM:
+                *(uint32_t *)member = (uint32_t)v;
+                break;
+        case PROTOBUF_C_TYPE_STRING:
+                *(char **)member = s;
+                break;
+        default:
+                fail_msg("field %s: type %d is not in the codec", fd->name, fd->type);
+        }
 }
 
-static int teardown_arena(void **state) {
-        arena_reset(*state);
-        free(*state);
-        return 0;
-}
+static Arena arena;
 
 /* Every field of the descriptor alone, at its boundaries: same bytes, same value back. */
 static void test_each_field(void **state) {
@@ -271,26 +278,12 @@ static void test_each_field(void **state) {
 
                 for (size_t k = 0; k < sizeof(values) / sizeof(values[0]); k++) {
                         Plexus__Header h = PLEXUS__HEADER__INIT;
-                        uint8_t *member = (uint8_t *)&h + fd->offset;
                         Bytes b;
 
-                        switch (fd->type) {
-                        case PROTOBUF_C_TYPE_UINT64:
-                                *(uint64_t *)member = values[k];
-                                break;
-                        case PROTOBUF_C_TYPE_UINT32:
-                        case PROTOBUF_C_TYPE_ENUM:
-                                *(uint32_t *)member = (uint32_t)values[k];
-                                break;
-                        case PROTOBUF_C_TYPE_STRING:
-                                *(char **)member = s + 255 - (1 + values[k] % 255);
-                                break;
-                        default:
-                                fail_msg("field %s: type %d is not in the codec", fd->name, fd->type);
-                        }
+                        set_field(&h, fd, values[k], s + 255 - (1 + values[k] % 255));
                         check_pack(&h, &b);
                         assert_true(b.len > 0);
-                        assert_true(check_decode(*state, &b));
+                        assert_true(check_decode(&arena, &b));
                 }
         }
 }
@@ -310,27 +303,14 @@ static void test_pack_random(void **state) {
 
                 for (unsigned i = 0; i < desc->n_fields; i++) {
                         const ProtobufCFieldDescriptor *fd = &desc->fields[i];
-                        uint8_t *member = (uint8_t *)&h + fd->offset;
 
                         if (next_random(&x) % 2)
                                 continue;
-                        switch (fd->type) {
-                        case PROTOBUF_C_TYPE_UINT64:
-                                *(uint64_t *)member = random_value(&x);
-                                break;
-                        case PROTOBUF_C_TYPE_UINT32:
-                        case PROTOBUF_C_TYPE_ENUM:
-                                *(uint32_t *)member = (uint32_t)random_value(&x);
-                                break;
-                        case PROTOBUF_C_TYPE_STRING:
-                                assert_true(n_strings < 8);
-                                random_string(&x, strings[n_strings], next_random(&x) % 3 ? next_random(&x) % 32
-                                                                                            : 255);
-                                *(char **)member = strings[n_strings++];
-                                break;
-                        default:
-                                fail_msg("field %s: type %d is not in the codec", fd->name, fd->type);
-                        }
+                        assert_true(n_strings < 8);
+                        random_string(&x, strings[n_strings], next_random(&x) % 3 ? next_random(&x) % 32 : 255);
+                        set_field(&h, fd, random_value(&x), strings[n_strings]);
+                        if (fd->type == PROTOBUF_C_TYPE_STRING)
+                                n_strings++;
                 }
 
                 /* Unknown fields as a decoder keeps them: the value's bytes, with a length prefix. */
@@ -374,7 +354,7 @@ static void test_pack_random(void **state) {
 
                 check_pack(&h, &b);
                 /* Admitted unless a string is not UTF-8 or a 32-bit value does not fit: both agree either way. */
-                check_decode(*state, &b);
+                check_decode(&arena, &b);
         }
         assert_true(n_unknown_seen > N_ROUNDS / 16);
 }
@@ -398,7 +378,7 @@ static void test_decode_random(void **state) {
                         for (int k = (int)(next_random(&x) % 4) - 1; k > 0; k--)
                                 mutate(&x, &b);
                 }
-                if (check_decode(*state, &b))
+                if (check_decode(&arena, &b))
                         n_admitted++;
                 else
                         n_refused++;
@@ -414,16 +394,21 @@ static void test_decode_many_unknown(void **state) {
 
         while (b.len + 3 <= FRAME_HEADER_MAX)
                 put(&b, "\xa0\x06\x00", 3);     /* field 100, varint 0 */
-        assert_true(check_decode(*state, &b));
+        assert_true(check_decode(&arena, &b));
 }
 
 int main(void) {
         const struct CMUnitTest tests[] = {
-                cmocka_unit_test_setup_teardown(test_each_field, setup_arena, teardown_arena),
-                cmocka_unit_test_setup_teardown(test_pack_random, setup_arena, teardown_arena),
-                cmocka_unit_test_setup_teardown(test_decode_random, setup_arena, teardown_arena),
-                cmocka_unit_test_setup_teardown(test_decode_many_unknown, setup_arena, teardown_arena),
+                cmocka_unit_test(test_each_field),
+                cmocka_unit_test(test_pack_random),
+                cmocka_unit_test(test_decode_random),
+                cmocka_unit_test(test_decode_many_unknown),
         };
 
-        return cmocka_run_group_tests(tests, NULL, NULL);
+        int r;
+
+        arena_init(&arena);
+        r = cmocka_run_group_tests(tests, NULL, NULL);
+        arena_reset(&arena);
+        return r;
 }
