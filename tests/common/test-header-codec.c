@@ -178,7 +178,7 @@ static void mutate(uint64_t *x, Bytes *b) {
                 break;
         case 5:
                 /* A varint's last byte given a continuation and a 0x00 after it: overlong. */
-                if (b->len < sizeof(b->buf) && b->buf[at] < 0x80) {
+                if (b->len > 0 && b->len < sizeof(b->buf) && b->buf[at] < 0x80) {
                         memmove(b->buf + at + 2, b->buf + at + 1, b->len - at - 1);
                         b->buf[at] |= 0x80;
                         b->buf[at + 1] = 0;
