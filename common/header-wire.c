@@ -510,22 +510,43 @@ int header_wire_decode(const uint8_t *buf, size_t len, Arena *arena, Plexus__Hea
         return 0;
 }
 
-/* Room for a tag and a varint, then for a tag and a length prefix. */
-#define PACK_FIELD_MAX (HEADER_WIRE_TAG_MAX_BYTES + HEADER_WIRE_VARINT_MAX_BYTES)
+/*
+ * The encoder writes through a cursor that becomes NULL once something did
+ * not fit; every step after that is a no-op, so the fields read as a list.
+ */
 
-/* Writes field @number of wire type @wire_type with the @n bytes at @data; 0 if it does not fit. */
-static size_t pack_bytes(uint8_t *p, size_t room, uint64_t tag, size_t prefix, const void *data, size_t n) {
-        size_t need = frame_varint_size(tag) + n;
+/* Appends tag @tag, then the @n bytes at @data, after their length if @prefix. */
+static uint8_t *put_bytes(uint8_t *p, const uint8_t *end, uint64_t tag, bool prefix, const void *data, size_t n) {
+        size_t need = frame_varint_size(tag) + n + (prefix ? frame_varint_size(n) : 0);
 
-        if (prefix)
-                need += frame_varint_size(n);
-        if (need > room)
-                return 0;
+        if (!p || need > (size_t)(end - p))
+                return NULL;
         p += header_wire_put_varint(p, tag);
         if (prefix)
                 p += header_wire_put_varint(p, n);
         memcpy(p, data, n);
-        return need;
+        return p + n;
+}
+
+/* Appends varint field @number = @v, unless @v is 0 (proto3 leaves defaults out). */
+static inline uint8_t *put_varint_field(uint8_t *p, const uint8_t *end, uint32_t number, uint64_t v) {
+        uint64_t tag = (uint64_t)number << 3 | WIRE_VARINT;
+
+        if (!p || v == 0)
+                return p;
+        /* Exact room is computed only near the end of the buffer. */
+        if ((size_t)(end - p) < HEADER_WIRE_TAG_MAX_BYTES + HEADER_WIRE_VARINT_MAX_BYTES &&
+            (size_t)(end - p) < frame_varint_size(tag) + frame_varint_size(v))
+                return NULL;
+        p += header_wire_put_varint(p, tag);
+        return p + header_wire_put_varint(p, v);
+}
+
+/* Appends string field @number = @s, unless it is empty; NULL counts as empty. */
+static inline uint8_t *put_string_field(uint8_t *p, const uint8_t *end, uint32_t number, const char *s) {
+        if (!p || !s || !s[0])
+                return p;
+        return put_bytes(p, end, (uint64_t)number << 3 | WIRE_LENGTH, true, s, strlen(s));
 }
 
 /**
@@ -541,56 +562,34 @@ static size_t pack_bytes(uint8_t *p, size_t room, uint64_t tag, size_t prefix, c
  * Return: the encoded length, or 0 if it would not fit in @size.
  */
 size_t header_wire_pack(const Plexus__Header *h, uint8_t *buf, size_t size) {
-        uint8_t *p = buf, *end = buf + size;
+        const uint8_t *end = buf + size;
+        uint8_t *p = buf;
 
-        for (uint32_t number = 1; number < N_FIELDS; number++) {
-                const uint8_t *member = (const uint8_t *)h + header_fields[number].offset;
-                const char *s;
-                uint64_t v;
-                size_t n;
-
-                switch (header_fields[number].type) {
-                case FIELD_ENUM:
-                        /* An int32: negative values are sign-extended to ten bytes. */
-                        v = (uint64_t)(int64_t)(int32_t)h->kind;
-                        break;
-                case FIELD_UINT32:
-                        v = *(const uint32_t *)member;
-                        break;
-                case FIELD_UINT64:
-                        v = *(const uint64_t *)member;
-                        break;
-                case FIELD_STRING:
-                        s = *(char *const *)member;
-                        if (!s || !s[0])
-                                continue;
-                        n = pack_bytes(p, (size_t)(end - p), (uint64_t)number << 3 | WIRE_LENGTH, 1, s,
-                                       strlen(s));
-                        if (n == 0)
-                                return 0;
-                        p += n;
-                        continue;
-                default:
-                        continue;
-                }
-                if (v == 0)
-                        continue;
-                if ((size_t)(end - p) < PACK_FIELD_MAX &&
-                    (size_t)(end - p) < frame_varint_size((uint64_t)number << 3) + frame_varint_size(v))
-                        return 0;
-                p += header_wire_put_varint(p, (uint64_t)number << 3 | WIRE_VARINT);
-                p += header_wire_put_varint(p, v);
-        }
+        /* An int32: a negative kind is sign-extended to ten bytes. */
+        p = put_varint_field(p, end, 1, (uint64_t)(int64_t)(int32_t)h->kind);
+        p = put_varint_field(p, end, 2, h->serial);
+        p = put_varint_field(p, end, 3, h->reply_serial);
+        p = put_string_field(p, end, 4, h->destination);
+        p = put_string_field(p, end, 5, h->sender);
+        p = put_string_field(p, end, 6, h->member);
+        p = put_varint_field(p, end, 7, h->flags);
+        p = put_string_field(p, end, 8, h->error_name);
+        p = put_varint_field(p, end, 9, h->timeout_ms);
+        p = put_varint_field(p, end, 10, h->sequence);
+        p = put_varint_field(p, end, 11, h->delivery);
+        p = put_varint_field(p, end, 12, h->sender_uid);
+        p = put_varint_field(p, end, 13, h->sender_pid);
+        p = put_varint_field(p, end, 14, h->n_fds);
+        p = put_varint_field(p, end, 15, h->sender_gid);
+        p = put_varint_field(p, end, 16, h->large_size);
+        p = put_varint_field(p, end, 17, h->large_addr);
+        p = put_varint_field(p, end, 18, h->transfer_id);
 
         for (unsigned i = 0; i < h->base.n_unknown_fields; i++) {
                 const ProtobufCMessageUnknownField *u = &h->base.unknown_fields[i];
-                size_t n;
 
-                n = pack_bytes(p, (size_t)(end - p), (uint64_t)u->tag << 3 | u->wire_type, 0, u->data, u->len);
-                if (n == 0)
-                        return 0;
-                p += n;
+                p = put_bytes(p, end, (uint64_t)u->tag << 3 | u->wire_type, false, u->data, u->len);
         }
 
-        return (size_t)(p - buf);
+        return p ? (size_t)(p - buf) : 0;
 }
