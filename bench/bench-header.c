@@ -1,6 +1,6 @@
 /*
- * The header codec in a loop, to count its instructions (bench/README, or
- * docs/performance.md): run under
+ * The header codec (common/header-wire.c) in a loop, to count its
+ * instructions: run under
  *
  *     valgrind --tool=callgrind ./build/bench/bench-header 100000
  *
