@@ -8,8 +8,10 @@
  * frame_header_pack() by their calls. Each round decodes a CALL as the
  * broker receives it from a client and the same CALL as the callee's
  * libplexus receives it (the client's bytes, the broker's stamp and
- * delivery), and packs a REPLY as the broker makes one. No timing: callgrind
- * counts, and the figures do not depend on the machine's load.
+ * delivery), packs a REPLY as the broker makes one, and checks the CALL
+ * with header_wire_validate() as libplexus does before it sends one. No
+ * timing: callgrind counts, and the figures do not depend on the machine's
+ * load.
  */
 
 #include <stdio.h>
@@ -17,6 +19,7 @@
 #include <string.h>
 
 #include "frame.h"
+#include "header-wire.h"
 
 /* Keeps the compiler from dropping the work. */
 static volatile size_t sink;
@@ -67,6 +70,8 @@ int main(int argc, char **argv) {
                         abort();
                 sink += h->delivery;
                 sink += frame_header_pack(&reply, packed, sizeof(packed));
+                if (header_wire_validate(received, received_len, NULL, NULL) < 0)
+                        abort();
         }
         arena_reset(&arena);
         printf("%ld rounds: headers of %zu (received) and %zu (forwarded) bytes decoded, %zu packed\n", n,
