@@ -95,6 +95,9 @@ static const HeaderField header_fields[] = {
         FIELD(18, FIELD_UINT64, transfer_id),
 };
 
+#undef FIELD
+#undef STRING
+
 #define N_FIELDS (sizeof(header_fields) / sizeof(header_fields[0]))
 
 /* The string members in slot order, for header_wire_decode(). */
