@@ -165,9 +165,9 @@ static inline size_t read_varint(const uint8_t *p, size_t n, size_t max, uint64_
         size_t end = n < max ? n : max;
         uint64_t v;
 
-        /* Most tags and values of a header are one byte. */
         if (n == 0)
                 return read_varint_slow(p, n, max, ret_value, why);
+        /* Most tags and values of a header are one byte. */
         if (p[0] < 0x80) {
                 *ret_value = p[0];
                 return 1;
