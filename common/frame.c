@@ -18,8 +18,15 @@ typedef struct ArenaChunk {
         _Alignas(max_align_t) uint8_t data[];
 } ArenaChunk;
 
-static void *arena_alloc(void *data, size_t size) {
-        Arena *a = data;
+/**
+ * arena_alloc() - allocate @size bytes from @a
+ * @a:          the arena
+ * @size:       how many bytes
+ *
+ * Return: memory aligned for any type, valid until arena_reset(), or NULL
+ * once the arena's heap overflow would exceed ARENA_OVERFLOW_MAX.
+ */
+void *arena_alloc(Arena *a, size_t size) {
         size_t start = (a->used + alignof(max_align_t) - 1) & ~(alignof(max_align_t) - 1);
         ArenaChunk *c;
 
@@ -40,7 +47,11 @@ static void *arena_alloc(void *data, size_t size) {
         return c->data;
 }
 
-static void arena_free(void *data, void *ptr) {
+static void *arena_allocator_alloc(void *data, size_t size) {
+        return arena_alloc(data, size);
+}
+
+static void arena_allocator_free(void *data, void *ptr) {
         /* Memory goes back at arena_reset(). */
         (void)data;
         (void)ptr;
@@ -52,8 +63,8 @@ static void arena_free(void *data, void *ptr) {
  */
 void arena_init(Arena *a) {
         a->allocator = (ProtobufCAllocator) {
-                .alloc = arena_alloc,
-                .free = arena_free,
+                .alloc = arena_allocator_alloc,
+                .free = arena_allocator_free,
                 .allocator_data = a,
         };
         a->used = 0;
@@ -115,19 +126,16 @@ int frame_split(const void *buf, size_t len, FrameView *ret) {
  * @arena:      where the decoded header lives until arena_reset()
  * @ret:        the decoded header, written on success
  *
- * The bytes must pass header_wire_validate() first: only headers that every
- * protobuf decoder reads alike are admitted, and only those reach protobuf-c.
+ * Decodes with the hand-written codec of header-wire.c, in one pass that
+ * also checks the wire format: only headers that every protobuf decoder
+ * reads alike are admitted (header_wire_validate() says why one is not).
  *
  * Return: 0 on success, FRAME_E_HEADER_DECODE or FRAME_E_UNKNOWN_KIND.
  */
 int frame_header_decode(const FrameView *f, Arena *arena, Plexus__Header **ret) {
         Plexus__Header *h;
 
-        if (header_wire_validate(f->header, f->header_len, NULL, NULL) < 0)
-                return FRAME_E_HEADER_DECODE;
-
-        h = plexus__header__unpack(&arena->allocator, f->header_len, f->header);
-        if (!h)
+        if (header_wire_decode(f->header, f->header_len, arena, &h) < 0)
                 return FRAME_E_HEADER_DECODE;
 
         /* proto3 enums are open: unknown values decode fine and must be refused here. */
@@ -239,22 +247,14 @@ const char *frame_strerror(int e) {
  * @buf:        destination
  * @size:       its capacity
  *
+ * The bytes are those protobuf-c's plexus__header__pack() writes, written by
+ * header_wire_pack(): fields in number order, defaults left out, unknown
+ * fields last.
+ *
  * Return: the encoded length, or 0 if it would not fit in @size.
  */
 size_t frame_header_pack(const Plexus__Header *h, uint8_t *buf, size_t size) {
-        if (plexus__header__get_packed_size(h) > size)
-                return 0;
-        return plexus__header__pack(h, buf);
-}
-
-static size_t put_varint(uint8_t *buf, uint64_t v) {
-        size_t n = 0;
-
-        do {
-                buf[n++] = (uint8_t)((v & 0x7f) | (v > 0x7f ? 0x80 : 0));
-                v >>= 7;
-        } while (v);
-        return n;
+        return header_wire_pack(h, buf, size);
 }
 
 /**
@@ -272,9 +272,9 @@ static size_t put_varint(uint8_t *buf, uint64_t v) {
  * Return: bytes written.
  */
 size_t frame_varint_field(uint8_t *buf, uint32_t field, uint64_t value) {
-        size_t n = put_varint(buf, (uint64_t)field << 3);       /* wire type 0: varint */
+        size_t n = header_wire_put_varint(buf, (uint64_t)field << 3);  /* wire type 0: varint */
 
-        return n + put_varint(buf + n, value);
+        return n + header_wire_put_varint(buf + n, value);
 }
 
 /**
@@ -287,9 +287,9 @@ size_t frame_varint_field(uint8_t *buf, uint32_t field, uint64_t value) {
  */
 size_t frame_string_field(uint8_t *buf, uint32_t field, const char *s) {
         size_t len = strlen(s);
-        size_t n = put_varint(buf, (uint64_t)field << 3 | 2);   /* wire type 2: length-delimited */
+        size_t n = header_wire_put_varint(buf, (uint64_t)field << 3 | 2);      /* wire type 2: length-delimited */
 
-        n += put_varint(buf + n, len);
+        n += header_wire_put_varint(buf + n, len);
         memcpy(buf + n, s, len);
         return n + len;
 }

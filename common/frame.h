@@ -15,6 +15,10 @@
  * frame_split() checks only the framing; frame_header_decode() decodes the
  * header into an Arena, so that no heap allocation happens per frame, and
  * frame_header_check() validates field contents against the protocol limits.
+ * Headers are decoded and encoded by the hand-written codec of header-wire.c
+ * (a few hundred instructions, where protobuf-c's generic unpack and pack
+ * took thousands); protobuf-c still decodes the payloads of the broker's
+ * own methods, through the Arena's ProtobufCAllocator.
  */
 
 #include <stdbool.h>
@@ -90,12 +94,14 @@ typedef struct FrameView {
 } FrameView;
 
 /*
- * A bump allocator for decoded headers. Its memory is a fixed inline block,
- * enough for any ordinary header, so decoding does not touch the heap.
- * protobuf-c needs far more for a header of many tiny (unknown or repeated)
- * fields, about 50 bytes per field; such allocations go to the heap, up to
- * ARENA_OVERFLOW_MAX in all, so every header within FRAME_HEADER_MAX still
- * decodes. arena_reset() frees everything at once.
+ * A bump allocator for decoded headers and broker-method payloads. Its
+ * memory is a fixed inline block, enough for any ordinary header, so
+ * decoding does not touch the heap. A header takes its struct and its
+ * strings; one of many tiny unknown fields takes far more, 24 bytes of
+ * bookkeeping per field (and protobuf-c, for payloads, about 50 per field);
+ * such allocations go to the heap, up to ARENA_OVERFLOW_MAX in all, so every
+ * header within FRAME_HEADER_MAX still decodes. arena_reset() frees
+ * everything at once.
  */
 #define ARENA_SIZE (3u * FRAME_HEADER_MAX)
 #define ARENA_OVERFLOW_MAX (1024u * 1024u)
@@ -109,6 +115,7 @@ typedef struct Arena {
 } Arena;
 
 void arena_init(Arena *a);
+void *arena_alloc(Arena *a, size_t size);
 void arena_reset(Arena *a);
 
 int frame_split(const void *buf, size_t len, FrameView *ret);
