@@ -607,15 +607,21 @@ int bus_read(plx_bus *bus, bool *ret_progress) {
 }
 
 /**
- * bus_wait() - sleep until the socket is ready or @deadline passes
+ * bus_wait() - write what is queued, then sleep until the socket is ready or @deadline passes
  *
  * Return: 0 or negative errno.
  */
 int bus_wait(plx_bus *bus, uint64_t deadline) {
-        /* The socket itself, not plx_bus_get_fd(): that may be an epoll fd saying only POLLIN. */
-        struct pollfd p = { .fd = bus->fd, .events = POLLIN | (list_is_empty(&bus->wqueue) ? 0 : POLLOUT) };
-        uint64_t now = now_usec();
+        struct pollfd p;
+        uint64_t now;
         int ms = -1;
+
+        /* Nothing we wait for may depend on a frame still in our queue. */
+        if (bus->connected)
+                (void)wqueue_flush(bus);        /* a loss shows as POLLHUP/EOF */
+        /* The socket itself, not plx_bus_get_fd(): that may be an epoll fd saying only POLLIN. */
+        p = (struct pollfd) { .fd = bus->fd, .events = POLLIN | (list_is_empty(&bus->wqueue) ? 0 : POLLOUT) };
+        now = now_usec();
 
         if (deadline != UINT64_MAX)
                 ms = deadline <= now ? 0 : (int)MIN((deadline - now + 999) / 1000, (uint64_t)INT32_MAX);
