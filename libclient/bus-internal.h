@@ -266,6 +266,8 @@ struct plx_msg {
 plx_bus *bus_ref(plx_bus *bus);
 plx_bus *bus_unref(plx_bus *bus);
 
+int bus_send_frame_now(plx_bus *bus, Plexus__Header *h, const void *payload, size_t size,
+                       const int *fds, size_t n_fds, bool now);
 int bus_send_frame(plx_bus *bus, Plexus__Header *h, const void *payload, size_t size,
                    const int *fds, size_t n_fds);
 int bus_flush_queue(plx_bus *bus);

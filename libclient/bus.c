@@ -1,16 +1,26 @@
 /*
  * plx_bus: one connection to a broker.
  *
- * Sending: a frame goes out with one sendmsg() of [prefix+header, payload]
- * when nothing is queued; otherwise, or on EAGAIN, it is copied into the
- * bounded write queue, which plx_bus_process() drains when the socket is
- * writable. At the bound, sends fail with -ENOBUFS: the caller learns that
- * the broker is not keeping up instead of the library buffering without end.
+ * Sending: a small frame without fds is copied into the bounded write
+ * queue and waits for a flush (plx_bus_process() before it reads or when
+ * idle, plx_bus_flush(), every wait inside the library, sd-event's prepare
+ * step, plx_bus_free(), or the queue reaching BUS_WBATCH_MAX), which writes
+ * runs of queued frames with one sendmmsg(). A synchronous call's frame, a
+ * frame with fds and a long one go out at once with one sendmsg() of
+ * [prefix+header, payload], behind what is queued; on EAGAIN they are
+ * queued too. At the bound, sends fail with -ENOBUFS: the caller learns
+ * that the broker is not keeping up instead of the library buffering
+ * without end.
  *
- * Receiving: each datagram is one frame, read into a per-bus buffer,
- * decoded into an arena and copied into a plx_msg. Messages are dispatched
- * one per plx_bus_process() call. A synchronous call reads ahead while it
- * waits, parking what is not its answer in the bounded read queue.
+ * Receiving: each datagram is one frame. One recvmmsg() reads up to
+ * BusRx.n_bufs of them into separate buffers (the vector doubles, up to
+ * BUS_RX_BATCH_MAX, each time a read fills it, so an idle or ping-pong
+ * connection keeps one or two 128 KiB buffers, mostly untouched pages);
+ * frames are then decoded one at a time, in order, the header into an
+ * arena and copied into a plx_msg, the payload lent from the buffer (see
+ * rx_reclaim()). Messages are dispatched one per plx_bus_process() call. A
+ * synchronous call reads ahead while it waits, parking what is not its
+ * answer in the bounded read queue.
  */
 
 #include <assert.h>
@@ -191,7 +201,7 @@ static int wqueue_flush(plx_bus *bus) {
 }
 
 /**
- * bus_send_frame() - stamp a serial on @h and send or queue the frame
+ * bus_send_frame_now() - stamp a serial on @h and send or queue the frame
  * @bus:        the bus
  * @h:          the header; h->serial is assigned here
  * @payload:    borrowed
@@ -199,14 +209,16 @@ static int wqueue_flush(plx_bus *bus) {
  * @fds:        fds to pass with the frame, borrowed (a queued frame keeps
  *              duplicates)
  * @n_fds:      how many, at most FRAME_FDS_MAX
+ * @now:        send it now, behind what is queued (the caller waits for its
+ *              answer next), rather than let a small frame wait for a flush
  *
  * Return: 0, -ECONNRESET, -EMSGSIZE, -ENOBUFS (write queue full), -ENOMEM,
  * -EMFILE (no fd left to keep a queued frame's fds), -EINVAL (also for a
  * string field that is not UTF-8, which the broker would refuse); -ENOTCONN
  * instead of -ECONNRESET while a reconnecting bus has no connection.
  */
-int bus_send_frame(plx_bus *bus, Plexus__Header *h, const void *payload, size_t size,
-                   const int *fds, size_t n_fds) {
+int bus_send_frame_now(plx_bus *bus, Plexus__Header *h, const void *payload, size_t size,
+                       const int *fds, size_t n_fds, bool now) {
         uint8_t head[FRAME_PREFIX_SIZE + FRAME_SEND_HEADER_MAX];
         struct iovec iov[2];
         size_t hlen, total;
@@ -242,7 +254,7 @@ int bus_send_frame(plx_bus *bus, Plexus__Header *h, const void *payload, size_t 
          * behind what is queued: its errors (EBADF, ETOOMANYREFS) are
          * the caller's to hear, and a long payload is not worth a copy.
          */
-        defer = n_fds == 0 && total <= BUS_WBATCH_FRAME_MAX && h->kind != PLEXUS__KIND__KIND_HELLO;
+        defer = !now && n_fds == 0 && total <= BUS_WBATCH_FRAME_MAX && h->kind != PLEXUS__KIND__KIND_HELLO;
         if (!defer && !list_is_empty(&bus->wqueue)) {
                 int r = wqueue_flush(bus);
 
@@ -447,6 +459,14 @@ void bus_rx_discard(plx_bus *bus) {
         }
         rx->n_frames = rx->next = 0;
         rx->drained = false;
+}
+
+/**
+ * bus_send_frame() - bus_send_frame_now(), letting a small frame wait for the next flush
+ */
+int bus_send_frame(plx_bus *bus, Plexus__Header *h, const void *payload, size_t size,
+                   const int *fds, size_t n_fds) {
+        return bus_send_frame_now(bus, h, payload, size, fds, n_fds, false);
 }
 
 /**
