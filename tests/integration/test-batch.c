@@ -75,6 +75,22 @@ static bool intact(const uint8_t *p, size_t i, size_t size) {
         return true;
 }
 
+/* Messages counted as they arrive: done after @expect, failed if one was wrong. */
+typedef struct Tally {
+        unsigned int n;
+        unsigned int expect;
+        bool failed;
+        bool done;
+} Tally;
+
+static int tally(Tally *t, bool ok) {
+        if (!ok)
+                t->failed = true;
+        if (++t->n == t->expect)
+                t->done = true;
+        return 0;
+}
+
 /* --- Pipelined calls ----------------------------------------------------- */
 
 #define N_PIPELINED 300u
@@ -87,25 +103,16 @@ static int on_echo(plx_msg *call, void *userdata) {
         return plx_msg_reply(call, p, n);
 }
 
-typedef struct Pipeline {
-        unsigned int n_answered;
-        bool failed;
-        bool done;
-} Pipeline;
-
 static int on_echo_reply(plx_msg *reply, void *userdata) {
-        Pipeline *p = userdata;
+        Tally *t = userdata;
         const void *payload;
         size_t n;
         char want[32];
 
         payload = plx_msg_get_payload(reply, &n);
-        snprintf(want, sizeof(want), "call %u", p->n_answered);
-        if (plx_msg_get_kind(reply) != PLX_MSG_REPLY || n != strlen(want) || memcmp(payload, want, n) != 0)
-                p->failed = true;
-        if (++p->n_answered == N_PIPELINED)
-                p->done = true;
-        return 0;
+        snprintf(want, sizeof(want), "call %u", t->n);
+        return tally(t, plx_msg_get_kind(reply) == PLX_MSG_REPLY && n == strlen(want) &&
+                        memcmp(payload, want, n) == 0);
 }
 
 /*
@@ -115,7 +122,7 @@ static int on_echo_reply(plx_msg *reply, void *userdata) {
 static void test_pipelined_in_order(void **state) {
         Harness *h = *state;
         _cleanup_bus_ plx_bus *callee = NULL, *caller = NULL;
-        Pipeline p = {};
+        Tally p = { .expect = N_PIPELINED };
 
         assert_int_equal(plx_bus_new(&callee, h->address, "callee"), 0);
         assert_int_equal(plx_bus_new(&caller, h->address, "caller"), 0);
@@ -133,7 +140,7 @@ static void test_pipelined_in_order(void **state) {
                         assert_true(plx_bus_get_events(caller) & POLLOUT);
         }
         pump(caller, callee, &p.done);
-        assert_int_equal(p.n_answered, N_PIPELINED);
+        assert_int_equal(p.n, N_PIPELINED);
         assert_false(p.failed);
 }
 
@@ -188,23 +195,13 @@ static void test_poll_interest(void **state) {
 #define N_BURST 1000u           /* not a multiple of the batch: some wait for plx_bus_free() */
 #define BURST_SIZE 200u
 
-typedef struct Burst {
-        unsigned int n;
-        bool failed;
-        bool done;
-} Burst;
-
 static int on_burst(plx_msg *m, void *userdata) {
-        Burst *b = userdata;
+        Tally *t = userdata;
         const uint8_t *p;
         size_t n;
 
         p = plx_msg_get_payload(m, &n);
-        if (n != BURST_SIZE || !intact(p, b->n, n))
-                b->failed = true;
-        if (++b->n == N_BURST)
-                b->done = true;
-        return 0;
+        return tally(t, n == BURST_SIZE && intact(p, t->n, n));
 }
 
 static int burst_child(int report_fd, int control_fd, void *userdata) {
@@ -234,7 +231,7 @@ static void test_publish_burst_then_free(void **state) {
         Harness *h = *state;
         _cleanup_bus_ plx_bus *sub = NULL;
         HarnessChild child = HARNESS_CHILD_NULL;
-        Burst b = {};
+        Tally b = { .expect = N_BURST };
 
         assert_int_equal(plx_bus_new(&sub, h->address, "subscriber"), 0);
         assert_int_equal(plx_bus_subscribe(sub, NULL, "batch/burst", on_burst, &b), 0);
@@ -252,31 +249,19 @@ static void test_publish_burst_then_free(void **state) {
 
 #define N_FD_CALLS 7u           /* read as 1, 2 and 4 frames: the vector grows */
 
-typedef struct FdCalls {
-        unsigned int n;
-        bool failed;
-        bool done;
-} FdCalls;
-
 static int on_fd_call(plx_msg *call, void *userdata) {
-        FdCalls *c = userdata;
+        Tally *t = userdata;
         char want[32], got[32] = "";
         const void *p;
         size_t n;
-        ssize_t k;
 
         p = plx_msg_get_payload(call, &n);
-        snprintf(want, sizeof(want), "fd %u", c->n);
+        snprintf(want, sizeof(want), "fd %u", t->n);
         if (n != strlen(want) || memcmp(p, want, n) != 0 || plx_msg_get_n_fds(call) != 1)
-                c->failed = true;
-        else {
-                k = pread(plx_msg_get_fd(call, 0), got, sizeof(got) - 1, 0);
-                if (k != (ssize_t)n || memcmp(got, want, n) != 0)
-                        c->failed = true;
-        }
-        if (++c->n == N_FD_CALLS)
-                c->done = true;
-        return 0;
+                return tally(t, false);
+        /* Its own memfd says which call it came with. */
+        return tally(t, pread(plx_msg_get_fd(call, 0), got, sizeof(got) - 1, 0) == (ssize_t)n &&
+                        memcmp(got, want, n) == 0);
 }
 
 /* Frames with fds read several per recvmmsg(): each message gets its own fds. */
@@ -284,7 +269,7 @@ static void test_fds_in_batch(void **state) {
         Harness *h = *state;
         _cleanup_bus_ plx_bus *callee = NULL, *caller = NULL;
         OneReply ignored = {};
-        FdCalls c = {};
+        Tally c = { .expect = N_FD_CALLS };
 
         assert_int_equal(plx_bus_new(&callee, h->address, "callee"), 0);
         assert_int_equal(plx_bus_new(&caller, h->address, "caller"), 0);
