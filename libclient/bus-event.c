@@ -24,6 +24,19 @@ static int process_some(plx_bus *bus) {
         return 0;
 }
 
+/*
+ * Sends wait in the write queue for a flush (see plexus.h): before the loop
+ * sleeps, write what the socket takes, whoever queued it (our callbacks or
+ * the application's other sources). The rest waits for POLLOUT.
+ */
+static int flush_some(plx_bus *bus) {
+        int r = bus_flush_queue(bus);
+
+        if (r < 0 && r != -ECONNRESET)
+                return sd_event_exit(bus->event, r);
+        return 0;
+}
+
 static int io_callback(sd_event_source *s, int fd, uint32_t revents, void *userdata) {
         return process_some(userdata);
 }
@@ -37,6 +50,9 @@ static int prepare_callback(sd_event_source *s, void *userdata) {
         uint64_t when;
         int r, events;
 
+        r = flush_some(bus);
+        if (r < 0)
+                return r;
         events = plx_bus_get_events(bus);
         if (events < 0)
                 return sd_event_exit(bus->event, events);

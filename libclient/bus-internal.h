@@ -17,10 +17,13 @@
 #include <stdbool.h>
 #include <stddef.h>
 #include <stdint.h>
+#include <sys/socket.h>
 #include <sys/types.h>
+#include <sys/uio.h>
 
 #include "plexus/plexus.h"
 
+#include "fdpass.h"
 #include "frame.h"
 #include "htable.h"
 #include "list.h"
@@ -30,6 +33,21 @@
 #define BUS_WQUEUE_MAX_FRAMES 4096u
 #define BUS_WQUEUE_MAX_BYTES (4u * 1024u * 1024u)
 #define BUS_RQUEUE_MAX 4096u
+
+/*
+ * Batching (see bus.c). Frames read with one recvmmsg(): the vector starts
+ * with one receive buffer and doubles, up to BUS_RX_BATCH_MAX, each time a
+ * read fills all it has. Frames sent with one sendmmsg(): at most
+ * BUS_WBATCH_MAX; a queue that reaches it is written at once. Frames above
+ * BUS_WBATCH_FRAME_MAX bytes or with fds are not held back.
+ */
+#define BUS_RX_BATCH_MAX 8u
+#define BUS_WBATCH_MAX 64u
+#define BUS_WBATCH_FRAME_MAX (16u * 1024u)
+/* A kept message whose payload is longer takes its receive buffer over instead of a copy. */
+#define BUS_RX_HANDOVER_MIN (16u * 1024u)
+/* How long plx_bus_free() waits for the socket to take queued frames. */
+#define BUS_FREE_FLUSH_USEC (250u * 1000u)
 
 #define BUS_DEFAULT_TIMEOUT_USEC (25ull * 1000000u)
 /*
@@ -46,6 +64,24 @@ typedef struct WFrame {
         int *fds;               /* duplicates the frame owns until it is sent */
         uint8_t data[];
 } WFrame;
+
+/*
+ * The receive side: buf[i] holds frame i of the last recvmmsg(), lent to
+ * the message made from it (borrower[i]) until that message is freed or
+ * the buffer is needed again. Buffers are FRAME_SIZE_MAX + 1 bytes (a NUL
+ * after the payload) and allocated on first use.
+ */
+typedef struct BusRx {
+        unsigned int n_bufs;            /* how many the next read may fill */
+        unsigned int n_frames;          /* frames of the last read */
+        unsigned int next;              /* the next of them to decode */
+        bool drained;                   /* the last read took all there was */
+        uint8_t *buf[BUS_RX_BATCH_MAX];
+        struct plx_msg *borrower[BUS_RX_BATCH_MAX];
+        struct iovec iov[BUS_RX_BATCH_MAX];
+        struct mmsghdr mmsg[BUS_RX_BATCH_MAX];
+        FdControl control[BUS_RX_BATCH_MAX];
+} BusRx;
 
 typedef enum SlotType {
         SLOT_CALL,
@@ -169,7 +205,7 @@ struct plx_bus {
         void *prepare_source;
 
         Arena arena;
-        uint8_t *rx_buf;        /* FRAME_SIZE_MAX */
+        BusRx *rx;
 
         /* Large messages, see large.c. */
         int large_path;                 /* PLX_LARGE_* */
@@ -218,6 +254,8 @@ struct plx_msg {
         int carrier_fd;         /* its memfd or the sender's pidfd until processed, else -1 */
         void *mapping;          /* large_size bytes mapped from a memfd, or NULL */
         void *heap_payload;     /* a lent payload copied into our heap, or NULL */
+        void *rx_payload;       /* the payload's own copy or receive buffer, once not lent, or NULL */
+        int rx_slot;            /* index in bus->rx while its payload is lent from there, else -1 */
         size_t heap_size;       /* its capacity */
         uint64_t connection;    /* bus->reconnect.generation it arrived on */
         size_t n_fds;
@@ -228,6 +266,8 @@ struct plx_msg {
 plx_bus *bus_ref(plx_bus *bus);
 plx_bus *bus_unref(plx_bus *bus);
 
+int bus_send_frame_now(plx_bus *bus, Plexus__Header *h, const void *payload, size_t size,
+                       const int *fds, size_t n_fds, bool now);
 int bus_send_frame(plx_bus *bus, Plexus__Header *h, const void *payload, size_t size,
                    const int *fds, size_t n_fds);
 int bus_flush_queue(plx_bus *bus);
@@ -281,8 +321,10 @@ void reconnect_name_update(plx_bus *bus, const char *name, uint32_t flags, uint6
                            int result);
 void reconnect_name_forget(plx_bus *bus, const char *name);
 
+void bus_rx_return(plx_bus *bus, plx_msg *m);
+void bus_rx_discard(plx_bus *bus);
 int msg_new_from_frame(plx_msg **ret, plx_bus *bus, const Plexus__Header *h,
-                       const uint8_t *payload, size_t payload_len);
+                       const uint8_t *payload, size_t payload_len, int rx_slot);
 void msg_adopt_fds(plx_msg *m, int *fds, size_t n_fds);
 int msg_new_local_error(plx_msg **ret, plx_bus *bus, uint64_t reply_serial,
                         const char *name, const char *message);

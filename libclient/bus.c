@@ -1,16 +1,26 @@
 /*
  * plx_bus: one connection to a broker.
  *
- * Sending: a frame goes out with one sendmsg() of [prefix+header, payload]
- * when nothing is queued; otherwise, or on EAGAIN, it is copied into the
- * bounded write queue, which plx_bus_process() drains when the socket is
- * writable. At the bound, sends fail with -ENOBUFS: the caller learns that
- * the broker is not keeping up instead of the library buffering without end.
+ * Sending: a small frame without fds is copied into the bounded write
+ * queue and waits for a flush (plx_bus_process() before it reads or when
+ * idle, plx_bus_flush(), every wait inside the library, sd-event's prepare
+ * step, plx_bus_free(), or the queue reaching BUS_WBATCH_MAX), which writes
+ * runs of queued frames with one sendmmsg(). A synchronous call's frame, a
+ * frame with fds and a long one go out at once with one sendmsg() of
+ * [prefix+header, payload], behind what is queued; on EAGAIN they are
+ * queued too. At the bound, sends fail with -ENOBUFS: the caller learns
+ * that the broker is not keeping up instead of the library buffering
+ * without end.
  *
- * Receiving: each datagram is one frame, read into a per-bus buffer,
- * decoded into an arena and copied into a plx_msg. Messages are dispatched
- * one per plx_bus_process() call. A synchronous call reads ahead while it
- * waits, parking what is not its answer in the bounded read queue.
+ * Receiving: each datagram is one frame. One recvmmsg() reads up to
+ * BusRx.n_bufs of them into separate buffers (the vector doubles, up to
+ * BUS_RX_BATCH_MAX, each time a read fills it, so an idle or ping-pong
+ * connection keeps one or two 128 KiB buffers, mostly untouched pages);
+ * frames are then decoded one at a time, in order, the header into an
+ * arena and copied into a plx_msg, the payload lent from the buffer (see
+ * rx_reclaim()). Messages are dispatched one per plx_bus_process() call. A
+ * synchronous call reads ahead while it waits, parking what is not its
+ * answer in the bounded read queue.
  */
 
 #include <assert.h>
@@ -54,7 +64,10 @@ plx_bus *bus_unref(plx_bus *bus) {
         if (!bus || --bus->n_refs > 0)
                 return NULL;
         arena_reset(&bus->arena);
-        free(bus->rx_buf);
+        if (bus->rx)
+                for (unsigned int i = 0; i < BUS_RX_BATCH_MAX; i++)
+                        free(bus->rx->buf[i]);
+        free(bus->rx);
         free(bus->spare);
         free(bus);
         return NULL;
@@ -114,18 +127,40 @@ static void frame_refused(plx_bus *bus, uint64_t serial, const char *name, const
         bus->n_rqueue++;
 }
 
+/* The fate of queued frame @w, sent or refused: drop it from the queue. */
+static void wqueue_pop(plx_bus *bus, WFrame *w) {
+        list_unlink(&w->link);
+        bus->n_wqueue--;
+        bus->n_wqueue_bytes -= w->len;
+        wframe_free(w);
+}
+
+/*
+ * Send the queue in order: runs of frames without fds with one sendmmsg()
+ * each, a frame with fds alone with sendmsg() (its control buffer is
+ * large, and ETOOMANYREFS must be told to its sender).
+ */
 static int wqueue_flush(plx_bus *bus) {
+        struct mmsghdr mmsg[BUS_WBATCH_MAX];
+        struct iovec iov[BUS_WBATCH_MAX];
         WFrame *w;
 
         while ((w = list_first_entry(&bus->wqueue, WFrame, link))) {
-                struct iovec iov = { .iov_base = w->data, .iov_len = w->len };
+                unsigned int n = 0;
+                int k;
 
-                if (send_with_fds(bus->fd, &iov, 1, w->fds, w->n_fds) < 0) {
-                        if (errno == EAGAIN || errno == ENOBUFS)
-                                return 0;
-                        if (errno == EINTR)
-                                continue;
-                        if (errno == ETOOMANYREFS) {
+                if (w->n_fds) {
+                        struct iovec one = { .iov_base = w->data, .iov_len = w->len };
+
+                        if (send_with_fds(bus->fd, &one, 1, w->fds, w->n_fds) < 0) {
+                                if (errno == EAGAIN || errno == ENOBUFS)
+                                        return 0;
+                                if (errno == EINTR)
+                                        continue;
+                                if (errno != ETOOMANYREFS) {
+                                        bus_connection_lost(bus);
+                                        return -ECONNRESET;
+                                }
                                 /*
                                  * Too many of this user's fds are in flight:
                                  * this frame cannot go, the connection is fine.
@@ -133,21 +168,40 @@ static int wqueue_flush(plx_bus *bus) {
                                  */
                                 frame_refused(bus, w->serial, PLX_ERROR_FDS_REJECTED,
                                               "too many file descriptors in flight (ETOOMANYREFS); frame dropped");
-                        } else {
-                                bus_connection_lost(bus);
-                                return -ECONNRESET;
                         }
+                        wqueue_pop(bus, w);
+                        continue;
                 }
-                list_unlink(&w->link);
-                bus->n_wqueue--;
-                bus->n_wqueue_bytes -= w->len;
-                wframe_free(w);
+
+                for (List *l = &w->link; l != &bus->wqueue && n < BUS_WBATCH_MAX; l = l->next) {
+                        WFrame *i = list_entry(l, WFrame, link);
+
+                        if (i->n_fds)
+                                break;
+                        iov[n] = (struct iovec) { .iov_base = i->data, .iov_len = i->len };
+                        mmsg[n] = (struct mmsghdr) { .msg_hdr = { .msg_iov = &iov[n], .msg_iovlen = 1 } };
+                        n++;
+                }
+                k = sendmmsg(bus->fd, mmsg, n, MSG_DONTWAIT | MSG_NOSIGNAL);
+                if (k < 0) {
+                        if (errno == EAGAIN || errno == ENOBUFS)
+                                return 0;
+                        if (errno == EINTR)
+                                continue;
+                        bus_connection_lost(bus);
+                        return -ECONNRESET;
+                }
+                for (int j = 0; j < k; j++)
+                        wqueue_pop(bus, list_first_entry(&bus->wqueue, WFrame, link));
+                /* Short: the socket is full (an error would repeat on the next call). */
+                if ((unsigned int)k < n)
+                        return 0;
         }
         return 0;
 }
 
 /**
- * bus_send_frame() - stamp a serial on @h and send or queue the frame
+ * bus_send_frame_now() - stamp a serial on @h and send or queue the frame
  * @bus:        the bus
  * @h:          the header; h->serial is assigned here
  * @payload:    borrowed
@@ -155,17 +209,20 @@ static int wqueue_flush(plx_bus *bus) {
  * @fds:        fds to pass with the frame, borrowed (a queued frame keeps
  *              duplicates)
  * @n_fds:      how many, at most FRAME_FDS_MAX
+ * @now:        send it now, behind what is queued (the caller waits for its
+ *              answer next), rather than let a small frame wait for a flush
  *
  * Return: 0, -ECONNRESET, -EMSGSIZE, -ENOBUFS (write queue full), -ENOMEM,
  * -EMFILE (no fd left to keep a queued frame's fds), -EINVAL (also for a
  * string field that is not UTF-8, which the broker would refuse); -ENOTCONN
  * instead of -ECONNRESET while a reconnecting bus has no connection.
  */
-int bus_send_frame(plx_bus *bus, Plexus__Header *h, const void *payload, size_t size,
-                   const int *fds, size_t n_fds) {
+int bus_send_frame_now(plx_bus *bus, Plexus__Header *h, const void *payload, size_t size,
+                       const int *fds, size_t n_fds, bool now) {
         uint8_t head[FRAME_PREFIX_SIZE + FRAME_SEND_HEADER_MAX];
         struct iovec iov[2];
         size_t hlen, total;
+        bool defer;
         WFrame *w;
 
         if (!bus->connected)
@@ -190,7 +247,21 @@ int bus_send_frame(plx_bus *bus, Plexus__Header *h, const void *payload, size_t 
         iov[0] = (struct iovec) { .iov_base = head, .iov_len = FRAME_PREFIX_SIZE + hlen };
         iov[1] = (struct iovec) { .iov_base = (void *)payload, .iov_len = size };
 
-        if (list_is_empty(&bus->wqueue)) {
+        /*
+         * A small frame without fds waits in the queue for the next flush
+         * (plx_bus_process(), plx_bus_flush(), a wait for an answer), to
+         * go out with others in one sendmmsg(). Anything else goes now,
+         * behind what is queued: its errors (EBADF, ETOOMANYREFS) are
+         * the caller's to hear, and a long payload is not worth a copy.
+         */
+        defer = !now && n_fds == 0 && total <= BUS_WBATCH_FRAME_MAX && h->kind != PLEXUS__KIND__KIND_HELLO;
+        if (!defer && !list_is_empty(&bus->wqueue)) {
+                int r = wqueue_flush(bus);
+
+                if (r < 0)
+                        return bus->reconnect.enabled ? -ENOTCONN : r;
+        }
+        if (!defer && list_is_empty(&bus->wqueue)) {
                 for (;;) {
                         if (send_with_fds(bus->fd, iov, size ? 2 : 1, fds, n_fds) >= 0)
                                 return 0;
@@ -241,44 +312,101 @@ int bus_send_frame(plx_bus *bus, Plexus__Header *h, const void *payload, size_t 
         list_append(&bus->wqueue, &w->link);
         bus->n_wqueue++;
         bus->n_wqueue_bytes += total;
+
+        /* A full batch goes at once: a burst never waits on the queue's bound. */
+        if (defer && bus->n_wqueue >= BUS_WBATCH_MAX) {
+                int r = wqueue_flush(bus);
+
+                /* This frame went down with the connection: say so, as an immediate send would. */
+                if (r < 0)
+                        return bus->reconnect.enabled ? -ENOTCONN : r;
+        }
         return 0;
 }
 
 /**
- * bus_read_raw() - read one frame from the socket
- *
- * A large frame's payload is not fetched here (see large_process()): its
- * first fd, the memfd or the sender's pidfd, is set aside as carrier_fd.
- *
- * Return: 1 with *@ret set, 0 on EAGAIN, negative errno on loss.
+ * bus_rx_return() - end @m's loan of a receive buffer; @m is being freed
  */
-int bus_read_raw(plx_bus *bus, plx_msg **ret) {
-        FdControl control;
-        struct iovec iov = { .iov_base = bus->rx_buf, .iov_len = FRAME_SIZE_MAX };
-        int fds[FRAME_FDS_MAX];
-        size_t n_fds;
-        struct msghdr mh = {
-                .msg_iov = &iov,
-                .msg_iovlen = 1,
-                .msg_control = &control,
-                .msg_controllen = sizeof(control),
-        };
-        Plexus__Header *h;
-        FrameView f;
-        ssize_t n;
-        int r;
+void bus_rx_return(plx_bus *bus, plx_msg *m) {
+        assert(m->rx_slot >= 0 && bus->rx && bus->rx->borrower[m->rx_slot] == m);
+        bus->rx->borrower[m->rx_slot] = NULL;
+        m->rx_slot = -1;
+}
 
-        /*
-         * Read even after a failed send marked the connection lost: frames
-         * the broker sent before closing (e.g. the error saying why) are
-         * still in the socket, and EOF comes after them.
-         */
-        if (bus->fd < 0)
+/*
+ * Buffer @i is about to be read into while a message still points into it
+ * (kept by the application, or parked in the read queue): the message
+ * gets its own copy of the payload or, for a long one, the buffer itself.
+ */
+static int rx_reclaim(plx_bus *bus, unsigned int i) {
+        BusRx *rx = bus->rx;
+        plx_msg *m = rx->borrower[i];
+        const uint8_t *p = m->payload;
+        uint8_t *copy;
+
+        /* large.c may have pointed the payload elsewhere (the reply buffer of plx_bus_call_into()). */
+        if ((uintptr_t)p < (uintptr_t)rx->buf[i] || (uintptr_t)p > (uintptr_t)rx->buf[i] + FRAME_SIZE_MAX) {
+                bus_rx_return(bus, m);
                 return 0;
+        }
+        if (m->payload_len >= BUS_RX_HANDOVER_MIN) {
+                m->rx_payload = TAKE_PTR(rx->buf[i]);
+                bus_rx_return(bus, m);
+                return 0;
+        }
+        copy = malloc(m->payload_len + 1);
+        if (!copy)
+                return -ENOMEM;
+        memcpy(copy, p, m->payload_len + 1);   /* with its NUL */
+        if (m->error_message == (const char *)p)
+                m->error_message = (const char *)copy;
+        m->payload = copy;
+        m->rx_payload = copy;
+        bus_rx_return(bus, m);
+        return 0;
+}
 
+/* Make the first @n receive buffers free for a read; returns how many are. */
+static unsigned int rx_prepare(plx_bus *bus, unsigned int n) {
+        BusRx *rx = bus->rx;
+
+        for (unsigned int i = 0; i < n; i++) {
+                if (rx->borrower[i] && rx_reclaim(bus, i) < 0)
+                        return i;
+                if (!rx->buf[i]) {
+                        rx->buf[i] = malloc(FRAME_SIZE_MAX + 1);
+                        if (!rx->buf[i])
+                                return i;
+                }
+                rx->iov[i] = (struct iovec) { .iov_base = rx->buf[i], .iov_len = FRAME_SIZE_MAX };
+                rx->mmsg[i] = (struct mmsghdr) {
+                        .msg_hdr = {
+                                .msg_iov = &rx->iov[i],
+                                .msg_iovlen = 1,
+                                .msg_control = &rx->control[i],
+                                .msg_controllen = sizeof(rx->control[i]),
+                        },
+                };
+        }
+        return n;
+}
+
+/*
+ * One recvmmsg() into as many buffers as traffic showed are useful.
+ *
+ * Return: frames read (> 0), 0 on EAGAIN, negative errno on loss.
+ */
+static int rx_fill(plx_bus *bus) {
+        BusRx *rx = bus->rx;
+        unsigned int n;
+        int k;
+
+        n = rx_prepare(bus, rx->n_bufs);
+        if (n == 0)
+                return -ENOMEM;
         for (;;) {
-                n = recvmsg(bus->fd, &mh, MSG_DONTWAIT | MSG_CMSG_CLOEXEC);
-                if (n >= 0)
+                k = recvmmsg(bus->fd, rx->mmsg, n, MSG_DONTWAIT | MSG_CMSG_CLOEXEC, NULL);
+                if (k >= 0)
                         break;
                 if (errno == EAGAIN || errno == EINTR)
                         return 0;
@@ -293,38 +421,126 @@ int bus_read_raw(plx_bus *bus, plx_msg **ret) {
                  */
                 bus_connection_lost(bus);
         }
+        rx->n_frames = (unsigned int)k;
+        rx->next = 0;
+        /* Fewer frames than buffers: the socket is empty, no need to ask again before waiting. */
+        rx->drained = (unsigned int)k < n;
+        /* A full read: there may be more, so read more at once next time. */
+        if ((unsigned int)k == n && n == rx->n_bufs)
+                rx->n_bufs = MIN(rx->n_bufs * 2, BUS_RX_BATCH_MAX);
+        return k;
+}
+
+/*
+ * Every frame of the last read is taken and that read found the socket
+ * empty: a read now would say EAGAIN. Only for a caller that read just
+ * before, without waiting in between (the socket may have filled since).
+ */
+static bool rx_drained(plx_bus *bus) {
+        return bus->rx->next >= bus->rx->n_frames && bus->rx->drained && list_is_empty(&bus->stash);
+}
+
+/**
+ * bus_rx_discard() - drop the frames read but not yet taken; the socket is going away
+ *
+ * Their fds are closed. Messages already made keep their payloads.
+ */
+void bus_rx_discard(plx_bus *bus) {
+        BusRx *rx = bus->rx;
+        int fds[FRAME_FDS_MAX];
+
+        if (!rx)
+                return;
+        for (; rx->next < rx->n_frames; rx->next++) {
+                size_t n_fds = fdpass_collect(&rx->mmsg[rx->next].msg_hdr, fds, ELEMENTSOF(fds));
+
+                for (size_t i = 0; i < n_fds; i++)
+                        close(fds[i]);
+        }
+        rx->n_frames = rx->next = 0;
+        rx->drained = false;
+}
+
+/**
+ * bus_send_frame() - bus_send_frame_now(), letting a small frame wait for the next flush
+ */
+int bus_send_frame(plx_bus *bus, Plexus__Header *h, const void *payload, size_t size,
+                   const int *fds, size_t n_fds) {
+        return bus_send_frame_now(bus, h, payload, size, fds, n_fds, false);
+}
+
+/**
+ * bus_read_raw() - take the next frame from the socket
+ *
+ * Frames come from the last recvmmsg() in order; a new read happens when
+ * all of them are taken (see rx_drained() for when not to ask). The
+ * message's payload points into its receive buffer, see rx_reclaim().
+ *
+ * A large frame's payload is not fetched here (see large_process()): its
+ * first fd, the memfd or the sender's pidfd, is set aside as carrier_fd.
+ *
+ * Return: 1 with *@ret set, 0 on EAGAIN, negative errno on loss.
+ */
+int bus_read_raw(plx_bus *bus, plx_msg **ret) {
+        BusRx *rx = bus->rx;
+        int fds[FRAME_FDS_MAX];
+        struct msghdr *mh;
+        Plexus__Header *h;
+        unsigned int i;
+        size_t n_fds;
+        FrameView f;
+        size_t n;
+        int r;
+
+        /*
+         * Read even after a failed send marked the connection lost: frames
+         * the broker sent before closing (e.g. the error saying why) are
+         * still in the socket, and EOF comes after them.
+         */
+        if (bus->fd < 0)
+                return 0;
+
+        if (rx->next >= rx->n_frames) {
+                r = rx_fill(bus);
+                if (r <= 0)
+                        return r;
+        }
+        i = rx->next++;
+        mh = &rx->mmsg[i].msg_hdr;
+        n = rx->mmsg[i].msg_len;
+
         /*
          * Before anything else: an empty record (which Linux delivers on
          * SOCK_SEQPACKET and which reads like EOF) may carry fds too.
+         * Fewer fds than the broker stamped (MSG_CTRUNC: we are out of fds)
+         * are handed out as they are; plx_msg_get_n_fds() says how many.
          */
-        n_fds = fdpass_collect(&mh, fds, ELEMENTSOF(fds));
+        n_fds = fdpass_collect(mh, fds, ELEMENTSOF(fds));
         if (n == 0) {
-                for (size_t i = 0; i < n_fds; i++)
-                        close(fds[i]);
+                for (size_t j = 0; j < n_fds; j++)
+                        close(fds[j]);
                 bus_connection_lost(bus);
                 return -ECONNRESET;
         }
 
         arena_reset(&bus->arena);
-        if ((mh.msg_flags & MSG_TRUNC) || frame_split(bus->rx_buf, (size_t)n, &f) != 0 ||
+        if ((mh->msg_flags & MSG_TRUNC) || frame_split(rx->buf[i], n, &f) != 0 ||
             frame_header_decode(&f, &bus->arena, &h) != 0) {
                 /* The broker never sends such a frame: the stream cannot be trusted. */
-                for (size_t i = 0; i < n_fds; i++)
-                        close(fds[i]);
+                for (size_t j = 0; j < n_fds; j++)
+                        close(fds[j]);
                 bus_connection_lost(bus);
                 return -EPROTO;
         }
 
-        r = msg_new_from_frame(ret, bus, h, f.payload, f.payload_len);
+        /* The payload ends the datagram, so the NUL after it fits the buffer's last byte. */
+        r = msg_new_from_frame(ret, bus, h, f.payload, f.payload_len, (int)i);
         if (r < 0) {
-                for (size_t i = 0; i < n_fds; i++)
-                        close(fds[i]);
+                for (size_t j = 0; j < n_fds; j++)
+                        close(fds[j]);
                 return r;
         }
-        /*
-         * Fewer fds than the broker stamped (MSG_CTRUNC: we are out of fds)
-         * are handed out as they are; plx_msg_get_n_fds() says how many.
-         */
+        rx->borrower[i] = *ret;
         if (h->large_size && n_fds > 0) {
                 (*ret)->carrier_fd = fds[0];
                 msg_adopt_fds(*ret, fds + 1, n_fds - 1);
@@ -393,10 +609,13 @@ int bus_flush_queue(plx_bus *bus) {
  * Return: 0, or negative errno when the connection is lost.
  */
 int bus_read(plx_bus *bus, bool *ret_progress) {
-        while (bus->n_rqueue < BUS_RQUEUE_MAX) {
+        for (bool first = true; bus->n_rqueue < BUS_RQUEUE_MAX; first = false) {
                 plx_msg *m;
                 int r;
 
+                /* The last read took less than it could: no EAGAIN read to learn the obvious. */
+                if (!first && rx_drained(bus))
+                        return 0;
                 r = read_frame(bus, &m);
                 if (r <= 0)
                         return r;
@@ -408,15 +627,21 @@ int bus_read(plx_bus *bus, bool *ret_progress) {
 }
 
 /**
- * bus_wait() - sleep until the socket is ready or @deadline passes
+ * bus_wait() - write what is queued, then sleep until the socket is ready or @deadline passes
  *
  * Return: 0 or negative errno.
  */
 int bus_wait(plx_bus *bus, uint64_t deadline) {
-        /* The socket itself, not plx_bus_get_fd(): that may be an epoll fd saying only POLLIN. */
-        struct pollfd p = { .fd = bus->fd, .events = POLLIN | (list_is_empty(&bus->wqueue) ? 0 : POLLOUT) };
-        uint64_t now = now_usec();
+        struct pollfd p;
+        uint64_t now;
         int ms = -1;
+
+        /* Nothing we wait for may depend on a frame still in our queue. */
+        if (bus->connected)
+                (void)wqueue_flush(bus);        /* a loss shows as POLLHUP/EOF */
+        /* The socket itself, not plx_bus_get_fd(): that may be an epoll fd saying only POLLIN. */
+        p = (struct pollfd) { .fd = bus->fd, .events = POLLIN | (list_is_empty(&bus->wqueue) ? 0 : POLLOUT) };
+        now = now_usec();
 
         if (deadline != UINT64_MAX)
                 ms = deadline <= now ? 0 : (int)MIN((deadline - now + 999) / 1000, (uint64_t)INT32_MAX);
@@ -439,7 +664,7 @@ int bus_wait(plx_bus *bus, uint64_t deadline) {
  * full (what we wait for may be behind messages nobody dispatches).
  */
 int bus_await(plx_bus *bus, uint64_t deadline, BusMatchFn match, void *userdata, plx_msg **ret) {
-        bool renewed = false, waited = false;
+        bool renewed = false, waited = false, drained = false;
         uint64_t now;
         int r;
 
@@ -463,7 +688,9 @@ int bus_await(plx_bus *bus, uint64_t deadline, BusMatchFn match, void *userdata,
                         if (r < 0)
                                 return r;
                 }
-                r = read_frame(bus, &m);
+                /* Parked the last frame of a read that emptied the socket: wait rather than read. */
+                r = drained ? 0 : read_frame(bus, &m);
+                drained = false;
                 if (r < 0)
                         return r;
                 if (r > 0) {
@@ -473,6 +700,7 @@ int bus_await(plx_bus *bus, uint64_t deadline, BusMatchFn match, void *userdata,
                         }
                         list_append(&bus->rqueue, &m->link);
                         bus->n_rqueue++;
+                        drained = rx_drained(bus);
                         continue;
                 }
                 if (!bus->connected)
@@ -684,9 +912,11 @@ _public_ int plx_bus_new(plx_bus **ret, const char *address, const char *descrip
         r = reconnect_init(bus, address, description);
         if (r < 0)
                 return r;
-        bus->rx_buf = malloc(FRAME_SIZE_MAX);
-        if (!bus->rx_buf)
+        /* The buffers themselves come with the first read. */
+        bus->rx = calloc(1, sizeof(*bus->rx));
+        if (!bus->rx)
                 return -ENOMEM;
+        bus->rx->n_bufs = 1;
 
         r = bus_connect(bus, address);
         if (r < 0)
@@ -712,9 +942,23 @@ _public_ plx_bus *plx_bus_free(plx_bus *bus) {
 
         plx_bus_detach_event(bus);
 
-        /* Try to hand over what is queued, but never block. */
-        if (bus->connected)
-                (void)wqueue_flush(bus);
+        /*
+         * Hand over what is queued (publishes and replies wait there for a
+         * flush): wait for the socket to take it, but not for long.
+         */
+        if (bus->connected) {
+                uint64_t deadline = now_usec() + BUS_FREE_FLUSH_USEC;
+
+                while (wqueue_flush(bus) >= 0 && !list_is_empty(&bus->wqueue)) {
+                        struct pollfd p = { .fd = bus->fd, .events = POLLOUT };
+                        uint64_t now = now_usec();
+
+                        if (now >= deadline)
+                                break;
+                        if (poll(&p, 1, (int)((deadline - now + 999) / 1000)) < 0 && errno != EINTR)
+                                break;
+                }
+        }
         bus->connected = false;
         wqueue_clear(bus);
 
@@ -742,6 +986,7 @@ _public_ plx_bus *plx_bus_free(plx_bus *bus) {
         lease_clear(bus);
         reconnect_deinit(bus);
 
+        bus_rx_discard(bus);
         bus->fd = plx_close(bus->fd);
         bus_unref(bus);
         return NULL;
@@ -858,13 +1103,18 @@ _public_ int plx_bus_process(plx_bus *bus) {
         if (bus->fd < 0)
                 return -ENOTCONN;
 
-        if (bus->connected) {
-                r = wqueue_flush(bus);
-                if (r < 0 && r != -ECONNRESET)
-                        return r;
-        }
-        /* Read only when nothing is waiting: a read per dispatched message would mostly say EAGAIN. */
+        /*
+         * Read only when nothing is waiting: a read per dispatched message
+         * would mostly say EAGAIN. Write then too, before the read: the
+         * answers of the messages dispatched since go out together, and
+         * ahead of the wait that may follow.
+         */
         if (bus->n_rqueue == 0) {
+                if (bus->connected) {
+                        r = wqueue_flush(bus);
+                        if (r < 0 && r != -ECONNRESET)
+                                return r;
+                }
                 r = bus_read(bus, &progress);
                 if (r < 0 && r != -ECONNRESET)
                         return r;
@@ -891,6 +1141,12 @@ _public_ int plx_bus_process(plx_bus *bus) {
         /* All that came before the end is dispatched: now tell of the loss. */
         if (!bus->connected && bus->n_rqueue == 0 && bus->n_stash == 0)
                 return reconnect_drained(bus);
+        /* Idle: the caller is about to wait, so nothing may stay queued that the socket takes. */
+        if (bus->connected && !progress) {
+                r = wqueue_flush(bus);
+                if (r < 0 && r != -ECONNRESET)
+                        return r;
+        }
         return progress ? 1 : 0;
 }
 

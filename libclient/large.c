@@ -200,7 +200,9 @@ static int send_lent(plx_bus *bus, Plexus__Header *h, const void *payload, size_
  * @fds:        the application's fds, borrowed
  * @n_fds:      how many
  * @lend:       the caller can keep @payload untouched until the transfer is
- *              done (synchronous calls), so it may be lent as it is
+ *              done (synchronous calls), so it may be lent as it is; such a
+ *              caller waits for the answer next, so an inline frame goes
+ *              out at once instead of through the write queue
  *
  * Return: as bus_send_frame(), plus -EMSGSIZE above the broker's maximum
  * message size.
@@ -210,7 +212,7 @@ int bus_send_payload(plx_bus *bus, Plexus__Header *h, const void *payload, size_
         int fd, r;
 
         if (size <= bus->large_threshold || bus->large_path == PLX_LARGE_INLINE)
-                return bus_send_frame(bus, h, payload, size, fds, n_fds);
+                return bus_send_frame_now(bus, h, payload, size, fds, n_fds, lend);
         if (size > bus->max_message_size)
                 return -EMSGSIZE;
         if (!bus->connected)

@@ -1,7 +1,11 @@
 /*
  * plx_msg: a received (or locally made) message. One allocation holds the
- * header fields, the strings and the payload; a message references the bus
- * it came from, so it stays readable after plx_bus_free().
+ * header fields and the strings. A received payload stays in the receive
+ * buffer it was read into, lent to the message, until the bus needs the
+ * buffer for another read; a message still alive then gets its own copy
+ * (or the buffer itself, for a long payload), see bus_rx_return(). A
+ * message references the bus it came from, so it stays readable after
+ * plx_bus_free().
  */
 
 #include <assert.h>
@@ -27,19 +31,23 @@ static char *put_string(uint8_t **cursor, const char *s) {
  * @ret:        the message, one reference, written on success
  * @bus:        the bus it arrived on; a reference is taken
  * @h:          the decoded header, borrowed
- * @payload:    payload bytes, copied
+ * @payload:    payload bytes, copied unless @rx_slot >= 0
  * @payload_len: their length
+ * @rx_slot:    -1, or the receive buffer of @bus that holds @payload: the
+ *              message then points into it (bus_rx_return() ends that),
+ *              and @payload[@payload_len] must be writable
  *
  * Return: 0 or -ENOMEM.
  */
 int msg_new_from_frame(plx_msg **ret, plx_bus *bus, const Plexus__Header *h,
-                       const uint8_t *payload, size_t payload_len) {
+                       const uint8_t *payload, size_t payload_len, int rx_slot) {
         size_t strings = strlen(h->sender) + strlen(h->destination) + strlen(h->member) +
                          strlen(h->error_name) + 4;
+        size_t copy = rx_slot >= 0 ? 0 : payload_len + 1;
         uint8_t *cursor;
         plx_msg *m;
 
-        m = malloc(sizeof(*m) + strings + payload_len + 1);
+        m = malloc(sizeof(*m) + strings + copy);
         if (!m)
                 return -ENOMEM;
 
@@ -60,6 +68,7 @@ int msg_new_from_frame(plx_msg **ret, plx_bus *bus, const Plexus__Header *h,
                 .large_addr = h->large_addr,
                 .transfer_id = h->transfer_id,
                 .carrier_fd = -1,
+                .rx_slot = rx_slot,
                 .payload_len = payload_len,
                 .connection = bus ? bus->reconnect.generation : 0,
         };
@@ -70,13 +79,16 @@ int msg_new_from_frame(plx_msg **ret, plx_bus *bus, const Plexus__Header *h,
         m->destination = put_string(&cursor, h->destination);
         m->member = put_string(&cursor, h->member);
         m->error_name = put_string(&cursor, h->error_name);
-        m->payload = cursor;
-        if (payload_len)
-                memcpy(cursor, payload, payload_len);
+        if (rx_slot < 0) {
+                if (payload_len)
+                        memcpy(cursor, payload, payload_len);
+                payload = cursor;
+        }
+        m->payload = payload;
         /* NUL after the payload: an ERROR's payload is its message text. */
-        cursor[payload_len] = 0;
+        ((uint8_t *)payload)[payload_len] = 0;
         if (h->kind == PLEXUS__KIND__KIND_ERROR)
-                m->error_message = (const char *)cursor;
+                m->error_message = (const char *)payload;
 
         *ret = m;
         return 0;
@@ -124,7 +136,7 @@ int msg_new_local_error(plx_msg **ret, plx_bus *bus, uint64_t reply_serial,
         h.error_name = (char *)name;
         if (bus)
                 h.destination = bus->unique_id;
-        r = msg_new_from_frame(ret, bus, &h, (const uint8_t *)message, strlen(message));
+        r = msg_new_from_frame(ret, bus, &h, (const uint8_t *)message, strlen(message), -1);
         if (r < 0)
                 return r;
         (*ret)->sender = NULL;
@@ -152,6 +164,9 @@ _public_ plx_msg *plx_msg_unref(plx_msg *msg) {
         if (msg->heap_payload)
                 large_buffer_put(msg->bus, msg->heap_payload, msg->heap_size);
         plx_close(msg->carrier_fd);
+        if (msg->rx_slot >= 0)
+                bus_rx_return(msg->bus, msg);
+        free(msg->rx_payload);
         bus_unref(msg->bus);
         free(msg);
         return NULL;

@@ -243,6 +243,7 @@ int reconnect_drained(plx_bus *bus) {
 
                 bus->fd = -1;
                 (void)watch_sync(bus);
+                bus_rx_discard(bus);
                 plx_close(fd);
         }
         rc->state = RECONNECT_WAITING;

@@ -359,6 +359,7 @@ static void test_queue_frame_limit(void **state) {
         }
         /* The refused one took a delivery number. */
         assert_int_equal(plx_bus_publish(f->bus, "full/last", "last", 4), 0);
+        assert_int_equal(plx_bus_flush(f->bus), 0);      /* publishes wait for a flush */
         assert_int_equal(raw_recv(sub, frame, wait_ms()), 1);
         assert_non_null(frame->header);
         assert_string_equal(frame->header->member, "full/last");

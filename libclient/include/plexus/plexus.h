@@ -18,6 +18,22 @@
  * duration of the call; "returns a new reference" means the caller must
  * plx_msg_unref() it; strings returned by accessors live as long as the
  * object they came from.
+ *
+ * Sending is batched. A frame without fds of at most 16 KiB (asynchronous
+ * calls, publishes, replies and errors, calls that expect no reply) is
+ * copied into the outgoing queue and written later, together with the
+ * frames queued after it, in one system call: when plx_bus_process() is
+ * about to read or to return 0, by plx_bus_flush(), by a synchronous call
+ * before it waits, when the queue holds 64 frames, by the sd-event
+ * integration before its loop sleeps, and by plx_bus_free(). Meanwhile
+ * plx_bus_get_events() includes POLLOUT, so a program that polls as
+ * documented wakes at once and its next plx_bus_process() writes them. A
+ * program that sends and then blocks on something else than @bus (a
+ * plain read() of another fd, sleep(), exit()) must call plx_bus_flush()
+ * first. Frames with fds and longer ones are written at once, behind what
+ * is queued (errors such as -EBADF are the caller's to hear). A queued
+ * frame the connection loss takes is answered like a lost call: the
+ * callback of an asynchronous call gets PLX_ERROR_DISCONNECTED.
  */
 
 #include <stddef.h>
@@ -138,8 +154,10 @@ int plx_bus_new(plx_bus **ret, const char *address, const char *description);
  * plx_bus_free() - disconnect and free
  * @bus:        connection or NULL
  *
- * Pending async calls are dropped without their callbacks running; slots
- * stay valid for plx_slot_free() but are inert.
+ * Frames still queued (see above) are written first; if the broker does
+ * not take them within 250 ms, the rest is dropped. Pending async calls are
+ * dropped without their callbacks running; slots stay valid for
+ * plx_slot_free() but are inert.
  *
  * Return: NULL.
  */
@@ -159,6 +177,9 @@ const char *plx_bus_get_unique_id(plx_bus *bus);
 /**
  * plx_bus_flush() - write out the outgoing queue, blocking
  * @bus:        connection
+ *
+ * Waits as long as the broker does not take the frames (its queue for us
+ * is full); plx_bus_free() waits at most 250 ms.
  *
  * Return: 0 when the queue is empty, negative errno otherwise.
  */
@@ -180,7 +201,9 @@ int plx_bus_get_fd(plx_bus *bus);
  * plx_bus_get_events() - poll events to wait for on plx_bus_get_fd()
  *
  * Return: POLLIN, plus POLLOUT while outgoing frames are queued (the same
- * bit values as EPOLLIN/EPOLLOUT), or -ENOTCONN. Always POLLIN alone once
+ * bit values as EPOLLIN/EPOLLOUT): after a send that is batched, until the
+ * next plx_bus_process() or plx_bus_flush() writes it, or while the socket
+ * is full. Or -ENOTCONN. Always POLLIN alone once
  * reconnecting was enabled (call it before each wait all the same: it keeps
  * the epoll fd's interest current).
  */
@@ -202,7 +225,14 @@ int plx_bus_get_timeout(plx_bus *bus, int *ret_ms);
  * @bus:        connection
  *
  * Writes queued frames, reads what has arrived, expires timed-out calls and
- * dispatches at most one received message to its callback.
+ * dispatches at most one received message to its callback. It reads, and
+ * writes the queue first, only when the messages read before are all
+ * dispatched, so the answers sent by a run of callbacks go out together;
+ * returning 0, it has written whatever the socket takes.
+ *
+ * A received message's payload stays in the buffer it was read into as
+ * long as the buffer is not needed for the next read; keeping a reference
+ * (plx_msg_ref()) is always safe: the message then gets a copy.
  *
  * Return: 1 if something was done (call again), 0 if idle (wait for the fd
  * or the timeout), -ECONNRESET once the broker has gone (unless reconnecting,
@@ -372,6 +402,9 @@ int plx_bus_call(plx_bus *bus, const char *destination, const char *member,
  *               freed or @bus is freed first. If the connection is lost it
  *               gets a local PLX_ERROR_DISCONNECTED error.
  * @userdata:    handed to @callback
+ *
+ * The call is queued and written with the next flush (see the top of this
+ * file); plx_bus_process() does that.
  *
  * Return: 0, or as plx_bus_call() for errors detected before sending.
  */
@@ -601,6 +634,9 @@ uint64_t plx_bus_get_max_message_size(plx_bus *bus);
  * @topic:      levels separated by '/', no wildcards, not under "plexus/"
  * @payload:    borrowed
  * @size:       its length
+ *
+ * A small signal waits in the outgoing queue for the next flush (see the
+ * top of this file): call plx_bus_flush() before blocking elsewhere.
  *
  * Return: 0 once queued for the broker; -EINVAL for a bad topic, -ENOBUFS,
  * -EMSGSIZE, -ECONNRESET (-ENOTCONN while reconnecting). Subscribers that could not take the signal are
