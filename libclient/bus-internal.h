@@ -38,6 +38,12 @@
  */
 #define BUS_TIMEOUT_GRACE_USEC (1000000u)
 
+/* A receive buffer: the largest datagram, and a byte to spare (see rx-buffer.c). */
+#define BUS_RX_BUFFER_SIZE (FRAME_SIZE_MAX + 1u)
+
+void *rx_buffer_new(void);
+void *rx_buffer_free(void *buf);
+
 typedef struct WFrame {
         List link;
         uint64_t serial;
@@ -169,7 +175,7 @@ struct plx_bus {
         void *prepare_source;
 
         Arena arena;
-        uint8_t *rx_buf;        /* FRAME_SIZE_MAX */
+        uint8_t *rx_buf;        /* BUS_RX_BUFFER_SIZE, from rx_buffer_new() */
 
         /* Large messages, see large.c. */
         int large_path;                 /* PLX_LARGE_* */

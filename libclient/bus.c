@@ -54,7 +54,7 @@ plx_bus *bus_unref(plx_bus *bus) {
         if (!bus || --bus->n_refs > 0)
                 return NULL;
         arena_reset(&bus->arena);
-        free(bus->rx_buf);
+        rx_buffer_free(bus->rx_buf);
         free(bus->spare);
         free(bus);
         return NULL;
@@ -599,6 +599,10 @@ int bus_take_welcome(plx_bus *bus, plx_msg *m, uint64_t serial) {
         return 0;
 }
 
+/*
+ * The HELLO went out just now: sleep until the answer is there, then read
+ * it, rather than read first and meet EAGAIN.
+ */
 static int await_welcome(plx_bus *bus, uint64_t serial) {
         uint64_t deadline = now_usec() + BUS_DEFAULT_TIMEOUT_USEC;
         int r;
@@ -606,24 +610,29 @@ static int await_welcome(plx_bus *bus, uint64_t serial) {
         for (;;) {
                 _cleanup_(plx_msg_unrefp_internal) plx_msg *m = NULL;
 
+                r = wqueue_flush(bus);
+                if (r < 0)
+                        return r;
+                r = bus_wait(bus, deadline);
+                if (r < 0)
+                        return r;
                 r = read_frame(bus, &m);
                 if (r < 0)
                         return r == -ECONNRESET ? -ECONNREFUSED : r;
-                if (r == 0) {
-                        if (now_usec() >= deadline)
-                                return -ETIMEDOUT;
-                        r = wqueue_flush(bus);
-                        if (r < 0)
-                                return r;
-                        r = bus_wait(bus, deadline);
-                        if (r < 0)
-                                return r;
-                        continue;
-                }
-                return bus_take_welcome(bus, m, serial);
+                if (r > 0)
+                        return bus_take_welcome(bus, m, serial);
+                if (now_usec() >= deadline)
+                        return -ETIMEDOUT;
         }
 }
 
+/*
+ * Connects a nonblocking socket to @path. AF_UNIX connects at once, or
+ * fails with EAGAIN when the broker's backlog is full; only then is the
+ * connect() repeated blocking, which waits for room. Set the other way
+ * round (blocking socket, then O_NONBLOCK), every connection paid two
+ * fcntl() calls.
+ */
 static int bus_connect(plx_bus *bus, const char *path) {
         struct sockaddr_un sa;
         socklen_t len;
@@ -633,17 +642,21 @@ static int bus_connect(plx_bus *bus, const char *path) {
         if (r < 0)
                 return r;
 
-        bus->fd = socket(AF_UNIX, SOCK_SEQPACKET | SOCK_CLOEXEC, 0);
+        bus->fd = socket(AF_UNIX, SOCK_SEQPACKET | SOCK_CLOEXEC | SOCK_NONBLOCK, 0);
         if (bus->fd < 0)
                 return -errno;
 
-        /* Blocking connect: it waits only while the broker's backlog is full. */
-        if (connect(bus->fd, (struct sockaddr *)&sa, len) < 0)
-                return -errno;
-
-        r = fcntl(bus->fd, F_GETFL);
-        if (r < 0 || fcntl(bus->fd, F_SETFL, r | O_NONBLOCK) < 0)
-                return -errno;
+        if (connect(bus->fd, (struct sockaddr *)&sa, len) < 0) {
+                if (errno != EAGAIN)
+                        return -errno;
+                /* A fresh socket's status flags are O_RDWR and what SOCK_NONBLOCK set. */
+                if (fcntl(bus->fd, F_SETFL, 0) < 0)
+                        return -errno;
+                if (connect(bus->fd, (struct sockaddr *)&sa, len) < 0)
+                        return -errno;
+                if (fcntl(bus->fd, F_SETFL, O_NONBLOCK) < 0)
+                        return -errno;
+        }
         bus->connected = true;
         return 0;
 }
@@ -684,7 +697,7 @@ _public_ int plx_bus_new(plx_bus **ret, const char *address, const char *descrip
         r = reconnect_init(bus, address, description);
         if (r < 0)
                 return r;
-        bus->rx_buf = malloc(FRAME_SIZE_MAX);
+        bus->rx_buf = rx_buffer_new();
         if (!bus->rx_buf)
                 return -ENOMEM;
 
