@@ -599,6 +599,33 @@ void harness_child_close(HarnessChild *c) {
 }
 
 /**
+ * harness_process_state() - the state letter of /proc/PID/stat
+ * @pid:        a process
+ *
+ * 'S' while it sleeps, 'T' once a SIGSTOP took effect, and so on.
+ *
+ * Return: the letter, or 0 if it cannot be read.
+ */
+char harness_process_state(pid_t pid) {
+        char path[64], buf[512], *p;
+        ssize_t n;
+        int fd;
+
+        snprintf(path, sizeof(path), "/proc/%d/stat", (int)pid);
+        fd = open(path, O_RDONLY | O_CLOEXEC);
+        if (fd < 0)
+                return 0;
+        n = read(fd, buf, sizeof(buf) - 1);
+        close(fd);
+        if (n <= 0)
+                return 0;
+        buf[n] = 0;
+        /* The command name before it may hold spaces and parentheses. */
+        p = strrchr(buf, ')');
+        return p && p[1] == ' ' ? p[2] : 0;
+}
+
+/**
  * harness_child_wait() - reap a child within a bound, close its pipes
  * @c:          the child; a child already reaped gives -ESRCH
  * @timeout_ms: the bound; the child is killed when it expires

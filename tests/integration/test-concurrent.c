@@ -129,25 +129,6 @@ static int backlog_client_main(int report_fd, int control_fd, void *userdata) {
         return 0;
 }
 
-/* The state letter of /proc/PID/stat, or 0. */
-static char process_state(pid_t pid) {
-        char path[64], buf[512], *p;
-        ssize_t n;
-        int fd;
-
-        snprintf(path, sizeof(path), "/proc/%d/stat", (int)pid);
-        fd = open(path, O_RDONLY | O_CLOEXEC);
-        if (fd < 0)
-                return 0;
-        n = read(fd, buf, sizeof(buf) - 1);
-        close(fd);
-        if (n <= 0)
-                return 0;
-        buf[n] = 0;
-        p = strrchr(buf, ')');
-        return p && p[1] == ' ' ? p[2] : 0;
-}
-
 /*
  * plx_bus_new() while the broker's backlog is full: the client's socket is
  * nonblocking, so its connect() says EAGAIN, and the library must then
@@ -199,7 +180,7 @@ static void test_connect_full_backlog(void **state) {
                         assert_true(harness_read_line(child.report_fd, line, sizeof(line), 1000) > 0);
                         fail_msg("the client did not wait for room in the backlog: %s", line);
                 }
-                if (process_state(child.pid) == 'S')
+                if (harness_process_state(child.pid) == 'S')
                         break;
                 assert_true(harness_now_ms() < deadline);
         }

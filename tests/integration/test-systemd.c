@@ -242,25 +242,6 @@ static bool broker_running(Fixture *f) {
         return si.si_pid == 0;
 }
 
-/* The state letter of /proc/<pid>/stat: 'T' once a SIGSTOP took effect. */
-static char process_state(pid_t pid) {
-        char path[64], buf[512], *p;
-        ssize_t n;
-        int fd;
-
-        snprintf(path, sizeof(path), "/proc/%d/stat", (int)pid);
-        fd = open(path, O_RDONLY | O_CLOEXEC);
-        if (fd < 0)
-                return 0;
-        n = read(fd, buf, sizeof(buf) - 1);
-        close(fd);
-        if (n <= 0)
-                return 0;
-        buf[n] = 0;
-        p = strrchr(buf, ')');
-        return p && p[1] == ' ' ? p[2] : 0;
-}
-
 /*
  * Wait until the broker sleeps in epoll_wait(), i.e. its loop is idle, as
  * /proc/<pid>/wchan shows. Return: false if /proc does not tell.
@@ -1066,7 +1047,7 @@ static void test_restart_backlog_at_sigterm(void **state) {
 
         assert_int_equal(kill(f->h.broker_pid, SIGSTOP), 0);
         deadline = harness_now_ms() + (uint64_t)harness_timeout_ms(HARNESS_TIMEOUT_MS);
-        while (process_state(f->h.broker_pid) != 'T') {
+        while (harness_process_state(f->h.broker_pid) != 'T') {
                 assert_true(harness_now_ms() < deadline);
                 usleep(1000);
         }
@@ -1185,7 +1166,7 @@ static void test_watchdog(void **state) {
         /* A loop that does not turn sends nothing. */
         assert_int_equal(kill(f->h.broker_pid, SIGSTOP), 0);
         deadline = harness_now_ms() + (uint64_t)harness_timeout_ms(HARNESS_TIMEOUT_MS);
-        while (process_state(f->h.broker_pid) != 'T') {
+        while (harness_process_state(f->h.broker_pid) != 'T') {
                 assert_true(harness_now_ms() < deadline);
                 usleep(1000);
         }
