@@ -70,37 +70,44 @@ static size_t string_cost(const char *s) {
         return 1 + frame_varint_size(n) + n;
 }
 
-/*
- * The client's command line, arguments joined by spaces, at most
- * INTROSPECT_CMDLINE_MAX bytes, into @buf (INTROSPECT_CMDLINE_MAX + 1
- * bytes); "" if unreadable. Not for an exited client: its pid may already
- * be someone else's.
- */
-static void read_cmdline(Peer *p, char *buf) {
-        char raw[INTROSPECT_CMDLINE_MAX];
+/* Opens /proc/PID/@name of @p's process; -1 if it cannot. */
+static int proc_open(Peer *p, const char *name) {
         char path[64];
+
+        if (p->cred.pid <= 0)
+                return -1;
+        snprintf(path, sizeof(path), "/proc/%d/%s", (int)p->cred.pid, name);
+        return open(path, O_RDONLY | O_CLOEXEC | O_NOCTTY);
+}
+
+/*
+ * The command line from @fd, arguments joined by spaces, at most
+ * INTROSPECT_CMDLINE_MAX bytes, into @buf (INTROSPECT_CMDLINE_MAX + 1
+ * bytes); "" if unreadable.
+ *
+ * One read() normally does: the kernel fills the buffer across pages and
+ * hands out less only at the end of the arguments, so a short read ends
+ * the loop rather than a further read() that returns 0.
+ */
+static void read_cmdline(int fd, char *buf) {
+        char raw[INTROSPECT_CMDLINE_MAX];
         size_t n = 0;
-        int fd;
 
         buf[0] = 0;
-        if (p->cred.pid <= 0 || !peer_process_alive(p))
-                return;
-
-        snprintf(path, sizeof(path), "/proc/%d/cmdline", (int)p->cred.pid);
-        fd = open(path, O_RDONLY | O_CLOEXEC | O_NOCTTY);
         if (fd < 0)
                 return;
-        /* The kernel may hand out the arguments in pieces; stop at the bound. */
         while (n < sizeof(raw)) {
-                ssize_t l = read(fd, raw + n, sizeof(raw) - n);
+                size_t want = sizeof(raw) - n;
+                ssize_t l = read(fd, raw + n, want);
 
                 if (l < 0 && errno == EINTR)
                         continue;
                 if (l <= 0)
                         break;
                 n += (size_t)l;
+                if ((size_t)l < want)
+                        break;
         }
-        close(fd);
 
         while (n > 0 && raw[n - 1] == 0)
                 n--;
@@ -110,21 +117,46 @@ static void read_cmdline(Peer *p, char *buf) {
         utf8_sanitize(buf, raw, n);
 }
 
+/* The process name from @fd into @p->comm, without its newline; "?" if unreadable. */
+static void read_comm(Peer *p, int fd) {
+        ssize_t n = fd >= 0 ? read(fd, p->comm, sizeof(p->comm) - 1) : -1;
+
+        p->comm[MAX(n, (ssize_t)0)] = 0;
+        p->comm[strcspn(p->comm, "\n")] = 0;
+        if (!p->comm[0])
+                snprintf(p->comm, sizeof(p->comm), "?");
+}
+
 /**
  * introspect_capture() - read what introspection shows of @p's process, once
  * @b:          the broker
  * @p:          a peer completing its HELLO
  *
- * Its name (kept for log lines too) and its command line, as of now. Out of
- * memory, the command line shows as "".
+ * Its name (kept for log lines too, unless one read it already) and its
+ * command line, as of now. Out of memory, the command line shows as "".
+ *
+ * Both files are opened first and read after one check that the process
+ * is still running: a /proc file opened while its process lives stays that
+ * process's even if the pid is reused later, whereas a check made before
+ * the open leaves a window in which the pid could name another process.
+ * That is one pidfd poll() for both files, and a read each.
  */
 void introspect_capture(Broker *b, Peer *p) {
+        _cleanup_(closep) int comm_fd = -1, cmdline_fd = -1;
         char buf[INTROSPECT_CMDLINE_MAX + 1];
 
-        (void)peer_comm(p);
         if (p->cmdline)
                 return;
-        read_cmdline(p, buf);
+        if (!p->comm[0])
+                comm_fd = proc_open(p, "comm");
+        cmdline_fd = proc_open(p, "cmdline");
+        if ((comm_fd >= 0 || cmdline_fd >= 0) && !peer_process_alive(p)) {
+                comm_fd = plx_close(comm_fd);
+                cmdline_fd = plx_close(cmdline_fd);
+        }
+        if (!p->comm[0])
+                read_comm(p, comm_fd);
+        read_cmdline(cmdline_fd, buf);
         p->cmdline = strdup(buf);
 }
 

@@ -56,6 +56,12 @@
  */
 #define BUS_TIMEOUT_GRACE_USEC (1000000u)
 
+/* A receive buffer: the largest datagram, and a byte to spare (see rx-buffer.c). */
+#define BUS_RX_BUFFER_SIZE (FRAME_SIZE_MAX + 1u)
+
+void *rx_buffer_new(void);
+void *rx_buffer_free(void *buf);
+
 typedef struct WFrame {
         List link;
         uint64_t serial;

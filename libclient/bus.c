@@ -66,7 +66,7 @@ plx_bus *bus_unref(plx_bus *bus) {
         arena_reset(&bus->arena);
         if (bus->rx)
                 for (unsigned int i = 0; i < BUS_RX_BATCH_MAX; i++)
-                        free(bus->rx->buf[i]);
+                        rx_buffer_free(bus->rx->buf[i]);
         free(bus->rx);
         free(bus->spare);
         free(bus);
@@ -374,7 +374,7 @@ static unsigned int rx_prepare(plx_bus *bus, unsigned int n) {
                 if (rx->borrower[i] && rx_reclaim(bus, i) < 0)
                         return i;
                 if (!rx->buf[i]) {
-                        rx->buf[i] = malloc(FRAME_SIZE_MAX + 1);
+                        rx->buf[i] = rx_buffer_new();
                         if (!rx->buf[i])
                                 return i;
                 }
@@ -827,6 +827,10 @@ int bus_take_welcome(plx_bus *bus, plx_msg *m, uint64_t serial) {
         return 0;
 }
 
+/*
+ * The HELLO went out just now: sleep until the answer is there, then read
+ * it, rather than read first and meet EAGAIN.
+ */
 static int await_welcome(plx_bus *bus, uint64_t serial) {
         uint64_t deadline = now_usec() + BUS_DEFAULT_TIMEOUT_USEC;
         int r;
@@ -834,24 +838,29 @@ static int await_welcome(plx_bus *bus, uint64_t serial) {
         for (;;) {
                 _cleanup_(plx_msg_unrefp_internal) plx_msg *m = NULL;
 
+                r = wqueue_flush(bus);
+                if (r < 0)
+                        return r;
+                r = bus_wait(bus, deadline);
+                if (r < 0)
+                        return r;
                 r = read_frame(bus, &m);
                 if (r < 0)
                         return r == -ECONNRESET ? -ECONNREFUSED : r;
-                if (r == 0) {
-                        if (now_usec() >= deadline)
-                                return -ETIMEDOUT;
-                        r = wqueue_flush(bus);
-                        if (r < 0)
-                                return r;
-                        r = bus_wait(bus, deadline);
-                        if (r < 0)
-                                return r;
-                        continue;
-                }
-                return bus_take_welcome(bus, m, serial);
+                if (r > 0)
+                        return bus_take_welcome(bus, m, serial);
+                if (now_usec() >= deadline)
+                        return -ETIMEDOUT;
         }
 }
 
+/*
+ * Connects a nonblocking socket to @path. AF_UNIX connects at once, or
+ * fails with EAGAIN when the broker's backlog is full; only then is the
+ * connect() repeated blocking, which waits for room. Set the other way
+ * round (blocking socket, then O_NONBLOCK), every connection paid two
+ * fcntl() calls.
+ */
 static int bus_connect(plx_bus *bus, const char *path) {
         struct sockaddr_un sa;
         socklen_t len;
@@ -861,17 +870,21 @@ static int bus_connect(plx_bus *bus, const char *path) {
         if (r < 0)
                 return r;
 
-        bus->fd = socket(AF_UNIX, SOCK_SEQPACKET | SOCK_CLOEXEC, 0);
+        bus->fd = socket(AF_UNIX, SOCK_SEQPACKET | SOCK_CLOEXEC | SOCK_NONBLOCK, 0);
         if (bus->fd < 0)
                 return -errno;
 
-        /* Blocking connect: it waits only while the broker's backlog is full. */
-        if (connect(bus->fd, (struct sockaddr *)&sa, len) < 0)
-                return -errno;
-
-        r = fcntl(bus->fd, F_GETFL);
-        if (r < 0 || fcntl(bus->fd, F_SETFL, r | O_NONBLOCK) < 0)
-                return -errno;
+        if (connect(bus->fd, (struct sockaddr *)&sa, len) < 0) {
+                if (errno != EAGAIN)
+                        return -errno;
+                /* A fresh socket's status flags are O_RDWR and what SOCK_NONBLOCK set. */
+                if (fcntl(bus->fd, F_SETFL, 0) < 0)
+                        return -errno;
+                if (connect(bus->fd, (struct sockaddr *)&sa, len) < 0)
+                        return -errno;
+                if (fcntl(bus->fd, F_SETFL, O_NONBLOCK) < 0)
+                        return -errno;
+        }
         bus->connected = true;
         return 0;
 }

@@ -92,8 +92,6 @@ int reconnect_init(plx_bus *bus, const char *address, const char *description) {
                 .watch_fd = -1,
                 .watched_fd = -1,
                 .backoff_usec = RECONNECT_BACKOFF_MIN_USEC,
-                /* Different per process and per bus: the point of jitter. */
-                .random = (now_usec() ^ ((uint64_t)getpid() << 32) ^ (uint64_t)(uintptr_t)bus) | 1,
         };
         list_init(&rc->names);
 
@@ -191,6 +189,13 @@ static int report(plx_bus *bus, int event, const char *reason) {
 /* --- Loss and backoff ---------------------------------------------------- */
 
 static uint64_t next_random(Reconnect *rc) {
+        /*
+         * Seeded on first use, not in plx_bus_new(): most buses never
+         * reconnect, and getpid() is a system call per connection.
+         * Different per process and per bus: the point of jitter.
+         */
+        if (rc->random == 0)
+                rc->random = (now_usec() ^ ((uint64_t)getpid() << 32) ^ (uint64_t)(uintptr_t)rc) | 1;
         /* xorshift64: jitter needs spread, not secrecy. */
         rc->random ^= rc->random << 13;
         rc->random ^= rc->random >> 7;

@@ -76,7 +76,6 @@ int harness_broker_stop(Harness *h);
 int harness_broker_signal(Harness *h, int sig);
 int harness_broker_pause(Harness *h);
 int harness_broker_resume(Harness *h);
-char harness_process_state(pid_t pid);
 int harness_wait_for_broker(const char *address, pid_t pid, int timeout_ms);
 const char *harness_plexusd(void);
 
@@ -85,6 +84,7 @@ int harness_child_spawn(HarnessChild *ret, char *const argv[]);
 int harness_child_wait(HarnessChild *c, int timeout_ms);
 void harness_child_close(HarnessChild *c);
 int harness_status_code(int status);
+char harness_process_state(pid_t pid);
 
 int harness_report(int fd, const char *fmt, ...) __attribute__((__format__(printf, 2, 3)));
 int harness_read_line(int fd, char *buf, size_t size, int timeout_ms);

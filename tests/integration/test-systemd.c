@@ -242,7 +242,6 @@ static bool broker_running(Fixture *f) {
         return si.si_pid == 0;
 }
 
-/* The state letter of /proc/<pid>/stat: 'T' once a SIGSTOP took effect. */
 /*
  * Wait until the broker sleeps in epoll_wait(), i.e. its loop is idle, as
  * /proc/<pid>/wchan shows. Return: false if /proc does not tell.
