@@ -476,10 +476,12 @@ static int wait_acks(int ack_fd, unsigned n) {
         return 0;
 }
 
-static double rusage_us(void) {
+static double rusage_us(long *ret_csw) {
         struct rusage ru;
 
         getrusage(RUSAGE_SELF, &ru);
+        if (ret_csw)
+                *ret_csw = ru.ru_nvcsw + ru.ru_nivcsw;
         return (ru.ru_utime.tv_sec + ru.ru_stime.tv_sec) * 1e6 +
                ru.ru_utime.tv_usec + ru.ru_stime.tv_usec;
 }
@@ -491,6 +493,7 @@ static int run_fanout(Method method, unsigned n, unsigned burst, uint64_t datagr
         Fanout *fo = NULL;
         int ack[2], r, failed = 0;
         double cpu0, cpu1;
+        long csw0 = 0, csw1 = 0;
         uint64_t t0, t1;
 
         if (n == 0 || n > 1024 || burst == 0 || burst > BATCH_MAX || WINDOW % burst != 0 ||
@@ -517,7 +520,7 @@ static int run_fanout(Method method, unsigned n, unsigned burst, uint64_t datagr
                 failed = 1;
         }
         t0 = now_ns();
-        cpu0 = rusage_us();
+        cpu0 = rusage_us(&csw0);
         for (uint64_t round = 0; !failed && round < rounds; round++) {
                 for (unsigned s = 0; s < n; s++)
                         fo->rx[s].queued += burst;
@@ -533,7 +536,7 @@ static int run_fanout(Method method, unsigned n, unsigned burst, uint64_t datagr
                         break;
                 }
         }
-        cpu1 = rusage_us();
+        cpu1 = rusage_us(&csw1);
         t1 = now_ns();
 
         /* Registered files hold the sockets open: receivers would never see EOF. */
@@ -557,10 +560,10 @@ static int run_fanout(Method method, unsigned n, unsigned burst, uint64_t datagr
         if (!failed)
                 printf("method=%s n=%u b=%u datagrams=%" PRIu64 " cpu_us_per_dgram=%.3f "
                        "calls_per_dgram=%.4f dgrams_per_s=%.0f eagain=%" PRIu64 " reordered=%" PRIu64
-                       " polls=%" PRIu64 " fixed_files=%d ring_flags=0x%x\n",
+                       " polls=%" PRIu64 " csw_per_round=%.2f fixed_files=%d ring_flags=0x%x\n",
                        method_names[method], n, burst, total, (cpu1 - cpu0) / (double)total,
                        (double)fo->n_calls / (double)total, (double)total * 1e9 / (double)(t1 - t0),
-                       fo->n_eagain, fo->n_reordered, fo->n_polls,
+                       fo->n_eagain, fo->n_reordered, fo->n_polls, (double)(csw1 - csw0) / (double)rounds,
                        method >= METHOD_URING_SENDMSG && fixed_files, fo->ring_flags);
         fanout_free(fo);
         return failed;
@@ -569,10 +572,10 @@ static int run_fanout(Method method, unsigned n, unsigned burst, uint64_t datagr
 static int run_null(uint64_t calls) {
         double cpu0, cpu1;
 
-        cpu0 = rusage_us();
+        cpu0 = rusage_us(NULL);
         for (uint64_t i = 0; i < calls; i++)
                 syscall(SYS_getppid);
-        cpu1 = rusage_us();
+        cpu1 = rusage_us(NULL);
         printf("method=null calls=%" PRIu64 " cpu_us_per_call=%.3f\n", calls, (cpu1 - cpu0) / (double)calls);
         return 0;
 }
