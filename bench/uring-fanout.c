@@ -37,13 +37,14 @@
  * system calls per datagram, datagrams per second of wall time (until the
  * last acknowledgement), and EAGAIN/reordering counts.
  *
- *   uring-fanout -m METHOD [-n N] [-b B] [-d DATAGRAMS] [-F] [-P]
+ *   uring-fanout -m METHOD [-n N] [-b B] [-d DATAGRAMS] [-s SNDBUF] [-F] [-P]
  *   uring-fanout null [-d CALLS]      cost of syscall(SYS_getppid)
  *   uring-fanout probe                what io_uring does on a full socket
  *
  * -F: do not register the sockets as fixed files; -P: plain io_uring_setup()
  * flags (no SUBMIT_ALL, COOP_TASKRUN, SINGLE_ISSUER, DEFER_TASKRUN) and no
- * registered ring fd. Pinning is left to the caller (taskset), as in
+ * registered ring fd; -s: a small SO_SNDBUF (e.g. 4096) on the sender's ends,
+ * so that sends meet EAGAIN and the backlog path runs. Pinning is left to the caller (taskset), as in
  * bench/run.sh; receivers inherit the sender's affinity.
  */
 
@@ -103,6 +104,7 @@ typedef struct Fanout {
         unsigned burst;
         bool fixed_files;
         bool tuned;
+        int sndbuf;             /* SO_SNDBUF of the sender's ends, 0: the default */
         Receiver *rx;
         uint8_t (*buf)[BATCH_MAX][FRAME_SIZE];
         struct iovec (*iov)[BATCH_MAX];
@@ -162,8 +164,12 @@ static int receiver_main(int fd, unsigned idx, int ack_fd, uint64_t total) {
                                 return 2;
                         memcpy(&seq, f, sizeof(seq));
                         memcpy(&i32, f + 8, sizeof(i32));
-                        if (seq != expect || i32 != idx)
+                        if (seq != expect || i32 != idx) {
+                                fprintf(stderr, "uring-fanout: receiver %u: frame %" PRIu64
+                                        " of receiver %" PRIu32 " where frame %" PRIu64 " was due\n",
+                                        idx, seq, i32, expect);
                                 return 3;
+                        }
                         for (unsigned i = 12; i < FRAME_SIZE; i++)
                                 if (f[i] != payload_byte(idx, i))
                                         return 4;
@@ -238,7 +244,7 @@ static int ring_setup(Fanout *fo) {
 }
 
 static int fanout_new(Fanout **ret, Method method, unsigned n, unsigned burst,
-                      bool fixed_files, bool tuned, int ack_fd, uint64_t per_rx) {
+                      bool fixed_files, bool tuned, int sndbuf, int ack_fd, uint64_t per_rx) {
         Fanout *fo;
         int r;
 
@@ -250,6 +256,7 @@ static int fanout_new(Fanout **ret, Method method, unsigned n, unsigned burst,
         fo->burst = burst;
         fo->fixed_files = fixed_files;
         fo->tuned = tuned;
+        fo->sndbuf = sndbuf;
         fo->rx = calloc(n, sizeof(*fo->rx));
         fo->buf = calloc(n, sizeof(*fo->buf));
         fo->iov = calloc(n, sizeof(*fo->iov));
@@ -287,6 +294,14 @@ static int fanout_new(Fanout **ret, Method method, unsigned n, unsigned burst,
                 }
                 close(sv[1]);
                 if (fcntl(sv[0], F_SETFL, O_NONBLOCK) < 0) {
+                        r = -errno;
+                        close(sv[0]);
+                        fanout_free(fo);
+                        return r;
+                }
+                /* A small buffer makes sends meet EAGAIN: tests the backlog path. */
+                if (fo->sndbuf > 0 &&
+                    setsockopt(sv[0], SOL_SOCKET, SO_SNDBUF, &fo->sndbuf, sizeof(fo->sndbuf)) < 0) {
                         r = -errno;
                         close(sv[0]);
                         fanout_free(fo);
@@ -487,7 +502,7 @@ static double rusage_us(long *ret_csw) {
 }
 
 static int run_fanout(Method method, unsigned n, unsigned burst, uint64_t datagrams,
-                      bool fixed_files, bool tuned) {
+                      bool fixed_files, bool tuned, int sndbuf) {
         unsigned window_rounds = burst >= WINDOW ? 1 : WINDOW / burst;
         uint64_t rounds, total;
         Fanout *fo = NULL;
@@ -506,7 +521,7 @@ static int run_fanout(Method method, unsigned n, unsigned burst, uint64_t datagr
         total = rounds * n * burst;
         if (pipe2(ack, O_CLOEXEC) < 0)
                 return 1;
-        r = fanout_new(&fo, method, n, burst, fixed_files, tuned, ack[1], rounds * burst);
+        r = fanout_new(&fo, method, n, burst, fixed_files, tuned, sndbuf, ack[1], rounds * burst);
         close(ack[1]);
         if (r < 0) {
                 fprintf(stderr, "uring-fanout: set-up: %s\n", strerror(-r));
@@ -687,7 +702,7 @@ int main(int argc, char **argv) {
         unsigned n = 10, burst = 4;
         uint64_t datagrams = 400000;
         bool fixed_files = true, tuned = true;
-        int c;
+        int c, sndbuf = 0;
 
         if (argc > 1 && strcmp(argv[1], "probe") == 0)
                 return run_probe();
@@ -698,7 +713,7 @@ int main(int argc, char **argv) {
                         datagrams = 2000000;
                 return run_null(datagrams);
         }
-        while ((c = getopt(argc, argv, "m:n:b:d:FP")) >= 0) {
+        while ((c = getopt(argc, argv, "m:n:b:d:s:FP")) >= 0) {
                 switch (c) {
                 case 'm': {
                         bool found = false;
@@ -723,6 +738,9 @@ int main(int argc, char **argv) {
                 case 'd':
                         datagrams = strtoull(optarg, NULL, 10);
                         break;
+                case 's':
+                        sndbuf = atoi(optarg);
+                        break;
                 case 'F':
                         fixed_files = false;
                         break;
@@ -730,10 +748,10 @@ int main(int argc, char **argv) {
                         tuned = false;
                         break;
                 default:
-                        fprintf(stderr, "usage: uring-fanout [-m METHOD] [-n N] [-b B] [-d DATAGRAMS] [-F] [-P] | null | probe\n");
+                        fprintf(stderr, "usage: uring-fanout [-m METHOD] [-n N] [-b B] [-d DATAGRAMS] [-s SNDBUF] [-F] [-P] | null | probe\n");
                         return 2;
                 }
         }
         signal(SIGPIPE, SIG_IGN);
-        return run_fanout(method, n, burst, datagrams, fixed_files, tuned);
+        return run_fanout(method, n, burst, datagrams, fixed_files, tuned, sndbuf);
 }
