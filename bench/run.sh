@@ -95,8 +95,9 @@ install_missing() {
 }
 
 tools/install-deps.sh >&2
-# dbus: dbus-daemon; systemd: systemd-socket-activate; util-linux: taskset.
-install_missing dbus dbus-broker libsystemd-dev gnuplot-nox util-linux systemd python3
+# dbus: dbus-daemon; systemd: systemd-socket-activate; util-linux: taskset;
+# liburing-dev: bench/uring-fanout (bench/uring-fanout.sh), nothing else.
+install_missing dbus dbus-broker libsystemd-dev gnuplot-nox util-linux systemd python3 liburing-dev
 
 if [ ! -d "$build" ]; then
     meson setup "$build" --werror -Dtests=false >&2
