@@ -7,10 +7,10 @@
  * BUS is "plexus" (libplexus; --address is plexusd's socket path), "dbus"
  * (sd-bus; --address is a D-Bus address such as unix:path=/x) or "raw"
  * (two processes on a SOCK_SEQPACKET socketpair, no broker). MODE is rtt,
- * pipeline, fanout, connect or idle (see measure.h); "raw syscall" measures
- * the cost of a null system call instead (proc_syscall_cost()). The result is one line
- * of key=value pairs on stdout; the exit code is 0 only if every transfer
- * was verified.
+ * pipeline, fanout, connect or idle (see measure.h); "raw syscall" times
+ * 20 loops of -n getppid() calls instead (proc_syscall_cost()). The result
+ * is one line of key=value pairs on stdout; the exit code is 0 only if
+ * every transfer was verified.
  */
 
 #include <errno.h>
@@ -48,12 +48,12 @@ static void help(void) {
                program_invocation_short_name, program_invocation_short_name);
 }
 
-/* One line: the cost of getppid() on this CPU, in nanoseconds per call. */
-static int measure_syscall(void) {
+/* One line: the cost of getppid() on this CPU, in 20 loops of @n, in nanoseconds per call. */
+static int measure_syscall(unsigned n) {
         SyscallCost c;
         int r;
 
-        r = proc_syscall_cost(&c);
+        r = proc_syscall_cost(n, &c);
         if (r < 0) {
                 fprintf(stderr, "%s: syscall: %s\n", program_invocation_short_name, strerror(-r));
                 return r;
@@ -179,7 +179,7 @@ int main(int argc, char **argv) {
                 else if (strcmp(mode, "connect") == 0)
                         r = raw_connect(&o);
                 else if (strcmp(mode, "syscall") == 0)
-                        r = measure_syscall();
+                        r = measure_syscall(o.iterations);
                 else {
                         fprintf(stderr, "%s: raw has no mode '%s'\n", program_invocation_short_name, mode);
                         return 2;

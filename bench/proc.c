@@ -347,22 +347,24 @@ static uint64_t self_cpu_ns(void) {
 
 /**
  * proc_syscall_cost() - the cost of the cheapest system call
+ * @n:          calls per loop
  * @ret:        the figures, written on success
  *
- * getppid() (a real system call: glibc caches nothing) in 20 loops of
- * 100,000. On a shared machine the fastest loop is the cost when nobody
+ * getppid() (a real system call: glibc caches nothing) in 20 loops of @n. On a shared machine the fastest loop is the cost when nobody
  * else took the CPU meanwhile; the CPU time of the loops counts only our
  * own. Run it on the CPU the other measurements use.
  *
  * Return: 0 or negative errno.
  */
-int proc_syscall_cost(SyscallCost *ret) {
+int proc_syscall_cost(unsigned n, SyscallCost *ret) {
         _cleanup_(samples_deinit) Samples s = SAMPLES_NULL;
-        const unsigned n = 100000, loops = 20;
+        const unsigned loops = 20;
         uint64_t cpu_ns = 0;
         double p50_ns;
         int r;
 
+        if (n == 0)
+                return -EINVAL;
         r = samples_init(&s, loops);
         if (r < 0)
                 return r;

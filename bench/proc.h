@@ -38,7 +38,7 @@ typedef struct SyscallCost {
         double cpu_ns;          /* our own CPU time per call */
 } SyscallCost;
 
-int proc_syscall_cost(SyscallCost *ret);
+int proc_syscall_cost(unsigned n, SyscallCost *ret);
 int proc_raise_fd_limit(size_t want);
 
 /* Runs in the child; writes "<unique id>\n" to @report_fd once ready. Returns its exit code. */
