@@ -143,13 +143,6 @@ int large_pin(int cpu) {
         return 0;
 }
 
-static uint64_t self_cpu_ns(void) {
-        struct timespec ts;
-
-        clock_gettime(CLOCK_PROCESS_CPUTIME_ID, &ts);
-        return (uint64_t)ts.tv_sec * 1000000000u + (uint64_t)ts.tv_nsec;
-}
-
 /* The CPU time of the receivers and of the broker, for one snapshot. */
 typedef struct Others {
         int64_t receivers;              /* -1: some receiver unreadable */
@@ -391,11 +384,11 @@ static int measure(const LargeMethod *m, const LargeOptions *o) {
                         large_fill(run.buf, o->size, i);
                 if (r < 0)
                         break;
-                c0 = self_cpu_ns();
+                c0 = proc_self_cpu_ns();
                 t1 = now_ns();
                 r = m->transfer(&run, i);
                 t2 = now_ns();
-                c1 = self_cpu_ns();
+                c1 = proc_self_cpu_ns();
                 if (r < 0)
                         break;
                 if (i >= o->warmup) {
@@ -466,12 +459,12 @@ static int measure_pages(void) {
         p = mmap(NULL, size, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
         if (p == MAP_FAILED)
                 return -errno;
-        c0 = self_cpu_ns();
+        c0 = proc_self_cpu_ns();
         memset(p, 1, size);
-        c1 = self_cpu_ns();
+        c1 = proc_self_cpu_ns();
         memset(p, 2, size);
         __asm__ __volatile__("" : : "r"(p) : "memory");
-        c2 = self_cpu_ns();
+        c2 = proc_self_cpu_ns();
         munmap(p, size);
         printf(" first_touch_ns_per_4k=%.1f rewrite_gbps=%.2f\n",
                (double)(c1 - c0) / (double)(size / 4096), (double)size / (double)(c2 - c1));

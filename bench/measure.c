@@ -46,27 +46,64 @@
 #define ID_MAX 256
 #define NO_PROGRESS_NS (30ull * 1000 * 1000 * 1000)
 
-/* The broker's CPU time over one timed phase. */
-typedef struct BrokerCpu {
-        pid_t pid;              /* 0: not measured */
-        int64_t ns;             /* proc_cpu_ns(): at the start, then the difference */
+/*
+ * CPU time over one timed phase: the broker's (user + system, and the
+ * split), and that of every process of the measurement together (this
+ * one, its peers and the broker). All on one CPU, that sum is the wall
+ * time the phase would take on an otherwise idle machine: the regression
+ * guard judges work per CPU second, which other load on the machine
+ * disturbs far less than it disturbs wall time.
+ */
+typedef struct PhaseCpu {
+        pid_t pid;              /* the broker; 0: not measured */
+        int64_t ns;             /* proc_cpu_ns() of the broker: at the start, then the difference */
         uint64_t user;          /* clock ticks of user time, likewise */
         uint64_t system;        /* clock ticks of system time, likewise */
         bool ok;
-} BrokerCpu;
+        const pid_t *peers;     /* the measurement's other processes */
+        size_t n_peers;
+        int64_t all_ns;         /* us, the peers and the broker; likewise */
+        bool all_ok;
+} PhaseCpu;
 
-static void broker_cpu_start(BrokerCpu *b, pid_t pid) {
-        *b = (BrokerCpu) { .pid = pid };
-        if (pid <= 0)
-                return;
-        b->ns = proc_cpu_ns(pid);
-        b->ok = b->ns >= 0 && proc_cpu_ticks(pid, &b->user, &b->system) >= 0;
+/* CPU time of us, @peers and @broker (if > 0) together; -1 if one is unreadable. */
+static int64_t all_cpu_ns(pid_t broker, const pid_t *peers, size_t n_peers) {
+        int64_t sum = (int64_t)proc_self_cpu_ns(), ns;
+
+        if (broker > 0) {
+                ns = proc_cpu_ns(broker);
+                if (ns < 0)
+                        return -1;
+                sum += ns;
+        }
+        for (size_t i = 0; i < n_peers; i++) {
+                ns = proc_cpu_ns(peers[i]);
+                if (ns < 0)
+                        return -1;
+                sum += ns;
+        }
+        return sum;
 }
 
-static void broker_cpu_stop(BrokerCpu *b) {
+static void phase_cpu_start(PhaseCpu *b, pid_t broker, const pid_t *peers, size_t n_peers) {
+        *b = (PhaseCpu) { .pid = broker, .peers = peers, .n_peers = n_peers };
+        b->all_ns = all_cpu_ns(broker, peers, n_peers);
+        b->all_ok = b->all_ns >= 0;
+        if (broker <= 0)
+                return;
+        b->ns = proc_cpu_ns(broker);
+        b->ok = b->ns >= 0 && proc_cpu_ticks(broker, &b->user, &b->system) >= 0;
+}
+
+static void phase_cpu_stop(PhaseCpu *b) {
         uint64_t user, system;
         int64_t ns;
 
+        if (b->all_ok) {
+                ns = all_cpu_ns(b->pid, b->peers, b->n_peers);
+                b->all_ok = ns >= b->all_ns;
+                b->all_ns = ns - b->all_ns;
+        }
         if (!b->ok)
                 return;
         ns = proc_cpu_ns(b->pid);
@@ -78,10 +115,12 @@ static void broker_cpu_stop(BrokerCpu *b) {
         b->system = system - b->system;
 }
 
-/* Prints the broker's CPU time of the phase and its cost per @unit (@count of them). */
-static void broker_cpu_print(const char *prefix, const BrokerCpu *b, const char *unit, uint64_t count) {
+/* Prints the CPU time of the phase, the broker's also per @unit (@count of them). */
+static void phase_cpu_print(const char *prefix, const PhaseCpu *b, const char *unit, uint64_t count) {
         double tick = 1.0 / (double)sysconf(_SC_CLK_TCK);
 
+        if (b->all_ok)
+                printf(" %sall_cpu_s=%.4f", prefix, (double)b->all_ns / 1e9);
         if (!b->ok || count == 0)
                 return;
         printf(" %sbroker_cpu_s=%.4f %sbroker_user_s=%.2f %sbroker_sys_s=%.2f %sbroker_%ss=%" PRIu64
@@ -196,7 +235,8 @@ static int check_echo(void *userdata, const void *payload, size_t size) {
  * broker's CPU time during the timed ones to @cpu.
  */
 static int rtt_run(const Backend *be, BenchConn *c, const char *dest, size_t size,
-                   unsigned warmup, unsigned n, Samples *s, pid_t broker_pid, BrokerCpu *cpu) {
+                   unsigned warmup, unsigned n, Samples *s, pid_t broker_pid, const pid_t *server,
+                   PhaseCpu *cpu) {
         _cleanup_(freep) uint8_t *buf = NULL;
         Echo e = { .size = size };
         int r;
@@ -211,7 +251,7 @@ static int rtt_run(const Backend *be, BenchConn *c, const char *dest, size_t siz
 
                 payload_fill(buf, size, i);
                 if (i == warmup)
-                        broker_cpu_start(cpu, broker_pid);
+                        phase_cpu_start(cpu, broker_pid, server, 1);
                 t0 = now_ns();
                 r = be->call(c, dest, buf, size, check_echo, &e);
                 t1 = now_ns();
@@ -220,7 +260,7 @@ static int rtt_run(const Backend *be, BenchConn *c, const char *dest, size_t siz
                 if (i >= warmup)
                         samples_add(s, t1 - t0);
         }
-        broker_cpu_stop(cpu);
+        phase_cpu_stop(cpu);
         return 0;
 }
 
@@ -257,7 +297,7 @@ int measure_rtt(const Backend *be, const BenchOptions *o) {
         _cleanup_(samples_deinit) Samples s = SAMPLES_NULL;
         Server srv = {};
         BenchConn *c = NULL;
-        BrokerCpu cpu = {};
+        PhaseCpu cpu = {};
         int r, q;
 
         r = check_size(o->size);
@@ -273,7 +313,7 @@ int measure_rtt(const Backend *be, const BenchOptions *o) {
         }
         r = be->connect(&c, o->address);
         if (r >= 0)
-                r = rtt_run(be, c, srv.id, o->size, o->warmup, o->iterations, &s, o->broker_pid, &cpu);
+                r = rtt_run(be, c, srv.id, o->size, o->warmup, o->iterations, &s, o->broker_pid, &srv.pid, &cpu);
         q = server_stop(be, c, &srv);
         be->disconnect(c);
         if (r < 0) {
@@ -285,7 +325,7 @@ int measure_rtt(const Backend *be, const BenchOptions *o) {
 
         printf("mode=rtt size=%zu n=%zu", o->size, s.n);
         print_latency("", &s);
-        broker_cpu_print("", &cpu, "frame", 2 * (uint64_t)s.n);
+        phase_cpu_print("", &cpu, "frame", 2 * (uint64_t)s.n);
         printf("\n");
         return 0;
 }
@@ -318,7 +358,7 @@ static int on_pipeline_reply(void *userdata, const void *payload, size_t size) {
 
 /* @n calls with at most @depth in flight, numbered from @base; the broker's CPU time to @cpu. */
 static int pipeline_run(Pipeline *pl, uint64_t base, uint64_t n, unsigned depth, uint64_t *ret_ns,
-                        pid_t broker_pid, BrokerCpu *cpu) {
+                        pid_t broker_pid, const pid_t *server, PhaseCpu *cpu) {
         uint64_t t0, last_progress;
         int r;
 
@@ -331,7 +371,7 @@ static int pipeline_run(Pipeline *pl, uint64_t base, uint64_t n, unsigned depth,
         pl->c->on_reply = on_pipeline_reply;
         pl->c->userdata = pl;
 
-        broker_cpu_start(cpu, broker_pid);
+        phase_cpu_start(cpu, broker_pid, server, 1);
         t0 = last_progress = now_ns();
         while (pl->done < n) {
                 uint64_t before = pl->done;
@@ -352,7 +392,7 @@ static int pipeline_run(Pipeline *pl, uint64_t base, uint64_t n, unsigned depth,
                         return -ETIMEDOUT;
         }
         *ret_ns = now_ns() - t0;
-        broker_cpu_stop(cpu);
+        phase_cpu_stop(cpu);
         return 0;
 }
 
@@ -369,7 +409,7 @@ int measure_pipeline(const Backend *be, const BenchOptions *o) {
         _cleanup_(freep) uint8_t *buf = NULL;
         Pipeline pl = { .be = be, .size = o->size };
         Server srv = {};
-        BrokerCpu cpu = {};
+        PhaseCpu cpu = {};
         uint64_t ns = 0;
         int r, q;
 
@@ -391,9 +431,9 @@ int measure_pipeline(const Backend *be, const BenchOptions *o) {
         pl.dest = srv.id;
         r = be->connect(&pl.c, o->address);
         if (r >= 0 && o->warmup > 0)
-                r = pipeline_run(&pl, 0, o->warmup, o->depth, &ns, 0, &cpu);
+                r = pipeline_run(&pl, 0, o->warmup, o->depth, &ns, 0, NULL, &cpu);
         if (r >= 0)
-                r = pipeline_run(&pl, o->warmup, o->iterations, o->depth, &ns, o->broker_pid, &cpu);
+                r = pipeline_run(&pl, o->warmup, o->iterations, o->depth, &ns, o->broker_pid, &srv.pid, &cpu);
         q = server_stop(be, pl.c, &srv);
         be->disconnect(pl.c);
         free(pl.seen);
@@ -407,7 +447,7 @@ int measure_pipeline(const Backend *be, const BenchOptions *o) {
         printf("mode=pipeline size=%zu depth=%u calls=%u seconds=%.4f calls_per_s=%.0f",
                o->size, o->depth, o->iterations, (double)ns / 1e9,
                (double)o->iterations / ((double)ns / 1e9));
-        broker_cpu_print("", &cpu, "frame", 2 * (uint64_t)o->iterations);
+        phase_cpu_print("", &cpu, "frame", 2 * (uint64_t)o->iterations);
         printf("\n");
         return 0;
 }
@@ -528,7 +568,7 @@ int measure_fanout(const Backend *be, const BenchOptions *o) {
         uint64_t total = (uint64_t)warmup + o->iterations;
         int ready[2] = { -1, -1 }, ack[2] = { -1, -1 };
         BenchConn *c = NULL;
-        BrokerCpu cpu = {};
+        PhaseCpu cpu = {};
         uint64_t t0 = 0, ns = 0;
         unsigned n_started = 0;
         int r = 0, failed = 0;
@@ -576,7 +616,7 @@ int measure_fanout(const Backend *be, const BenchOptions *o) {
                 goto finish;
 
         if (warmup == 0) {
-                broker_cpu_start(&cpu, o->broker_pid);
+                phase_cpu_start(&cpu, o->broker_pid, pids, n_started);
                 t0 = now_ns();
         }
         for (uint64_t seq = 0; seq < total; seq++) {
@@ -598,12 +638,12 @@ int measure_fanout(const Backend *be, const BenchOptions *o) {
                         goto finish;
                 }
                 if (seq + 1 == warmup) {
-                        broker_cpu_start(&cpu, o->broker_pid);
+                        phase_cpu_start(&cpu, o->broker_pid, pids, n_started);
                         t0 = now_ns();
                 }
         }
         ns = now_ns() - t0;
-        broker_cpu_stop(&cpu);
+        phase_cpu_stop(&cpu);
         r = be->process(c, 0);
 
 finish:
@@ -634,7 +674,7 @@ finish:
                o->size, o->subscribers, o->iterations, o->burst,
                (uint64_t)o->subscribers * o->iterations, (double)ns / 1e9,
                (double)o->subscribers * o->iterations / ((double)ns / 1e9));
-        broker_cpu_print("", &cpu, "frame", (uint64_t)o->subscribers * o->iterations);
+        phase_cpu_print("", &cpu, "frame", (uint64_t)o->subscribers * o->iterations);
         printf("\n");
         return 0;
 }
@@ -653,7 +693,7 @@ int measure_connect(const Backend *be, const BenchOptions *o) {
         _cleanup_(samples_deinit) Samples s = SAMPLES_NULL;
         char prev[ID_MAX] = "";
         uint64_t t_start = 0, ns;
-        BrokerCpu cpu = {};
+        PhaseCpu cpu = {};
         int r;
 
         r = samples_init(&s, o->iterations);
@@ -666,7 +706,7 @@ int measure_connect(const Backend *be, const BenchOptions *o) {
                 uint64_t t0;
 
                 if (i == o->warmup)
-                        broker_cpu_start(&cpu, o->broker_pid);
+                        phase_cpu_start(&cpu, o->broker_pid, NULL, 0);
                 t0 = now_ns();
                 if (i == o->warmup)
                         t_start = t0;
@@ -687,12 +727,12 @@ int measure_connect(const Backend *be, const BenchOptions *o) {
                         samples_add(&s, now_ns() - t0);
         }
         ns = now_ns() - t_start;
-        broker_cpu_stop(&cpu);
+        phase_cpu_stop(&cpu);
 
         printf("mode=connect n=%u seconds=%.4f conn_per_s=%.0f", o->iterations, (double)ns / 1e9,
                (double)o->iterations / ((double)ns / 1e9));
         print_latency("", &s);
-        broker_cpu_print("", &cpu, "conn", o->iterations);
+        phase_cpu_print("", &cpu, "conn", o->iterations);
         printf("\n");
         return 0;
 }
@@ -754,7 +794,7 @@ int measure_idle(const Backend *be, const BenchOptions *o) {
         unsigned n_holders = (o->clients + per - 1) / per;
         int ready[2] = { -1, -1 }, stop[2] = { -1, -1 };
         long rss0 = -1, rss1 = -1, pss0 = -1, pss1 = -1;
-        BrokerCpu cpu_base = {}, cpu_idle = {};
+        PhaseCpu cpu_base = {}, cpu_idle = {};
         unsigned n_started = 0;
         uint64_t t0, connect_ns = 0;
         BenchConn *c = NULL;
@@ -778,7 +818,7 @@ int measure_idle(const Backend *be, const BenchOptions *o) {
         if (r >= 0)
                 r = be->connect(&c, o->address);
         if (r >= 0)
-                r = rtt_run(be, c, srv.id, 64, o->warmup, o->iterations, &base, o->broker_pid, &cpu_base);
+                r = rtt_run(be, c, srv.id, 64, o->warmup, o->iterations, &base, o->broker_pid, &srv.pid, &cpu_base);
         if (r < 0)
                 goto finish;
 
@@ -819,7 +859,7 @@ int measure_idle(const Backend *be, const BenchOptions *o) {
                 pss1 = proc_pss_kib(o->broker_pid);
         }
 
-        r = rtt_run(be, c, srv.id, 64, o->warmup, o->iterations, &idle, o->broker_pid, &cpu_idle);
+        r = rtt_run(be, c, srv.id, 64, o->warmup, o->iterations, &idle, o->broker_pid, &srv.pid, &cpu_idle);
 
 finish:
         q = server_stop(be, c, &srv);
@@ -859,8 +899,8 @@ finish:
                        pss0, pss1, (double)(pss1 - pss0) * 1024.0 / o->clients);
         print_latency("base_", &base);
         print_latency("idle_", &idle);
-        broker_cpu_print("base_", &cpu_base, "frame", 2 * (uint64_t)base.n);
-        broker_cpu_print("idle_", &cpu_idle, "frame", 2 * (uint64_t)idle.n);
+        phase_cpu_print("base_", &cpu_base, "frame", 2 * (uint64_t)base.n);
+        phase_cpu_print("idle_", &cpu_idle, "frame", 2 * (uint64_t)idle.n);
         printf(" p99_ratio=%.3f\n", p99_base > 0 ? p99_idle / p99_base : 0);
         samples_deinit(&base);
         samples_deinit(&idle);

@@ -338,7 +338,10 @@ int64_t proc_cpu_ns(pid_t pid) {
         return (int64_t)((utime + stime) * (1000000000ull / (unsigned long long)sysconf(_SC_CLK_TCK)));
 }
 
-static uint64_t self_cpu_ns(void) {
+/**
+ * proc_proc_self_cpu_ns() - CPU time of this process so far (every thread), in nanoseconds
+ */
+uint64_t proc_self_cpu_ns(void) {
         struct timespec ts;
 
         clock_gettime(CLOCK_PROCESS_CPUTIME_ID, &ts);
@@ -369,12 +372,12 @@ int proc_syscall_cost(unsigned n, SyscallCost *ret) {
         if (r < 0)
                 return r;
         for (unsigned l = 0; l < loops; l++) {
-                uint64_t c0 = self_cpu_ns(), t0 = now_ns();
+                uint64_t c0 = proc_self_cpu_ns(), t0 = now_ns();
 
                 for (unsigned i = 0; i < n; i++)
                         (void)getppid();
                 samples_add(&s, now_ns() - t0);
-                cpu_ns += self_cpu_ns() - c0;
+                cpu_ns += proc_self_cpu_ns() - c0;
         }
         p50_ns = samples_percentile_us(&s, 50) * 1000.0 / n;   /* sorts: s.ns[0] is the fastest */
         *ret = (SyscallCost) {

@@ -28,6 +28,7 @@ int proc_write_all(int fd, const void *buf, size_t size);
 long proc_rss_kib(pid_t pid);
 long proc_pss_kib(pid_t pid);
 int64_t proc_cpu_ns(pid_t pid);
+uint64_t proc_self_cpu_ns(void);
 int proc_cpu_ticks(pid_t pid, uint64_t *ret_user, uint64_t *ret_system);
 
 /* What the cheapest system call costs this process, in nanoseconds per call. */
