@@ -371,7 +371,7 @@ static int pipeline_run(Pipeline *pl, uint64_t base, uint64_t n, unsigned depth,
         pl->c->on_reply = on_pipeline_reply;
         pl->c->userdata = pl;
 
-        phase_cpu_start(cpu, broker_pid, server, 1);
+        phase_cpu_start(cpu, broker_pid, server, server ? 1 : 0);
         t0 = last_progress = now_ns();
         while (pl->done < n) {
                 uint64_t before = pl->done;

@@ -66,14 +66,17 @@ GOAL_IDLE_CLIENTS = 100000
 # It judges work per CPU second of all the processes of a measurement
 # (client, peers, broker: all_cpu_s), which, everything being pinned to one
 # CPU, is what the wall time would be on an idle machine, and which other
-# load disturbs far less than the wall time. Each limit sits well outside
-# what the code of 2026-12-02 measured on the 2-CPU development VM in
-# repeated guard runs (docs/performance.md §1.5).
+# load disturbs far less than the wall time. On 2026-12-02, in 12 guard
+# runs of the code of then (main at c6b5ecb) on the shared 2-CPU VM at load
+# average 10 to 28, these ratios ranged: fan-out to 10 0.61-0.82x,
+# call ÷ floor 4.17-5.63x, pipelined 1.17-1.68x (wall-time ratios: 0.19x
+# to 4.1x). Each limit sits about 1.4-1.7 times outside that range. Raise
+# them when the code gets faster, after five guard runs of the new code.
 GUARD_LIMITS = [
     # label, test, how the ratio is formed, limit, "min" or "max"
-    ("Fan-out to 10: deliveries per CPU s vs dbus-broker", "fanout10", "vs_broker", 0.5, "min"),
+    ("Fan-out to 10: deliveries per CPU s vs dbus-broker", "fanout10", "vs_broker", 0.4, "min"),
     ("Call 64 B: CPU per call ÷ raw floor's", "rtt64", "vs_floor", 8.0, "max"),
-    ("Pipelined: calls per CPU s vs dbus-broker", "pipeline", "vs_broker", 0.8, "min"),
+    ("Pipelined: calls per CPU s vs dbus-broker", "pipeline", "vs_broker", 0.7, "min"),
 ]
 # test: (judged key, lower is better, wall-time key shown beside it)
 GUARD_KEYS = {
