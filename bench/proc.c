@@ -225,6 +225,26 @@ int proc_write_all(int fd, const void *buf, size_t size) {
         return 0;
 }
 
+/* The kibibytes of the first line of /proc/PID/@file that starts with @name ("VmRSS:"). */
+static long proc_field_kib(pid_t pid, const char *file, const char *name) {
+        char path[64], line[256];
+        size_t len = strlen(name);
+        long kib = -ENOENT;
+        FILE *f;
+
+        snprintf(path, sizeof(path), "/proc/%d/%s", (int)pid, file);
+        f = fopen(path, "re");
+        if (!f)
+                return -errno;
+        while (fgets(line, sizeof(line), f))
+                if (strncmp(line, name, len) == 0) {
+                        kib = strtol(line + len, NULL, 10);
+                        break;
+                }
+        fclose(f);
+        return kib;
+}
+
 /**
  * proc_rss_kib() - resident memory of a process (VmRSS)
  * @pid:        the process
@@ -232,19 +252,7 @@ int proc_write_all(int fd, const void *buf, size_t size) {
  * Return: kibibytes, or negative errno.
  */
 long proc_rss_kib(pid_t pid) {
-        char path[64], line[256];
-        long kib = -ENOENT;
-        FILE *f;
-
-        snprintf(path, sizeof(path), "/proc/%d/status", (int)pid);
-        f = fopen(path, "re");
-        if (!f)
-                return -errno;
-        while (fgets(line, sizeof(line), f))
-                if (sscanf(line, "VmRSS: %ld kB", &kib) == 1)
-                        break;
-        fclose(f);
-        return kib;
+        return proc_field_kib(pid, "status", "VmRSS:");
 }
 
 /**
@@ -259,19 +267,7 @@ long proc_rss_kib(pid_t pid) {
  * smaps_rollup).
  */
 long proc_pss_kib(pid_t pid) {
-        char path[64], line[256];
-        long kib = -ENOENT;
-        FILE *f;
-
-        snprintf(path, sizeof(path), "/proc/%d/smaps_rollup", (int)pid);
-        f = fopen(path, "re");
-        if (!f)
-                return -errno;
-        while (fgets(line, sizeof(line), f))
-                if (sscanf(line, "Pss: %ld kB", &kib) == 1)
-                        break;
-        fclose(f);
-        return kib;
+        return proc_field_kib(pid, "smaps_rollup", "Pss:");
 }
 
 static int read_small_file(const char *path, char *buf, size_t size) {

@@ -215,24 +215,17 @@ trap 'exit 130' INT TERM
 
 # --- limits and machine --------------------------------------------------------
 
-# Brokers inherit our RLIMIT_NOFILE. plexusd holds one descriptor per
-# client where the kernel has SO_PEERPIDFD (Linux 6.5: it opens the
-# client's pidfd only when it needs it), else two (its socket and a pidfd
-# opened at accept); the D-Bus brokers one. 256 more cover the listener,
-# the loop and the active pair. The clients are spread over holder
-# processes of $idle_per_process each, which raise their own soft limit.
-# Raising the hard limit needs CAP_SYS_RESOURCE, which some containers do
-# not grant, and it stops at fs.nr_open.
-kernel_at_least() {
-    local major minor
-    IFS=. read -r major minor _ <<<"$(uname -r)"
-    [ "$major" -gt "$1" ] || { [ "$major" -eq "$1" ] && [ "${minor%%[!0-9]*}" -ge "$2" ]; }
-}
-if kernel_at_least 6 5; then
-    fds_per_client=1
-else
-    fds_per_client=2
-fi
+# Brokers inherit our RLIMIT_NOFILE. plexusd holds two descriptors per
+# client: its socket and a pidfd. On Linux 6.5 and later (SO_PEERPIDFD)
+# daemon/peer.c means to open the pidfd only when needed, but HELLO needs
+# it already (introspect_capture() -> peer_comm() -> peer_process_alive()),
+# so an idle client costs two there too; BENCH_IDLE_FDS_PER_CLIENT=1 is for
+# a broker that keeps it at one. The D-Bus brokers hold one. 256 more cover
+# the listener, the loop and the active pair. The clients are spread over
+# holder processes of $idle_per_process each, which raise their own soft
+# limit. Raising the hard limit needs CAP_SYS_RESOURCE, which some
+# containers do not grant, and it stops at fs.nr_open.
+fds_per_client=${BENCH_IDLE_FDS_PER_CLIENT:-2}
 idle_wanted=$idle_clients
 fd_needed=$((fds_per_client * idle_wanted + 256))
 idle_limited_by=""
