@@ -44,9 +44,11 @@ ROWS = [
     ("Fan-out to 100 subscribers, 64 B", "fanout100", "msgs_per_s", "msgs/s", False),
     ("Connection set-up (connect + hello + disconnect)", "connect", "conn_per_s", "conn/s", False),
     ("{idle} idle clients: broker memory per client", "idle", "rss_per_client_b", "bytes", True),
+    ("{idle} idle clients: broker Pss per client", "idle", "pss_per_client_b", "bytes", True),
     ("{idle} idle clients: active pair p99", "idle", "idle_p99_us", "µs", True),
     ("Same pair p99 before they connected", "idle", "base_p99_us", "µs", True),
     ("Active pair p99, with ÷ without idle clients", "idle", "p99_ratio", "×", True),
+    ("Null system call (getppid), CPU per call", "syscall", "ns_cpu", "ns", True),
 ]
 
 
