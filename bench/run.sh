@@ -520,10 +520,10 @@ measure_all() {
 # other. report.py takes each bus's best round, so that a burst of other
 # work on the machine during one round does not decide the verdict.
 measure_guard() {
-    local bus round
+    local bus
 
     run raw syscall syscall -n 10000
-    for round in $(seq "$guard_rounds"); do
+    for _ in $(seq "$guard_rounds"); do
         for bus in raw plexus dbus-broker; do
             run "$bus" rtt64 rtt -s 64 -n "$rtt_calls" -w "$warmup"
         done
