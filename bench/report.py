@@ -70,7 +70,7 @@ GOAL_IDLE_CLIENTS = 100000
 # CPU, is what the wall time would be on an idle machine, and which other
 # load disturbs far less than the wall time. On 2026-12-02, in 12 guard
 # runs of the code of then (main at c6b5ecb) on the shared 2-CPU VM at load
-# average 10 to 28, these ratios ranged: fan-out to 10 0.61-0.82x,
+# average 10 to 28, these ratios ranged: fan-out to 10 0.61-0.90x,
 # call ÷ floor 4.17-5.63x, pipelined 1.17-1.68x (wall-time ratios: 0.19x
 # to 4.1x). Each limit sits about 1.4-1.7 times outside that range. Raise
 # them when the code gets faster, after five guard runs of the new code.
