@@ -68,7 +68,7 @@ GOAL_IDLE_CLIENTS = 100000
 # It judges work per CPU second of all the processes of a measurement
 # (client, peers, broker: all_cpu_s), which, everything being pinned to one
 # CPU, is what the wall time would be on an idle machine, and which other
-# load disturbs far less than the wall time. On 2026-12-02, in 12 guard
+# load disturbs far less than the wall time. On 2026-12-02, in 15 guard
 # runs of the code of then (main at c6b5ecb) on the shared 2-CPU VM at load
 # average 10 to 28, these ratios ranged: fan-out to 10 0.61-0.90x,
 # call ÷ floor 4.17-5.63x, pipelined 1.17-1.68x (wall-time ratios: 0.19x
