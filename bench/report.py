@@ -278,6 +278,9 @@ def syscall_line(results, machine, config):
                          + (f", fastest loop {best / 1000:.2f} µs" if isinstance(best, float) else ""))
     if "RLIMIT_NOFILE" in config:
         parts.append(f"RLIMIT_NOFILE {config['RLIMIT_NOFILE']}")
+    if "load_start" in machine:
+        parts.append(f"load average (1, 5, 15 min) {machine['load_start']} at the start, "
+                     f"{machine.get('load_end', '?')} at the end")
     return "Machine: " + "; ".join(parts)
 
 
@@ -490,7 +493,8 @@ def main():
         f.write(f"Written by `bench/run.sh` on {now}. How the figures are measured, and what\n"
                 "they mean for the goals, is explained in [../performance.md](../performance.md).\n\n")
         f.write("## Machine\n\n")
-        for k in ("cpus", "cpu", "kernel", "os", "plexus", "dbus-daemon", "dbus-broker", "compiler"):
+        for k in ("cpus", "cpu", "kernel", "os", "plexus", "dbus-daemon", "dbus-broker", "compiler",
+                  "load_start", "load_end"):
             if k in machine:
                 f.write(f"- {k}: {machine[k]}\n")
         f.write("\n## Results\n\n")

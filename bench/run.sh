@@ -254,6 +254,8 @@ all_cpus="0-$((cpus - 1))"
     echo "dbus-daemon=$(dbus-daemon --version | head -1)"
     echo "dbus-broker=$(dbus-broker --version 2>/dev/null | head -1)"
     echo "compiler=$(cc --version | head -1)"
+    # Other work on the machine disturbs every wall-time figure: say how much there was.
+    echo "load_start=$(cut -d' ' -f1-3 /proc/loadavg)"
 } >"$tmp/machine.txt"
 {
     echo "BENCH_RTT_CALLS=$rtt_calls"
@@ -564,6 +566,8 @@ for mode in $modes; do
 done
 
 # --- report --------------------------------------------------------------------
+
+echo "load_end=$(cut -d' ' -f1-3 /proc/loadavg)" >>"$tmp/machine.txt"
 
 if [ "$guard" = 1 ]; then
     if [ "$have_broker" != 1 ]; then
