@@ -143,49 +143,6 @@ int large_pin(int cpu) {
         return 0;
 }
 
-/* Time @pid has spent on a CPU, in nanoseconds; -1 if unknown. */
-static int64_t cpu_ns_of(pid_t pid) {
-        char path[64], buf[1024], *p;
-        unsigned long long run, utime, stime;
-        _cleanup_(closep) int fd = -1;
-        ssize_t n;
-
-        if (pid <= 0)
-                return -1;
-        snprintf(path, sizeof(path), "/proc/%d/schedstat", (int)pid);
-        fd = open(path, O_RDONLY | O_CLOEXEC);
-        if (fd >= 0) {
-                n = read(fd, buf, sizeof(buf) - 1);
-                if (n > 0) {
-                        buf[n] = 0;
-                        if (sscanf(buf, "%llu", &run) == 1)
-                                return (int64_t)run;
-                }
-                fd = plx_close(fd);
-        }
-
-        /* No schedstat: clock ticks of user and system time. */
-        snprintf(path, sizeof(path), "/proc/%d/stat", (int)pid);
-        fd = open(path, O_RDONLY | O_CLOEXEC);
-        if (fd < 0)
-                return -1;
-        n = read(fd, buf, sizeof(buf) - 1);
-        if (n <= 0)
-                return -1;
-        buf[n] = 0;
-        p = strrchr(buf, ')');
-        if (!p || sscanf(p + 2, "%*c %*d %*d %*d %*d %*d %*u %*u %*u %*u %*u %llu %llu", &utime, &stime) != 2)
-                return -1;
-        return (int64_t)((utime + stime) * (1000000000ull / (unsigned long long)sysconf(_SC_CLK_TCK)));
-}
-
-static uint64_t self_cpu_ns(void) {
-        struct timespec ts;
-
-        clock_gettime(CLOCK_PROCESS_CPUTIME_ID, &ts);
-        return (uint64_t)ts.tv_sec * 1000000000u + (uint64_t)ts.tv_nsec;
-}
-
 /* The CPU time of the receivers and of the broker, for one snapshot. */
 typedef struct Others {
         int64_t receivers;              /* -1: some receiver unreadable */
@@ -193,10 +150,10 @@ typedef struct Others {
 } Others;
 
 static Others others_now(const LargeRun *run) {
-        Others s = { .receivers = 0, .broker = cpu_ns_of(run->o->broker_pid) };
+        Others s = { .receivers = 0, .broker = proc_cpu_ns(run->o->broker_pid) };
 
         for (unsigned i = 0; i < run->n_pids; i++) {
-                int64_t ns = cpu_ns_of(run->pids[i]);
+                int64_t ns = proc_cpu_ns(run->pids[i]);
 
                 if (ns < 0) {
                         s.receivers = -1;
@@ -427,11 +384,11 @@ static int measure(const LargeMethod *m, const LargeOptions *o) {
                         large_fill(run.buf, o->size, i);
                 if (r < 0)
                         break;
-                c0 = self_cpu_ns();
+                c0 = proc_self_cpu_ns();
                 t1 = now_ns();
                 r = m->transfer(&run, i);
                 t2 = now_ns();
-                c1 = self_cpu_ns();
+                c1 = proc_self_cpu_ns();
                 if (r < 0)
                         break;
                 if (i >= o->warmup) {
@@ -502,44 +459,28 @@ static int measure_pages(void) {
         p = mmap(NULL, size, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
         if (p == MAP_FAILED)
                 return -errno;
-        c0 = self_cpu_ns();
+        c0 = proc_self_cpu_ns();
         memset(p, 1, size);
-        c1 = self_cpu_ns();
+        c1 = proc_self_cpu_ns();
         memset(p, 2, size);
         __asm__ __volatile__("" : : "r"(p) : "memory");
-        c2 = self_cpu_ns();
+        c2 = proc_self_cpu_ns();
         munmap(p, size);
         printf(" first_touch_ns_per_4k=%.1f rewrite_gbps=%.2f\n",
                (double)(c1 - c0) / (double)(size / 4096), (double)size / (double)(c2 - c1));
         return 0;
 }
 
-/*
- * The cost of the cheapest system call: getppid() in 20 loops of 100,000.
- * On a shared machine the fastest loop is the cost when nobody else took
- * the CPU meanwhile; the CPU time of the loops counts only our own.
- */
+/* The cost of the cheapest system call (20 loops of 100,000 getppid()), for the record. */
 static int measure_syscall(void) {
-        _cleanup_(samples_deinit) Samples s = SAMPLES_NULL;
-        const unsigned n = 100000, loops = 20;
-        uint64_t cpu_ns = 0;
-        double p50_ns;
+        SyscallCost c;
         int r;
 
-        r = samples_init(&s, loops);
+        r = proc_syscall_cost(100000, &c);
         if (r < 0)
                 return r;
-        for (unsigned l = 0; l < loops; l++) {
-                uint64_t c0 = self_cpu_ns(), t0 = now_ns();
-
-                for (unsigned i = 0; i < n; i++)
-                        (void)getppid();
-                samples_add(&s, now_ns() - t0);
-                cpu_ns += self_cpu_ns() - c0;
-        }
-        p50_ns = samples_percentile_us(&s, 50) * 1000.0;     /* sorts: s.ns[0] is the fastest */
         printf("method=syscall n=%u ns_per_call_p50=%.1f ns_per_call_min=%.1f ns_per_call_cpu=%.1f",
-               n * loops, p50_ns / n, (double)s.ns[0] / n, (double)cpu_ns / ((double)n * loops));
+               c.n, c.p50_ns, c.min_ns, c.cpu_ns);
         return measure_pages();
 }
 

@@ -7,9 +7,10 @@
  * BUS is "plexus" (libplexus; --address is plexusd's socket path), "dbus"
  * (sd-bus; --address is a D-Bus address such as unix:path=/x) or "raw"
  * (two processes on a SOCK_SEQPACKET socketpair, no broker). MODE is rtt,
- * pipeline, fanout, connect or idle (see measure.h). The result is one line
- * of key=value pairs on stdout; the exit code is 0 only if every transfer
- * was verified.
+ * pipeline, fanout, connect or idle (see measure.h); "raw syscall" times
+ * 20 loops of -n getppid() calls instead (proc_syscall_cost()). The result
+ * is one line of key=value pairs on stdout; the exit code is 0 only if
+ * every transfer was verified.
  */
 
 #include <errno.h>
@@ -22,6 +23,7 @@
 
 #include "backend.h"
 #include "measure.h"
+#include "proc.h"
 #include "raw.h"
 #include "sink.h"
 
@@ -30,7 +32,7 @@ static void help(void) {
                "       %s journal-sink --address PATH\n\n"
                "Runs one Plexus benchmark measurement and prints key=value results.\n\n"
                "BUS:   plexus | dbus | raw\n"
-               "MODE:  rtt | pipeline | fanout | connect | idle\n\n"
+               "MODE:  rtt | pipeline | fanout | connect | idle; raw also: syscall\n\n"
                "  -a --address ADDR      bus address: plexusd socket path, D-Bus address,\n"
                "                         or a socket path to create (raw connect)\n"
                "  -s --size BYTES        payload size (default 64)\n"
@@ -41,9 +43,24 @@ static void help(void) {
                "  -b --burst N           fanout: signals per acknowledged burst (default 100)\n"
                "  -c --clients N         idle: idle connections (default 10000)\n"
                "  -p --per-process N     idle: connections per holder process (default 500)\n"
-               "  -P --broker-pid PID    idle: the broker whose VmRSS is read\n"
+               "  -P --broker-pid PID    the broker whose CPU time (and, idle: memory) is read\n"
                "  -h --help              show this help\n",
                program_invocation_short_name, program_invocation_short_name);
+}
+
+/* One line: the cost of getppid() on this CPU, in 20 loops of @n, in nanoseconds per call. */
+static int measure_syscall(unsigned n) {
+        SyscallCost c;
+        int r;
+
+        r = proc_syscall_cost(n, &c);
+        if (r < 0) {
+                fprintf(stderr, "%s: syscall: %s\n", program_invocation_short_name, strerror(-r));
+                return r;
+        }
+        printf("mode=syscall call=getppid n=%u ns_min=%.1f ns_p50=%.1f ns_cpu=%.1f\n", c.n, c.min_ns, c.p50_ns,
+               c.cpu_ns);
+        return 0;
 }
 
 static int parse_uint(const char *s, unsigned *ret) {
@@ -161,6 +178,8 @@ int main(int argc, char **argv) {
                         r = raw_pipeline(&o);
                 else if (strcmp(mode, "connect") == 0)
                         r = raw_connect(&o);
+                else if (strcmp(mode, "syscall") == 0)
+                        r = measure_syscall(o.iterations);
                 else {
                         fprintf(stderr, "%s: raw has no mode '%s'\n", program_invocation_short_name, mode);
                         return 2;

@@ -14,12 +14,23 @@
  *
  * Timing covers only the measured transfers: connecting, forking and the
  * warm-up happen before the clock starts.
+ *
+ * Broker CPU: given the broker's pid (--broker-pid), every measurement
+ * also reads the broker's CPU time (proc_cpu_ns(): user + system, in
+ * nanoseconds; and utime/stime of /proc/PID/stat for the split) at the
+ * start and the end of its timed phase, and divides it by the frames the
+ * broker routed meanwhile. A routed frame is one frame the broker delivers
+ * to a receiver: a call is two (the request to the server, the reply to
+ * the caller), a signal published to N subscribers is N. For connection
+ * set-up the figure is per connection instead (connect, handshake,
+ * disconnect).
  */
 
 #include <errno.h>
 #include <fcntl.h>
 #include <inttypes.h>
 #include <signal.h>
+#include <stdbool.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -34,6 +45,89 @@
 
 #define ID_MAX 256
 #define NO_PROGRESS_NS (30ull * 1000 * 1000 * 1000)
+
+/*
+ * CPU time over one timed phase: the broker's (user + system, and the
+ * split), and that of every process of the measurement together (this
+ * one, its peers and the broker). All on one CPU, that sum is the wall
+ * time the phase would take on an otherwise idle machine: the regression
+ * guard judges work per CPU second, which other load on the machine
+ * disturbs far less than it disturbs wall time.
+ */
+typedef struct PhaseCpu {
+        pid_t pid;              /* the broker; 0: not measured */
+        int64_t ns;             /* proc_cpu_ns() of the broker: at the start, then the difference */
+        uint64_t user;          /* clock ticks of user time, likewise */
+        uint64_t system;        /* clock ticks of system time, likewise */
+        bool ok;
+        const pid_t *peers;     /* the measurement's other processes */
+        size_t n_peers;
+        int64_t all_ns;         /* us, the peers and the broker; likewise */
+        bool all_ok;
+} PhaseCpu;
+
+/* CPU time of us, @peers and @broker (if > 0) together; -1 if one is unreadable. */
+static int64_t all_cpu_ns(pid_t broker, const pid_t *peers, size_t n_peers) {
+        int64_t sum = (int64_t)proc_self_cpu_ns(), ns;
+
+        if (broker > 0) {
+                ns = proc_cpu_ns(broker);
+                if (ns < 0)
+                        return -1;
+                sum += ns;
+        }
+        for (size_t i = 0; i < n_peers; i++) {
+                ns = proc_cpu_ns(peers[i]);
+                if (ns < 0)
+                        return -1;
+                sum += ns;
+        }
+        return sum;
+}
+
+static void phase_cpu_start(PhaseCpu *b, pid_t broker, const pid_t *peers, size_t n_peers) {
+        *b = (PhaseCpu) { .pid = broker, .peers = peers, .n_peers = n_peers };
+        b->all_ns = all_cpu_ns(broker, peers, n_peers);
+        b->all_ok = b->all_ns >= 0;
+        if (broker <= 0)
+                return;
+        b->ns = proc_cpu_ns(broker);
+        b->ok = b->ns >= 0 && proc_cpu_ticks(broker, &b->user, &b->system) >= 0;
+}
+
+static void phase_cpu_stop(PhaseCpu *b) {
+        uint64_t user, system;
+        int64_t ns;
+
+        if (b->all_ok) {
+                ns = all_cpu_ns(b->pid, b->peers, b->n_peers);
+                b->all_ok = ns >= b->all_ns;
+                b->all_ns = ns - b->all_ns;
+        }
+        if (!b->ok)
+                return;
+        ns = proc_cpu_ns(b->pid);
+        b->ok = ns >= b->ns && proc_cpu_ticks(b->pid, &user, &system) >= 0;
+        if (!b->ok)
+                return;
+        b->ns = ns - b->ns;
+        b->user = user - b->user;
+        b->system = system - b->system;
+}
+
+/* Prints the CPU time of the phase, the broker's also per @unit (@count of them). */
+static void phase_cpu_print(const char *prefix, const PhaseCpu *b, const char *unit, uint64_t count) {
+        double tick = 1.0 / (double)sysconf(_SC_CLK_TCK);
+
+        if (b->all_ok)
+                printf(" %sall_cpu_s=%.4f", prefix, (double)b->all_ns / 1e9);
+        if (!b->ok || count == 0)
+                return;
+        printf(" %sbroker_cpu_s=%.4f %sbroker_user_s=%.2f %sbroker_sys_s=%.2f %sbroker_%ss=%" PRIu64
+               " %sbroker_cpu_ns_per_%s=%.0f",
+               prefix, (double)b->ns / 1e9, prefix, (double)b->user * tick, prefix, (double)b->system * tick,
+               prefix, unit, count, prefix, unit, (double)b->ns / (double)count);
+}
 
 typedef struct Server {
         pid_t pid;
@@ -136,9 +230,13 @@ static int check_echo(void *userdata, const void *payload, size_t size) {
         return 0;
 }
 
-/* @warmup untimed, then @n timed blocking calls; latencies go to @s. */
+/*
+ * @warmup untimed, then @n timed blocking calls; latencies go to @s, the
+ * broker's CPU time during the timed ones to @cpu.
+ */
 static int rtt_run(const Backend *be, BenchConn *c, const char *dest, size_t size,
-                   unsigned warmup, unsigned n, Samples *s) {
+                   unsigned warmup, unsigned n, Samples *s, pid_t broker_pid, const pid_t *server,
+                   PhaseCpu *cpu) {
         _cleanup_(freep) uint8_t *buf = NULL;
         Echo e = { .size = size };
         int r;
@@ -152,6 +250,8 @@ static int rtt_run(const Backend *be, BenchConn *c, const char *dest, size_t siz
                 uint64_t t0, t1;
 
                 payload_fill(buf, size, i);
+                if (i == warmup)
+                        phase_cpu_start(cpu, broker_pid, server, 1);
                 t0 = now_ns();
                 r = be->call(c, dest, buf, size, check_echo, &e);
                 t1 = now_ns();
@@ -160,6 +260,7 @@ static int rtt_run(const Backend *be, BenchConn *c, const char *dest, size_t siz
                 if (i >= warmup)
                         samples_add(s, t1 - t0);
         }
+        phase_cpu_stop(cpu);
         return 0;
 }
 
@@ -196,6 +297,7 @@ int measure_rtt(const Backend *be, const BenchOptions *o) {
         _cleanup_(samples_deinit) Samples s = SAMPLES_NULL;
         Server srv = {};
         BenchConn *c = NULL;
+        PhaseCpu cpu = {};
         int r, q;
 
         r = check_size(o->size);
@@ -211,7 +313,7 @@ int measure_rtt(const Backend *be, const BenchOptions *o) {
         }
         r = be->connect(&c, o->address);
         if (r >= 0)
-                r = rtt_run(be, c, srv.id, o->size, o->warmup, o->iterations, &s);
+                r = rtt_run(be, c, srv.id, o->size, o->warmup, o->iterations, &s, o->broker_pid, &srv.pid, &cpu);
         q = server_stop(be, c, &srv);
         be->disconnect(c);
         if (r < 0) {
@@ -223,6 +325,7 @@ int measure_rtt(const Backend *be, const BenchOptions *o) {
 
         printf("mode=rtt size=%zu n=%zu", o->size, s.n);
         print_latency("", &s);
+        phase_cpu_print("", &cpu, "frame", 2 * (uint64_t)s.n);
         printf("\n");
         return 0;
 }
@@ -253,8 +356,9 @@ static int on_pipeline_reply(void *userdata, const void *payload, size_t size) {
         return 0;
 }
 
-/* @n calls with at most @depth in flight, numbered from @base. */
-static int pipeline_run(Pipeline *pl, uint64_t base, uint64_t n, unsigned depth, uint64_t *ret_ns) {
+/* @n calls with at most @depth in flight, numbered from @base; the broker's CPU time to @cpu. */
+static int pipeline_run(Pipeline *pl, uint64_t base, uint64_t n, unsigned depth, uint64_t *ret_ns,
+                        pid_t broker_pid, const pid_t *server, PhaseCpu *cpu) {
         uint64_t t0, last_progress;
         int r;
 
@@ -267,6 +371,7 @@ static int pipeline_run(Pipeline *pl, uint64_t base, uint64_t n, unsigned depth,
         pl->c->on_reply = on_pipeline_reply;
         pl->c->userdata = pl;
 
+        phase_cpu_start(cpu, broker_pid, server, server ? 1 : 0);
         t0 = last_progress = now_ns();
         while (pl->done < n) {
                 uint64_t before = pl->done;
@@ -287,6 +392,7 @@ static int pipeline_run(Pipeline *pl, uint64_t base, uint64_t n, unsigned depth,
                         return -ETIMEDOUT;
         }
         *ret_ns = now_ns() - t0;
+        phase_cpu_stop(cpu);
         return 0;
 }
 
@@ -303,6 +409,7 @@ int measure_pipeline(const Backend *be, const BenchOptions *o) {
         _cleanup_(freep) uint8_t *buf = NULL;
         Pipeline pl = { .be = be, .size = o->size };
         Server srv = {};
+        PhaseCpu cpu = {};
         uint64_t ns = 0;
         int r, q;
 
@@ -324,9 +431,9 @@ int measure_pipeline(const Backend *be, const BenchOptions *o) {
         pl.dest = srv.id;
         r = be->connect(&pl.c, o->address);
         if (r >= 0 && o->warmup > 0)
-                r = pipeline_run(&pl, 0, o->warmup, o->depth, &ns);
+                r = pipeline_run(&pl, 0, o->warmup, o->depth, &ns, 0, NULL, &cpu);
         if (r >= 0)
-                r = pipeline_run(&pl, o->warmup, o->iterations, o->depth, &ns);
+                r = pipeline_run(&pl, o->warmup, o->iterations, o->depth, &ns, o->broker_pid, &srv.pid, &cpu);
         q = server_stop(be, pl.c, &srv);
         be->disconnect(pl.c);
         free(pl.seen);
@@ -337,9 +444,11 @@ int measure_pipeline(const Backend *be, const BenchOptions *o) {
         if (q < 0)
                 return q;
 
-        printf("mode=pipeline size=%zu depth=%u calls=%u seconds=%.4f calls_per_s=%.0f\n",
+        printf("mode=pipeline size=%zu depth=%u calls=%u seconds=%.4f calls_per_s=%.0f",
                o->size, o->depth, o->iterations, (double)ns / 1e9,
                (double)o->iterations / ((double)ns / 1e9));
+        phase_cpu_print("", &cpu, "frame", 2 * (uint64_t)o->iterations);
+        printf("\n");
         return 0;
 }
 
@@ -459,6 +568,7 @@ int measure_fanout(const Backend *be, const BenchOptions *o) {
         uint64_t total = (uint64_t)warmup + o->iterations;
         int ready[2] = { -1, -1 }, ack[2] = { -1, -1 };
         BenchConn *c = NULL;
+        PhaseCpu cpu = {};
         uint64_t t0 = 0, ns = 0;
         unsigned n_started = 0;
         int r = 0, failed = 0;
@@ -505,8 +615,10 @@ int measure_fanout(const Backend *be, const BenchOptions *o) {
         if (r < 0)
                 goto finish;
 
-        if (warmup == 0)
+        if (warmup == 0) {
+                phase_cpu_start(&cpu, o->broker_pid, pids, n_started);
                 t0 = now_ns();
+        }
         for (uint64_t seq = 0; seq < total; seq++) {
                 payload_fill(buf, o->size, seq);
                 r = be->publish(c, buf, o->size);
@@ -525,10 +637,13 @@ int measure_fanout(const Backend *be, const BenchOptions *o) {
                                 seq, strerror(-r));
                         goto finish;
                 }
-                if (seq + 1 == warmup)
+                if (seq + 1 == warmup) {
+                        phase_cpu_start(&cpu, o->broker_pid, pids, n_started);
                         t0 = now_ns();
+                }
         }
         ns = now_ns() - t0;
+        phase_cpu_stop(&cpu);
         r = be->process(c, 0);
 
 finish:
@@ -555,10 +670,12 @@ finish:
         }
 
         printf("mode=fanout size=%zu subscribers=%u messages=%u burst=%u delivered=%" PRIu64
-               " seconds=%.4f msgs_per_s=%.0f\n",
+               " seconds=%.4f msgs_per_s=%.0f",
                o->size, o->subscribers, o->iterations, o->burst,
                (uint64_t)o->subscribers * o->iterations, (double)ns / 1e9,
                (double)o->subscribers * o->iterations / ((double)ns / 1e9));
+        phase_cpu_print("", &cpu, "frame", (uint64_t)o->subscribers * o->iterations);
+        printf("\n");
         return 0;
 }
 
@@ -576,6 +693,7 @@ int measure_connect(const Backend *be, const BenchOptions *o) {
         _cleanup_(samples_deinit) Samples s = SAMPLES_NULL;
         char prev[ID_MAX] = "";
         uint64_t t_start = 0, ns;
+        PhaseCpu cpu = {};
         int r;
 
         r = samples_init(&s, o->iterations);
@@ -587,6 +705,8 @@ int measure_connect(const Backend *be, const BenchOptions *o) {
                 const char *id;
                 uint64_t t0;
 
+                if (i == o->warmup)
+                        phase_cpu_start(&cpu, o->broker_pid, NULL, 0);
                 t0 = now_ns();
                 if (i == o->warmup)
                         t_start = t0;
@@ -607,10 +727,12 @@ int measure_connect(const Backend *be, const BenchOptions *o) {
                         samples_add(&s, now_ns() - t0);
         }
         ns = now_ns() - t_start;
+        phase_cpu_stop(&cpu);
 
         printf("mode=connect n=%u seconds=%.4f conn_per_s=%.0f", o->iterations, (double)ns / 1e9,
                (double)o->iterations / ((double)ns / 1e9));
         print_latency("", &s);
+        phase_cpu_print("", &cpu, "conn", o->iterations);
         printf("\n");
         return 0;
 }
@@ -660,8 +782,8 @@ static int holder_main(const Backend *be, const char *address, unsigned n, int r
  *              iterations (calls of the active pair)
  *
  * Measures the call latency of one active pair, connects @o->clients idle
- * clients from holder processes, reads the broker's VmRSS before and after,
- * and measures the pair again while they stay connected.
+ * clients from holder processes, reads the broker's VmRSS and Pss before
+ * and after, and measures the pair again while they stay connected.
  *
  * Return: 0 or negative errno.
  */
@@ -671,7 +793,8 @@ int measure_idle(const Backend *be, const BenchOptions *o) {
         unsigned per = o->per_process ? o->per_process : 500;
         unsigned n_holders = (o->clients + per - 1) / per;
         int ready[2] = { -1, -1 }, stop[2] = { -1, -1 };
-        long rss0 = -1, rss1 = -1;
+        long rss0 = -1, rss1 = -1, pss0 = -1, pss1 = -1;
+        PhaseCpu cpu_base = {}, cpu_idle = {};
         unsigned n_started = 0;
         uint64_t t0, connect_ns = 0;
         BenchConn *c = NULL;
@@ -695,12 +818,14 @@ int measure_idle(const Backend *be, const BenchOptions *o) {
         if (r >= 0)
                 r = be->connect(&c, o->address);
         if (r >= 0)
-                r = rtt_run(be, c, srv.id, 64, o->warmup, o->iterations, &base);
+                r = rtt_run(be, c, srv.id, 64, o->warmup, o->iterations, &base, o->broker_pid, &srv.pid, &cpu_base);
         if (r < 0)
                 goto finish;
 
-        if (o->broker_pid > 0)
+        if (o->broker_pid > 0) {
                 rss0 = proc_rss_kib(o->broker_pid);
+                pss0 = proc_pss_kib(o->broker_pid);
+        }
         if (pipe2(ready, O_CLOEXEC) < 0 || pipe2(stop, O_CLOEXEC) < 0) {
                 r = -errno;
                 goto finish;
@@ -729,10 +854,12 @@ int measure_idle(const Backend *be, const BenchOptions *o) {
                 goto finish;
         }
         connect_ns = now_ns() - t0;
-        if (o->broker_pid > 0)
+        if (o->broker_pid > 0) {
                 rss1 = proc_rss_kib(o->broker_pid);
+                pss1 = proc_pss_kib(o->broker_pid);
+        }
 
-        r = rtt_run(be, c, srv.id, 64, o->warmup, o->iterations, &idle);
+        r = rtt_run(be, c, srv.id, 64, o->warmup, o->iterations, &idle, o->broker_pid, &srv.pid, &cpu_idle);
 
 finish:
         q = server_stop(be, c, &srv);
@@ -767,8 +894,13 @@ finish:
         if (rss0 >= 0 && rss1 >= 0)
                 printf(" rss_before_kib=%ld rss_after_kib=%ld rss_per_client_b=%.0f",
                        rss0, rss1, (double)(rss1 - rss0) * 1024.0 / o->clients);
+        if (pss0 >= 0 && pss1 >= 0)
+                printf(" pss_before_kib=%ld pss_after_kib=%ld pss_per_client_b=%.0f",
+                       pss0, pss1, (double)(pss1 - pss0) * 1024.0 / o->clients);
         print_latency("base_", &base);
         print_latency("idle_", &idle);
+        phase_cpu_print("base_", &cpu_base, "frame", 2 * (uint64_t)base.n);
+        phase_cpu_print("idle_", &cpu_idle, "frame", 2 * (uint64_t)idle.n);
         printf(" p99_ratio=%.3f\n", p99_base > 0 ? p99_idle / p99_base : 0);
         samples_deinit(&base);
         samples_deinit(&idle);

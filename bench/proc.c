@@ -18,6 +18,7 @@
 
 #include "proc.h"
 #include "stats.h"
+#include "util.h"
 
 /**
  * proc_fork() - fork a child that dies with its parent
@@ -224,6 +225,26 @@ int proc_write_all(int fd, const void *buf, size_t size) {
         return 0;
 }
 
+/* The kibibytes of the first line of /proc/PID/@file that starts with @name ("VmRSS:"). */
+static long proc_field_kib(pid_t pid, const char *file, const char *name) {
+        char path[64], line[256];
+        size_t len = strlen(name);
+        long kib = -ENOENT;
+        FILE *f;
+
+        snprintf(path, sizeof(path), "/proc/%d/%s", (int)pid, file);
+        f = fopen(path, "re");
+        if (!f)
+                return -errno;
+        while (fgets(line, sizeof(line), f))
+                if (strncmp(line, name, len) == 0) {
+                        kib = strtol(line + len, NULL, 10);
+                        break;
+                }
+        fclose(f);
+        return kib;
+}
+
 /**
  * proc_rss_kib() - resident memory of a process (VmRSS)
  * @pid:        the process
@@ -231,19 +252,137 @@ int proc_write_all(int fd, const void *buf, size_t size) {
  * Return: kibibytes, or negative errno.
  */
 long proc_rss_kib(pid_t pid) {
-        char path[64], line[256];
-        long kib = -ENOENT;
-        FILE *f;
+        return proc_field_kib(pid, "status", "VmRSS:");
+}
 
-        snprintf(path, sizeof(path), "/proc/%d/status", (int)pid);
-        f = fopen(path, "re");
-        if (!f)
+/**
+ * proc_pss_kib() - proportional set size of a process (Pss of smaps_rollup)
+ * @pid:        the process
+ *
+ * Unlike VmRSS, shared pages count divided by the number of processes
+ * mapping them, so a library the broker shares with its clients does not
+ * count in full.
+ *
+ * Return: kibibytes, or negative errno (-ENOENT on kernels without
+ * smaps_rollup).
+ */
+long proc_pss_kib(pid_t pid) {
+        return proc_field_kib(pid, "smaps_rollup", "Pss:");
+}
+
+static int read_small_file(const char *path, char *buf, size_t size) {
+        _cleanup_(closep) int fd = -1;
+        ssize_t n;
+
+        fd = open(path, O_RDONLY | O_CLOEXEC);
+        if (fd < 0)
                 return -errno;
-        while (fgets(line, sizeof(line), f))
-                if (sscanf(line, "VmRSS: %ld kB", &kib) == 1)
-                        break;
-        fclose(f);
-        return kib;
+        n = read(fd, buf, size - 1);
+        if (n < 0)
+                return -errno;
+        buf[n] = 0;
+        return 0;
+}
+
+/**
+ * proc_cpu_ticks() - user and system time of a process so far
+ * @pid:        the process
+ * @ret_user:   utime of /proc/PID/stat, in clock ticks (sysconf(_SC_CLK_TCK))
+ * @ret_system: stime, likewise
+ *
+ * Return: 0 or negative errno.
+ */
+int proc_cpu_ticks(pid_t pid, uint64_t *ret_user, uint64_t *ret_system) {
+        char path[64], buf[1024], *p;
+        unsigned long long utime, stime;
+        int r;
+
+        snprintf(path, sizeof(path), "/proc/%d/stat", (int)pid);
+        r = read_small_file(path, buf, sizeof(buf));
+        if (r < 0)
+                return r;
+        p = strrchr(buf, ')');
+        if (!p || sscanf(p + 2, "%*c %*d %*d %*d %*d %*d %*u %*u %*u %*u %*u %llu %llu", &utime, &stime) != 2)
+                return -EBADMSG;
+        *ret_user = utime;
+        *ret_system = stime;
+        return 0;
+}
+
+/**
+ * proc_cpu_ns() - time a process has spent on a CPU so far
+ * @pid:        the process (its main thread: the brokers have no other)
+ *
+ * The first field of /proc/PID/schedstat, in nanoseconds, user and system
+ * together; where the kernel has no schedstat, utime + stime of
+ * /proc/PID/stat (clock ticks, 10 ms each at USER_HZ 100).
+ *
+ * Return: nanoseconds, or -1 if unknown.
+ */
+int64_t proc_cpu_ns(pid_t pid) {
+        char path[64], buf[256];
+        unsigned long long run;
+        uint64_t utime, stime;
+
+        if (pid <= 0)
+                return -1;
+        snprintf(path, sizeof(path), "/proc/%d/schedstat", (int)pid);
+        if (read_small_file(path, buf, sizeof(buf)) >= 0 && sscanf(buf, "%llu", &run) == 1)
+                return (int64_t)run;
+        if (proc_cpu_ticks(pid, &utime, &stime) < 0)
+                return -1;
+        return (int64_t)((utime + stime) * (1000000000ull / (unsigned long long)sysconf(_SC_CLK_TCK)));
+}
+
+/**
+ * proc_proc_self_cpu_ns() - CPU time of this process so far (every thread), in nanoseconds
+ */
+uint64_t proc_self_cpu_ns(void) {
+        struct timespec ts;
+
+        clock_gettime(CLOCK_PROCESS_CPUTIME_ID, &ts);
+        return (uint64_t)ts.tv_sec * 1000000000u + (uint64_t)ts.tv_nsec;
+}
+
+/**
+ * proc_syscall_cost() - the cost of the cheapest system call
+ * @n:          calls per loop
+ * @ret:        the figures, written on success
+ *
+ * getppid() (a real system call: glibc caches nothing) in 20 loops of @n. On a shared machine the fastest loop is the cost when nobody
+ * else took the CPU meanwhile; the CPU time of the loops counts only our
+ * own. Run it on the CPU the other measurements use.
+ *
+ * Return: 0 or negative errno.
+ */
+int proc_syscall_cost(unsigned n, SyscallCost *ret) {
+        _cleanup_(samples_deinit) Samples s = SAMPLES_NULL;
+        const unsigned loops = 20;
+        uint64_t cpu_ns = 0;
+        double p50_ns;
+        int r;
+
+        if (n == 0)
+                return -EINVAL;
+        r = samples_init(&s, loops);
+        if (r < 0)
+                return r;
+        for (unsigned l = 0; l < loops; l++) {
+                uint64_t c0 = proc_self_cpu_ns(), t0 = now_ns();
+
+                for (unsigned i = 0; i < n; i++)
+                        (void)getppid();
+                samples_add(&s, now_ns() - t0);
+                cpu_ns += proc_self_cpu_ns() - c0;
+        }
+        p50_ns = samples_percentile_us(&s, 50) * 1000.0 / n;   /* sorts: s.ns[0] is the fastest */
+        *ret = (SyscallCost) {
+                .n = n * loops,
+                .p50_ns = p50_ns,
+                .min_ns = (double)s.ns[0] / n,
+                .cpu_ns = (double)cpu_ns / ((double)n * loops),
+        };
+        return 0;
 }
 
 /**

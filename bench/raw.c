@@ -98,9 +98,11 @@ static int recv_check(int fd, uint8_t *buf, size_t size, uint64_t *ret_seq) {
         return payload_check(buf, (size_t)n, size, ret_seq);
 }
 
-static int rtt_loop(int fd, const BenchOptions *o, Samples *s) {
+/* The CPU time of both ends of the timed calls goes to @ret_cpu_ns; -1 if unreadable. */
+static int rtt_loop(int fd, pid_t echo, const BenchOptions *o, Samples *s, int64_t *ret_cpu_ns) {
         _cleanup_(freep) uint8_t *out = malloc(o->size);
         _cleanup_(freep) uint8_t *in = malloc(PAYLOAD_MAX);
+        int64_t cpu0 = -1, cpu1;
         uint64_t seq;
         int r;
 
@@ -110,6 +112,11 @@ static int rtt_loop(int fd, const BenchOptions *o, Samples *s) {
                 uint64_t t0, t1;
 
                 payload_fill(out, o->size, i);
+                if (i == o->warmup) {
+                        cpu0 = proc_cpu_ns(echo);
+                        if (cpu0 >= 0)
+                                cpu0 += (int64_t)proc_self_cpu_ns();
+                }
                 t0 = now_ns();
                 if (send(fd, out, o->size, MSG_NOSIGNAL) != (ssize_t)o->size)
                         return -EIO;
@@ -120,6 +127,8 @@ static int rtt_loop(int fd, const BenchOptions *o, Samples *s) {
                 if (i >= o->warmup)
                         samples_add(s, t1 - t0);
         }
+        cpu1 = proc_cpu_ns(echo);
+        *ret_cpu_ns = cpu0 >= 0 && cpu1 >= 0 ? cpu1 + (int64_t)proc_self_cpu_ns() - cpu0 : -1;
         return 0;
 }
 
@@ -131,6 +140,7 @@ static int rtt_loop(int fd, const BenchOptions *o, Samples *s) {
  */
 int raw_rtt(const BenchOptions *o) {
         _cleanup_(samples_deinit) Samples s = SAMPLES_NULL;
+        int64_t cpu_ns = -1;
         pid_t pid;
         int fd, r;
 
@@ -140,15 +150,18 @@ int raw_rtt(const BenchOptions *o) {
         r = echo_start(&fd, &pid);
         if (r < 0)
                 return r;
-        r = echo_stop(fd, pid, rtt_loop(fd, o, &s));
+        r = echo_stop(fd, pid, rtt_loop(fd, pid, o, &s, &cpu_ns));
         if (r < 0) {
                 fprintf(stderr, "plexus-bench: raw rtt: %s\n", strerror(-r));
                 return r;
         }
 
-        printf("mode=rtt size=%zu n=%zu p50_us=%.2f p90_us=%.2f p99_us=%.2f mean_us=%.2f\n",
+        printf("mode=rtt size=%zu n=%zu p50_us=%.2f p90_us=%.2f p99_us=%.2f mean_us=%.2f",
                o->size, s.n, samples_percentile_us(&s, 50), samples_percentile_us(&s, 90),
                samples_percentile_us(&s, 99), samples_mean_us(&s));
+        if (cpu_ns >= 0)
+                printf(" all_cpu_s=%.4f", (double)cpu_ns / 1e9);
+        printf("\n");
         return 0;
 }
 

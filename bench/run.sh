@@ -19,7 +19,19 @@
 # The counts below are environment variables; BENCH_QUICK=1 divides the
 # defaults by ten for a quick try. A full run takes about five minutes on a
 # 2-CPU machine. Needs root (or sudo) to install packages; dbus-broker also
-# needs root to stand in for journald (see start_journal_sink).
+# needs root to stand in for journald (see start_journal_sink). The last
+# thing on stdout is a one-screen summary: one row per goal of
+# docs/performance.md with its figure, ratio and PASS/MISSED, the broker
+# CPU per routed frame of plexusd, dbus-broker and dbus-daemon, and a
+# machine line with the cost of a null system call measured in the run.
+#
+#   bench/run.sh --guard
+#
+# (also bench/guard.sh) is the regression guard .ci/run calls: pinned only,
+# plexusd against dbus-broker and the raw floor, small counts (about half a
+# minute), no charts and nothing written to docs/. It exits 1 only on a
+# gross regression: a ratio past the thresholds of bench/report.py
+# (GUARD_LIMITS), never on an absolute time.
 #
 #   bench/run.sh --large [--quick]
 #
@@ -35,16 +47,18 @@ cd "$(dirname "$0")/.."
 root=$PWD
 
 large=0
+guard=0
 for arg in "$@"; do
     case $arg in
     --large) large=1 ;;
     --quick) export BENCH_QUICK=1 ;;
-    *) echo "usage: $0 [--large] [--quick]" >&2; exit 2 ;;
+    --guard) guard=1 ;;
+    *) echo "usage: $0 [--large | --guard] [--quick]" >&2; exit 2 ;;
     esac
 done
 
 note() {
-    echo "bench: $*" >&2
+    echo "bench: [${SECONDS}s] $*" >&2
 }
 
 scaled() {
@@ -62,7 +76,8 @@ pipeline_depth=${BENCH_PIPELINE_DEPTH:-128}
 fanout_deliveries=${BENCH_FANOUT_DELIVERIES:-$(scaled 500000)}
 fanout_burst=${BENCH_FANOUT_BURST:-100}
 connects=${BENCH_CONNECTS:-$(scaled 10000)}
-idle_clients=${BENCH_IDLE_CLIENTS:-10000}
+idle_clients=${BENCH_IDLE_CLIENTS:-100000}
+idle_per_process=${BENCH_IDLE_PER_PROCESS:-500}
 idle_calls=${BENCH_IDLE_CALLS:-$(scaled 50000)}
 modes=${BENCH_MODES:-pinned unpinned}
 timeout_s=${BENCH_TIMEOUT:-300}
@@ -71,6 +86,20 @@ out=${BENCH_OUT:-docs/benchmarks}
 
 buses=(raw plexus dbus-broker dbus-daemon)
 brokers=(plexus dbus-broker dbus-daemon)
+
+# The guard: only what its ratios need, pinned, with counts small enough
+# for the whole of it to take about half a minute (see measure_guard),
+# in rounds.
+guard_rounds=${BENCH_GUARD_ROUNDS:-3}
+if [ "$guard" = 1 ]; then
+    rtt_calls=${BENCH_RTT_CALLS:-2000}
+    warmup=${BENCH_WARMUP:-200}
+    pipeline_calls=${BENCH_PIPELINE_CALLS:-8000}
+    fanout_deliveries=${BENCH_FANOUT_DELIVERIES:-20000}
+    modes=pinned
+    buses=(raw plexus dbus-broker)
+    brokers=(plexus dbus-broker)
+fi
 
 # --- packages and build ------------------------------------------------------
 
@@ -97,7 +126,12 @@ install_missing() {
 tools/install-deps.sh >&2
 # dbus: dbus-daemon; systemd: systemd-socket-activate; util-linux: taskset;
 # liburing-dev: bench/uring-fanout (bench/uring-fanout.sh), nothing else.
-install_missing dbus dbus-broker libsystemd-dev gnuplot-nox util-linux systemd python3 liburing-dev
+# The guard draws no charts: no gnuplot, whose dependencies are many.
+if [ "$guard" = 1 ]; then
+    install_missing dbus dbus-broker libsystemd-dev util-linux systemd python3
+else
+    install_missing dbus dbus-broker libsystemd-dev gnuplot-nox util-linux systemd python3 liburing-dev
+fi
 
 if [ ! -d "$build" ]; then
     meson setup "$build" --werror -Dtests=false >&2
@@ -183,18 +217,29 @@ trap 'exit 130' INT TERM
 # --- limits and machine --------------------------------------------------------
 
 # Brokers inherit our RLIMIT_NOFILE. plexusd holds two descriptors per
-# client (its socket and a pidfd), the D-Bus brokers one. Raising the hard
-# limit needs CAP_SYS_RESOURCE, which some containers do not grant.
+# client: its socket and a pidfd. On Linux 6.5 and later (SO_PEERPIDFD)
+# daemon/peer.c means to open the pidfd only when needed, but HELLO needs
+# it already (introspect_capture() -> peer_comm() -> peer_process_alive()),
+# so an idle client costs two there too; BENCH_IDLE_FDS_PER_CLIENT=1 is for
+# a broker that keeps it at one. The D-Bus brokers hold one. 256 more cover
+# the listener, the loop and the active pair. The clients are spread over
+# holder processes of $idle_per_process each, which raise their own soft
+# limit. Raising the hard limit needs CAP_SYS_RESOURCE, which some
+# containers do not grant, and it stops at fs.nr_open.
+fds_per_client=${BENCH_IDLE_FDS_PER_CLIENT:-2}
+idle_wanted=$idle_clients
+fd_needed=$((fds_per_client * idle_wanted + 256))
 idle_limited_by=""
 hard=$(ulimit -Hn)
-if [ "$hard" != unlimited ] && [ "$hard" -lt 65536 ]; then
-    ulimit -Hn 65536 2>/dev/null || true
+if [ "$hard" != unlimited ] && [ "$hard" -lt "$fd_needed" ]; then
+    nr_open=$(cat /proc/sys/fs/nr_open 2>/dev/null || echo "$fd_needed")
+    ulimit -Hn $((fd_needed < nr_open ? fd_needed : nr_open)) 2>/dev/null || true
 fi
 ulimit -n "$(ulimit -Hn)" 2>/dev/null || true
 fd_limit=$(ulimit -n)
-if [ "$fd_limit" != unlimited ] && [ "$fd_limit" -lt $((2 * idle_clients + 256)) ]; then
-    idle_clients=$(( (fd_limit - 256) / 2 ))
-    idle_limited_by="RLIMIT_NOFILE is $fd_limit and cannot be raised; plexusd needs two descriptors per client"
+if [ "$fd_limit" != unlimited ] && [ "$fd_limit" -lt "$fd_needed" ]; then
+    idle_clients=$(( (fd_limit - 256) / fds_per_client ))
+    idle_limited_by="RLIMIT_NOFILE is $fd_limit and cannot be raised (no CAP_SYS_RESOURCE, or fs.nr_open); $idle_wanted idle clients need $fd_needed"
     note "$idle_limited_by: measuring $idle_clients idle clients on every bus"
 fi
 
@@ -210,6 +255,8 @@ all_cpus="0-$((cpus - 1))"
     echo "dbus-daemon=$(dbus-daemon --version | head -1)"
     echo "dbus-broker=$(dbus-broker --version 2>/dev/null | head -1)"
     echo "compiler=$(cc --version | head -1)"
+    # Other work on the machine disturbs every wall-time figure: say how much there was.
+    echo "load_start=$(cut -d' ' -f1-3 /proc/loadavg)"
 } >"$tmp/machine.txt"
 {
     echo "BENCH_RTT_CALLS=$rtt_calls"
@@ -220,7 +267,12 @@ all_cpus="0-$((cpus - 1))"
     echo "BENCH_FANOUT_BURST=$fanout_burst"
     echo "BENCH_CONNECTS=$connects"
     echo "BENCH_IDLE_CLIENTS=$idle_clients"
+    echo "BENCH_IDLE_PER_PROCESS=$idle_per_process"
     echo "BENCH_IDLE_CALLS=$idle_calls"
+    echo "idle_wanted=$idle_wanted"
+    echo "idle_fds_per_client=$fds_per_client"
+    echo "idle_fd_needed=$fd_needed"
+    echo "RLIMIT_NOFILE=$fd_limit"
     if [ -n "$idle_limited_by" ]; then
         echo "idle clients lowered because=$idle_limited_by"
     fi
@@ -335,6 +387,18 @@ if command -v dbus-broker-launch >/dev/null && command -v systemd-socket-activat
 fi
 write_dbus_config "$tmp/dbus-broker.conf" ""
 
+# plexusd's defaults are for a system bus: 16,384 clients, 256 per uid, 64
+# per uid before HELLO. Here every client has our uid, so the limits go as
+# high as the configuration allows (docs/configuration.md); -c also keeps
+# it from reading /etc/plexus/plexusd.conf.
+cat >"$tmp/plexusd.conf" <<EOF
+[limits]
+max_clients = 1000000
+max_user_clients = 1000000
+max_unauthenticated = 1000000
+max_user_unauthenticated = 1000000
+EOF
+
 # --- one CPU mode: start the brokers, measure, stop them -----------------------
 
 declare -A address
@@ -350,12 +414,12 @@ start_brokers() {
     address[dbus-broker]=unix:path=$dir/dbus-broker.sock
     broker_pid=()
 
-    "${pin[@]}" "$plexusd" -a "$dir/plexus.sock" 2>"$logs/plexusd-$mode.log" &
+    "${pin[@]}" "$plexusd" -c "$tmp/plexusd.conf" -a "$dir/plexus.sock" 2>"$logs/plexusd-$mode.log" &
     mode_pids+=($!)
     broker_pid[plexus]=$!
     wait_bus plexus "${address[plexus]}" || return 1
 
-    if [ "$large" = 0 ]; then
+    if [ "$large" = 0 ] && [ "$guard" = 0 ]; then
         write_dbus_config "$dir/dbus-daemon.conf" "${address[dbus-daemon]}"
         "${pin[@]}" dbus-daemon --config-file="$dir/dbus-daemon.conf" --nofork 2>"$logs/dbus-daemon-$mode.log" &
         mode_pids+=($!)
@@ -390,8 +454,9 @@ results=$tmp/results.tsv
 n_failed=0
 
 # run BUS TEST MODE [OPTIONS]: one measurement of plexus-bench, recorded.
+# Against a broker it also gets the broker's pid, for its CPU time.
 run() {
-    local bus=$1 test=$2 kind rc=0 result
+    local bus=$1 test=$2 kind rc=0 result pid_arg=()
     shift 2
 
     case $bus in
@@ -402,11 +467,14 @@ run() {
     if [ "$bus" = dbus-broker ] && [ "$have_broker" != 1 ]; then
         return 0
     fi
+    if [ -n "${broker_pid[$bus]:-}" ]; then
+        pid_arg=(-P "${broker_pid[$bus]}")
+    fi
     note "$mode: $bus $test"
     {
         echo "== $mode $bus $test: plexus-bench $kind $*"
     } >>"$logs/measurements.log"
-    result=$(timeout "$timeout_s" "${pin[@]}" "$bench" "$kind" -a "${address[$bus]}" "$@" \
+    result=$(timeout "$timeout_s" "${pin[@]}" "$bench" "$kind" -a "${address[$bus]}" "$@" "${pid_arg[@]}" \
              2>>"$logs/measurements.log") || rc=$?
     if [ "$rc" -eq 0 ] && [ -n "$result" ]; then
         printf '%s\t%s\t%s\t%s\n' "$mode" "$bus" "$test" "$result" >>"$results"
@@ -421,6 +489,8 @@ run() {
 measure_all() {
     local bus size n
 
+    # The cost of a null system call, on the CPUs of this mode.
+    run raw syscall syscall -n 100000
     for size in 64 4096; do
         for bus in "${buses[@]}"; do
             run "$bus" "rtt$size" rtt -s "$size" -n "$rtt_calls" -w "$warmup"
@@ -444,8 +514,30 @@ measure_all() {
         # Let the brokers finish tearing down the connections of the
         # previous measurement, so that the pair's latency "alone" is that.
         sleep 1
-        run "$bus" idle idle -c "$idle_clients" -p 500 -n "$idle_calls" -w "$warmup" \
-            -P "${broker_pid[$bus]}"
+        run "$bus" idle idle -c "$idle_clients" -p "$idle_per_process" -n "$idle_calls" -w "$warmup"
+    done
+}
+
+# The guard's measurements: the floor and the three ratios it judges
+# (report.py --guard), in $guard_rounds rounds, each bus right after the
+# other. report.py takes each bus's best round, so that a burst of other
+# work on the machine during one round does not decide the verdict.
+measure_guard() {
+    local bus
+
+    run raw syscall syscall -n 10000
+    for _ in $(seq "$guard_rounds"); do
+        for bus in raw plexus dbus-broker; do
+            run "$bus" rtt64 rtt -s 64 -n "$rtt_calls" -w "$warmup"
+        done
+        for bus in plexus dbus-broker; do
+            run "$bus" pipeline pipeline -s 64 -d "$pipeline_depth" -n "$pipeline_calls" \
+                -w $((pipeline_calls / 10))
+        done
+        for bus in plexus dbus-broker; do
+            run "$bus" fanout10 fanout -s 64 -S 10 -b "$fanout_burst" -w "$fanout_burst" \
+                -n $(( (fanout_deliveries / 10 + fanout_burst - 1) / fanout_burst * fanout_burst ))
+        done
     done
 }
 
@@ -461,16 +553,37 @@ for mode in $modes; do
     unpinned) pin=(taskset -c "$all_cpus") ;;
     *) note "unknown mode $mode"; exit 1 ;;
     esac
-    note "--- $mode: starting plexusd, dbus-daemon, dbus-broker"
+    note "--- $mode: starting ${brokers[*]}"
     if ! start_brokers; then
         note "the brokers did not start, see $logs"
         exit 1
     fi
-    measure_all
+    if [ "$guard" = 1 ]; then
+        measure_guard
+    else
+        measure_all
+    fi
     stop_brokers
 done
 
 # --- report --------------------------------------------------------------------
+
+echo "load_end=$(cut -d' ' -f1-3 /proc/loadavg)" >>"$tmp/machine.txt"
+
+if [ "$guard" = 1 ]; then
+    if [ "$have_broker" != 1 ]; then
+        note "guard: dbus-broker could not run here, and every threshold is a ratio to it"
+        exit 1
+    fi
+    status=0
+    cp "$results" "$logs/guard-results.tsv"
+    python3 bench/report.py --guard --results "$results" --machine "$tmp/machine.txt" || status=1
+    if [ "$n_failed" -gt 0 ]; then
+        note "guard: $n_failed measurements failed, see $logs/measurements.log"
+        status=1
+    fi
+    exit "$status"
+fi
 
 mkdir -p "$out"
 status=0
