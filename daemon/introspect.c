@@ -158,6 +158,7 @@ void introspect_capture(Broker *b, Peer *p) {
                 read_comm(p, comm_fd);
         read_cmdline(cmdline_fd, buf);
         p->cmdline = strdup(buf);
+        peer_release_pidfd(p);
 }
 
 /**

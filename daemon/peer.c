@@ -98,6 +98,19 @@ int peer_get_pidfd(Peer *p) {
 }
 
 /**
+ * peer_release_pidfd() - close @p's pidfd if it can be opened again later
+ *
+ * With SO_PEERPIDFD the socket names the connecting process for as long as
+ * it lives, so the pidfd need not be held: an idle client then costs the
+ * broker one descriptor, not two. Without it, the pidfd opened at accept is
+ * all that pins the process, and it stays.
+ */
+void peer_release_pidfd(Peer *p) {
+        if (p->broker->peer_pidfd_support > 0 && p->fd >= 0)
+                p->pidfd = plx_close(p->pidfd);
+}
+
+/**
  * peer_process_alive() - whether the process behind @p's credentials still runs
  *
  * As far as the pidfd can tell; without one, assumed alive.

@@ -156,6 +156,7 @@ static inline bool peer_is_alive(const Peer *p) {
 const char *peer_comm(Peer *p);
 bool peer_process_alive(Peer *p);
 int peer_get_pidfd(Peer *p);
+void peer_release_pidfd(Peer *p);
 
 /* Per-client lines name the client by unique id, pid, process name and description. */
 #define peer_log(p, prio, fmt, ...)                                                     \

@@ -73,18 +73,32 @@ static void sleep_ms(int ms) {
  * Return: the count, not including the directory fd used to count.
  */
 int harness_count_fds(void) {
+        int n = harness_count_process_fds(getpid());
+
+        /* Less the directory's own. */
+        return n < 0 ? n : n - 1;
+}
+
+/**
+ * harness_count_process_fds() - how many fds process @pid has open
+ *
+ * Return: the count, or negative errno.
+ */
+int harness_count_process_fds(pid_t pid) {
+        char path[64];
         DIR *d;
         struct dirent *de;
         int n = 0;
 
-        d = opendir("/proc/self/fd");
+        snprintf(path, sizeof(path), "/proc/%d/fd", (int)pid);
+        d = opendir(path);
         if (!d)
                 return -errno;
         while ((de = readdir(d)))
                 if (de->d_name[0] != '.')
                         n++;
         closedir(d);
-        return n - 1;
+        return n;
 }
 
 /**

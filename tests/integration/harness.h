@@ -61,6 +61,7 @@ typedef int (*HarnessChildFn)(int report_fd, int control_fd, void *userdata);
 
 int harness_timeout_ms(int ms);
 int harness_count_fds(void);
+int harness_count_process_fds(pid_t pid);
 uint64_t harness_now_ms(void);
 
 int harness_setup(void **state);

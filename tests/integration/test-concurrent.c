@@ -222,9 +222,47 @@ static void test_connect_full_backlog(void **state) {
         rmdir(dir);
 }
 
+#define N_IDLE 20
+
+/*
+ * An idle client costs the broker one descriptor, its socket: the pidfd
+ * that pins the process while its /proc files are read at HELLO is closed
+ * after, where SO_PEERPIDFD (Linux 6.5) can open it again when needed.
+ */
+static void test_idle_client_one_fd(void **state) {
+        ServiceFixture *f = *state;
+        plx_bus *idle[N_IDLE];
+        int sv[2], pidfd = -1, before, after;
+        socklen_t len = sizeof(pidfd);
+
+        assert_int_equal(socketpair(AF_UNIX, SOCK_SEQPACKET | SOCK_CLOEXEC, 0, sv), 0);
+        if (getsockopt(sv[0], SOL_SOCKET, 77 /* SO_PEERPIDFD */, &pidfd, &len) < 0) {
+                close(sv[0]);
+                close(sv[1]);
+                skip();
+        }
+        close(pidfd);
+        close(sv[0]);
+        close(sv[1]);
+
+        before = harness_count_process_fds(f->harness->broker_pid);
+        assert_true(before > 0);
+        for (int i = 0; i < N_IDLE; i++)
+                assert_int_equal(plx_bus_new(&idle[i], f->harness->address, "idle"), 0);
+        /* A round trip each: every HELLO has been handled. */
+        for (int i = 0; i < N_IDLE; i++)
+                assert_int_equal(plx_bus_call(idle[i], PLX_BROKER, "Ping", NULL, 0, PLX_TIMEOUT_DEFAULT, NULL), 0);
+        after = harness_count_process_fds(f->harness->broker_pid);
+        if (after - before != N_IDLE)
+                fail_msg("%d idle clients hold %d broker fds", N_IDLE, after - before);
+        for (int i = 0; i < N_IDLE; i++)
+                plx_bus_free(idle[i]);
+}
+
 int main(void) {
         const struct CMUnitTest tests[] = {
                 SERVICE_TEST(test_concurrent_clients),
+                SERVICE_TEST(test_idle_client_one_fd),
                 cmocka_unit_test(test_connect_full_backlog),
         };
 
