@@ -216,17 +216,15 @@ trap 'exit 130' INT TERM
 
 # --- limits and machine --------------------------------------------------------
 
-# Brokers inherit our RLIMIT_NOFILE. plexusd holds two descriptors per
-# client: its socket and a pidfd. On Linux 6.5 and later (SO_PEERPIDFD)
-# daemon/peer.c means to open the pidfd only when needed, but HELLO needs
-# it already (introspect_capture() -> peer_comm() -> peer_process_alive()),
-# so an idle client costs two there too; BENCH_IDLE_FDS_PER_CLIENT=1 is for
-# a broker that keeps it at one. The D-Bus brokers hold one. 256 more cover
+# Brokers inherit our RLIMIT_NOFILE. plexusd holds one descriptor per idle
+# client, its socket, on Linux 6.5 and later (SO_PEERPIDFD: the pidfd that
+# HELLO needs is closed after it); older kernels keep a pidfd per client
+# too, hence BENCH_IDLE_FDS_PER_CLIENT=2 there. The D-Bus brokers hold one. 256 more cover
 # the listener, the loop and the active pair. The clients are spread over
 # holder processes of $idle_per_process each, which raise their own soft
 # limit. Raising the hard limit needs CAP_SYS_RESOURCE, which some
 # containers do not grant, and it stops at fs.nr_open.
-fds_per_client=${BENCH_IDLE_FDS_PER_CLIENT:-2}
+fds_per_client=${BENCH_IDLE_FDS_PER_CLIENT:-1}
 idle_wanted=$idle_clients
 fd_needed=$((fds_per_client * idle_wanted + 256))
 idle_limited_by=""
