@@ -76,9 +76,13 @@ GOAL_IDLE_CLIENTS = 100000
 # them when the code gets faster, after five guard runs of the new code.
 GUARD_LIMITS = [
     # label, test, how the ratio is formed, limit, "min" or "max"
-    ("Fan-out to 10: deliveries per CPU s vs dbus-broker", "fanout10", "vs_broker", 0.4, "min"),
-    ("Call 64 B: CPU per call ÷ raw floor's", "rtt64", "vs_floor", 8.0, "max"),
-    ("Pipelined: calls per CPU s vs dbus-broker", "pipeline", "vs_broker", 0.7, "min"),
+    # Measured on the 2-CPU VM of docs/performance.md, loaded (load 5):
+    # fan-out 2.8-3.4x, call 3.4-3.7x, pipelined 5.3x; each limit leaves
+    # room for a noisy CI machine and still catches a return to one system
+    # call per frame.
+    ("Fan-out to 10: deliveries per CPU s vs dbus-broker", "fanout10", "vs_broker", 1.0, "min"),
+    ("Call 64 B: CPU per call ÷ raw floor's", "rtt64", "vs_floor", 6.0, "max"),
+    ("Pipelined: calls per CPU s vs dbus-broker", "pipeline", "vs_broker", 1.5, "min"),
 ]
 # test: (judged key, lower is better, wall-time key shown beside it)
 GUARD_KEYS = {
