@@ -203,6 +203,7 @@ struct plx_bus {
         void *monitor_userdata;
 
         bool exit_requested;
+        bool dispatched;                /* the last plx_bus_process() dispatched a message */
         int exit_code;
 
         sd_event *event;

@@ -1128,15 +1128,28 @@ _public_ int plx_bus_process(plx_bus *bus) {
                         if (r < 0 && r != -ECONNRESET)
                                 return r;
                 }
-                r = bus_read(bus, &progress);
-                if (r < 0 && r != -ECONNRESET)
-                        return r;
+                /*
+                 * The messages of a read that emptied the socket are all
+                 * dispatched, one per call, and this is the call after the
+                 * last: another read would say EAGAIN. Idle once, so that
+                 * the caller waits for the fd (a frame that came since
+                 * makes it readable); the call after that reads.
+                 */
+                if (bus->dispatched && rx_drained(bus)) {
+                        bus->rx->drained = false;
+                } else {
+                        r = bus_read(bus, &progress);
+                        if (r < 0 && r != -ECONNRESET)
+                                return r;
+                }
         }
 
+        bus->dispatched = false;
         m = list_first_entry(&bus->rqueue, plx_msg, link);
         if (m) {
                 list_unlink(&m->link);
                 bus->n_rqueue--;
+                bus->dispatched = true;
                 r = bus_dispatch(bus, m);
                 plx_msg_unref(m);
                 return r < 0 ? r : 1;
