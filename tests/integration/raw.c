@@ -235,3 +235,41 @@ int raw_wait_eof(int fd, int timeout_ms) {
                         return -errno;
         }
 }
+
+/**
+ * raw_subscriber() - connect, say HELLO and subscribe to @pattern (serial 2)
+ * @address:    the broker
+ * @pattern:    the subscription
+ * @f:          a frame buffer; holds the Subscribe reply on return
+ * @ret_id:     receives the unique id
+ * @size:       its size
+ *
+ * Return: the socket, or a negative errno.
+ */
+int raw_subscriber(const char *address, const char *pattern, RawFrame *f, char *ret_id, size_t size) {
+        Plexus__SubscribeRequest req = PLEXUS__SUBSCRIBE_REQUEST__INIT;
+        Plexus__Header h = PLEXUS__HEADER__INIT;
+        uint8_t payload[300];
+        int fd, r;
+
+        fd = raw_connect(address);
+        if (fd < 0)
+                return fd;
+        req.pattern = (char *)pattern;
+        h.kind = PLEXUS__KIND__KIND_CALL;
+        h.serial = 2;
+        h.destination = (char *)BROKER_NAME;
+        h.member = (char *)"Subscribe";
+        r = raw_hello(fd, f, ret_id, size);
+        if (r == 0)
+                r = raw_send(fd, &h, payload, plexus__subscribe_request__pack(&req, payload));
+        if (r == 0)
+                r = raw_recv(fd, f, harness_timeout_ms(HARNESS_TIMEOUT_MS)) == 1 ? 0 : -EPROTO;
+        if (r == 0 && (!f->header || f->header->kind != PLEXUS__KIND__KIND_REPLY || f->header->reply_serial != 2))
+                r = -EPROTO;
+        if (r < 0) {
+                close(fd);
+                return r;
+        }
+        return fd;
+}

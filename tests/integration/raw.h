@@ -32,3 +32,4 @@ int raw_send_hello(int fd, uint64_t serial, uint32_t protocol_version);
 int raw_recv(int fd, RawFrame *f, int timeout_ms);
 int raw_hello(int fd, RawFrame *f, char *ret_id, size_t size);
 int raw_wait_eof(int fd, int timeout_ms);
+int raw_subscriber(const char *address, const char *pattern, RawFrame *f, char *ret_id, size_t size);

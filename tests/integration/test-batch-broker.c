@@ -32,29 +32,6 @@ static int wait_ms(void) {
         return harness_timeout_ms(HARNESS_TIMEOUT_MS);
 }
 
-/* A raw client, HELLO done, subscribed to @pattern (serial 2). */
-static int raw_subscriber(const char *address, const char *pattern, RawFrame *f) {
-        Plexus__SubscribeRequest req = PLEXUS__SUBSCRIBE_REQUEST__INIT;
-        Plexus__Header h = PLEXUS__HEADER__INIT;
-        uint8_t payload[300];
-        char id[64];
-        int fd;
-
-        fd = raw_connect(address);
-        assert_true(fd >= 0);
-        assert_int_equal(raw_hello(fd, f, id, sizeof(id)), 0);
-        req.pattern = (char *)pattern;
-        h.kind = PLEXUS__KIND__KIND_CALL;
-        h.serial = 2;
-        h.destination = (char *)PLX_BROKER;
-        h.member = (char *)"Subscribe";
-        assert_int_equal(raw_send(fd, &h, payload, plexus__subscribe_request__pack(&req, payload)), 0);
-        assert_int_equal(raw_recv(fd, f, wait_ms()), 1);
-        assert_non_null(f->header);
-        assert_int_equal(f->header->kind, PLEXUS__KIND__KIND_REPLY);
-        return fd;
-}
-
 static void send_signal(int fd, uint64_t serial, const char *topic, const void *payload, size_t size) {
         Plexus__Header h = PLEXUS__HEADER__INIT;
 
@@ -93,10 +70,12 @@ static void test_batched_and_direct_frames_keep_order(void **state) {
         Harness *h = *state;
         RawFrame *f = raw_frame_new();
         uint64_t delivery;
+        char id[64];
         int fd;
 
         assert_non_null(f);
-        fd = raw_subscriber(h->address, "self/#", f);
+        fd = raw_subscriber(h->address, "self/#", f, id, sizeof(id));
+        assert_true(fd >= 0);
         delivery = f->header->delivery;
 
         pause_broker(h);
@@ -144,7 +123,8 @@ static void test_partial_batch_is_queued_in_order(void **state) {
         int pub, sub;
 
         assert_non_null(f);
-        sub = raw_subscriber(h->address, "burst/#", f);
+        sub = raw_subscriber(h->address, "burst/#", f, id, sizeof(id));
+        assert_true(sub >= 0);
         delivery = f->header->delivery;
         pub = raw_connect(h->address);
         assert_true(pub >= 0);
@@ -200,7 +180,8 @@ static void test_error_mid_batch(void **state) {
         int pub, sub;
 
         assert_non_null(f);
-        sub = raw_subscriber(h->address, "mid/#", f);
+        sub = raw_subscriber(h->address, "mid/#", f, id, sizeof(id));
+        assert_true(sub >= 0);
         pub = raw_connect(h->address);
         assert_true(pub >= 0);
         assert_int_equal(raw_hello(pub, f, id, sizeof(id)), 0);

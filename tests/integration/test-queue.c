@@ -236,29 +236,6 @@ static int wait_ms(void) {
         return harness_timeout_ms(HARNESS_TIMEOUT_MS);
 }
 
-/* A raw client subscribed to @pattern: it reads only when the test says so. */
-static int raw_subscriber(const char *address, const char *pattern, RawFrame *f, char *ret_id, size_t size) {
-        Plexus__SubscribeRequest req = PLEXUS__SUBSCRIBE_REQUEST__INIT;
-        Plexus__Header h = PLEXUS__HEADER__INIT;
-        uint8_t payload[300];
-        int fd;
-
-        fd = raw_connect(address);
-        assert_true(fd >= 0);
-        assert_int_equal(raw_hello(fd, f, ret_id, size), 0);
-        req.pattern = (char *)pattern;
-        h.kind = PLEXUS__KIND__KIND_CALL;
-        h.serial = 2;
-        h.destination = (char *)PLX_BROKER;
-        h.member = (char *)"Subscribe";
-        assert_int_equal(raw_send(fd, &h, payload, plexus__subscribe_request__pack(&req, payload)), 0);
-        assert_int_equal(raw_recv(fd, f, wait_ms()), 1);
-        assert_non_null(f->header);
-        assert_int_equal(f->header->kind, PLEXUS__KIND__KIND_REPLY);
-        assert_int_equal(f->header->reply_serial, 2);
-        return fd;
-}
-
 /* Frames waiting in the broker's queue for client @id (GetClient's queue_frames). */
 static uint64_t queued_frames(plx_bus *bus, const char *id) {
         Plexus__NameRequest req = PLEXUS__NAME_REQUEST__INIT;
@@ -342,6 +319,7 @@ static void test_queue_frame_limit(void **state) {
         assert_non_null(frame);
         plx_bus_set_error_handler(f->bus, on_error, &errors);
         sub = raw_subscriber(f->harness->address, "full/#", frame, id, sizeof(id));
+        assert_true(sub >= 0);
 
         n_accepted = fill_queue(f->bus, &errors, "full/data", id);
         fprintf(stderr, "%u signals accepted, %u of them queued in the broker\n", n_accepted, QUEUE_FRAMES);
@@ -395,6 +373,7 @@ static void test_reply_to_full_queue(void **state) {
         assert_true(callee >= 0);
         assert_int_equal(raw_hello(callee, frame, callee_id, sizeof(callee_id)), 0);
         caller = raw_subscriber(f->harness->address, "full/#", frame, caller_id, sizeof(caller_id));
+        assert_true(caller >= 0);
 
         /* The caller calls, then stops reading. */
         h.kind = PLEXUS__KIND__KIND_CALL;
