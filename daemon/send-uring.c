@@ -13,46 +13,52 @@
 #include <errno.h>
 #include <liburing.h>
 #include <stdlib.h>
+#include <sys/syscall.h>
+#include <unistd.h>
 
 #include "send-uring.h"
 
 struct SendRing {
         struct io_uring ring;
         unsigned n_pushed;              /* since the last submission */
-        bool broken;                    /* a wait failed: results unknown, the ring is not used again */
+        bool enabled;                   /* by the thread that submits, see send_ring_new() */
+        bool broken;                    /* a submission failed: the ring is not used again */
 };
 
 /**
  * send_ring_new() - set up a ring of SEND_RING_ENTRIES requests
  * @ret:        the ring, on success
  *
- * IORING_SETUP_SUBMIT_ALL is required: without it the kernel stops
- * submitting at the first request that fails early and leaves the rest in
- * the ring, to be sent, out of order, by a later submission.
- * COOP_TASKRUN is dropped on kernels that do not know it.
+ * Flags, all required:
+ * - IORING_SETUP_DEFER_TASKRUN (with SINGLE_ISSUER, Linux 6.1): completions
+ *   and linked successors are processed only inside the io_uring_enter()
+ *   that waits for them, which runs the whole round without a scheduling
+ *   point. Without it plexusd was preempted more often by the receivers it
+ *   woke than with sendmmsg(), and used 1.6x its CPU per delivery
+ *   (docs/performance.md §9.5): without it, io_uring is not worth using.
+ * - IORING_SETUP_SUBMIT_ALL: else the kernel stops submitting at the first
+ *   request that fails early and leaves the rest in the ring, to be sent,
+ *   out of order, by a later submission.
+ * - IORING_SETUP_R_DISABLED: SINGLE_ISSUER binds the ring to the thread
+ *   that enables it, which is the one that runs the broker (the first
+ *   send_ring_submit()), not necessarily the one that creates it.
  *
  * Return: 0; -ENOSYS (no io_uring), -EPERM (kernel.io_uring_disabled, a
  * seccomp filter), -ENOMEM (RLIMIT_MEMLOCK on old kernels) or -EINVAL
- * (a kernel older than 5.18) when io_uring cannot be used; another
+ * (a kernel older than 6.1) when io_uring cannot be used; another
  * negative errno.
  */
 int send_ring_new(SendRing **ret) {
-        static const unsigned flags[] = {
-                IORING_SETUP_SUBMIT_ALL | IORING_SETUP_COOP_TASKRUN,
-                IORING_SETUP_SUBMIT_ALL,
-        };
         _cleanup_(send_ring_freep) SendRing *r = NULL;
-        int k = -EINVAL;
+        int k;
 
         r = calloc(1, sizeof(*r));
         if (!r)
                 return -ENOMEM;
-        r->ring.ring_fd = -1;
-        for (size_t i = 0; i < ELEMENTSOF(flags); i++) {
-                k = io_uring_queue_init(SEND_RING_ENTRIES, &r->ring, flags[i]);
-                if (k != -EINVAL)
-                        break;
-        }
+        k = io_uring_queue_init(SEND_RING_ENTRIES, &r->ring,
+                                IORING_SETUP_SUBMIT_ALL | IORING_SETUP_COOP_TASKRUN |
+                                IORING_SETUP_SINGLE_ISSUER | IORING_SETUP_DEFER_TASKRUN |
+                                IORING_SETUP_R_DISABLED);
         if (k < 0) {
                 r->ring.ring_fd = -1;
                 return k;
@@ -130,11 +136,20 @@ int send_ring_submit(SendRing *r, int32_t *res) {
                 return -EIO;
         if (n == 0)
                 return 0;
+        if (!r->enabled) {
+                /* liburing 2.3 declares io_uring_enable_rings() but does not export it. */
+                if (syscall(__NR_io_uring_register, r->ring.ring_fd, IORING_REGISTER_ENABLE_RINGS, NULL, 0) < 0) {
+                        r->broken = true;
+                        return -errno;
+                }
+                r->enabled = true;
+        }
 
         k = io_uring_submit_and_wait(&r->ring, n);
         if (k < 0) {
                 /*
-                 * The kernel reports an error only when it took no request.
+                 * The kernel reports an error only when it took no request
+                 * (-EEXIST: a thread other than the first one submits).
                  * They are still in the submission queue: a later submission
                  * would send them with buffers long gone.
                  */
