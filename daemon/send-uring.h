@@ -27,7 +27,7 @@
 #include "util.h"
 
 /* Requests per submission: the caller flushes bigger rounds in chunks. */
-#define SEND_RING_ENTRIES 256u
+#define SEND_RING_ENTRIES 512u
 
 typedef struct SendRing SendRing;
 
