@@ -488,15 +488,18 @@ static void peer_flush_batches_ring(Broker *b) {
         }
 }
 
+static bool batch_several_receivers(const Broker *b) {
+        return !list_is_empty(&b->batch_peers) && b->batch_peers.next->next != &b->batch_peers;
+}
+
 /**
  * peer_flush_batches() - flush every receiver's batch; the receive slots may be reused after
  */
 void peer_flush_batches(Broker *b) {
         Peer *p;
 
-        /* io_uring pays only when the round reaches several receivers. */
-        if (b->send_ring && !list_is_empty(&b->batch_peers) &&
-            b->batch_peers.next->next != &b->batch_peers)
+        /* io_uring pays only when the round reaches several receivers (§9.2 of performance.md). */
+        if (b->send_ring && batch_several_receivers(b))
                 peer_flush_batches_ring(b);
         while ((p = list_first_entry(&b->batch_peers, Peer, batch_link)))
                 peer_flush_batch(p);
