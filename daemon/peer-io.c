@@ -478,9 +478,9 @@ static void peer_flush_batches_ring(Broker *b) {
                 r = send_ring_submit(b->send_ring, tx->res);
                 if (r < 0) {
                         /* Nothing went out: these receivers get sendmmsg(), like everyone from now on. */
-                        peer_io_drop_ring(b, r);
                         for (unsigned k = 0; k < n_peers; k++)
                                 peer_flush_batch(tx->peer[k]);
+                        peer_io_drop_ring(b, r);        /* frees tx */
                         return;
                 }
                 for (unsigned k = 0; k < n_peers; k++)
