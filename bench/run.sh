@@ -125,7 +125,8 @@ install_missing() {
 
 tools/install-deps.sh >&2
 # dbus: dbus-daemon; systemd: systemd-socket-activate; util-linux: taskset;
-# liburing-dev: bench/uring-fanout (bench/uring-fanout.sh), nothing else.
+# liburing-dev: bench/uring-fanout (bench/uring-fanout.sh); tools/install-deps.sh
+# installs it too, for plexusd's io_uring send path.
 # The guard draws no charts: no gnuplot, whose dependencies are many.
 if [ "$guard" = 1 ]; then
     install_missing dbus dbus-broker libsystemd-dev util-linux systemd python3

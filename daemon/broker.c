@@ -40,6 +40,7 @@ void plx_broker_config_init(plx_broker_config *c) {
         *c = (plx_broker_config) {
                 .listen_fd = -1,
                 .log_level = LOG_INFO,
+                .io_uring = true,
                 .max_clients = BROKER_DEFAULT_MAX_CLIENTS,
                 .max_queue_frames = BROKER_DEFAULT_MAX_QUEUE_FRAMES,
                 .max_queue_bytes = BROKER_DEFAULT_MAX_QUEUE_BYTES,

@@ -52,6 +52,8 @@ typedef struct plx_broker_config {
         void *notify_userdata;
         uint64_t watchdog_usec;         /* send WATCHDOG=1 every half of this; 0: never */
 
+        bool io_uring;                  /* send fan-out through io_uring where available (default) */
+
         uint32_t max_clients;
         uint32_t max_queue_frames;      /* per client, outgoing */
         uint32_t max_queue_bytes;       /* per client, outgoing */
@@ -228,6 +230,8 @@ struct Broker {
         Arena payload_arena;            /* decoded payload of calls to the broker */
         struct PeerRxSlots *rx_slots;   /* PEER_READ_BATCH receive buffers: the frames being routed */
         struct BatchEntry *batch;       /* frames batched for their receivers, see peer-io.c */
+        struct SendRing *send_ring;     /* io_uring for fan-out, or NULL: sendmmsg() only */
+        struct PeerTxSlots *tx_slots;   /* what a send_ring submission borrows */
         size_t n_batch;
         List batch_peers;               /* Peer.batch_link: receivers with a batch */
         bool batch_open;                /* routing frames from the receive slots: batching allowed */

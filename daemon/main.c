@@ -19,6 +19,7 @@
 static const char *arg_address;
 static const char *arg_config;
 static int arg_log_level = LOG_INFO;
+static bool arg_io_uring = true;
 
 static void log_stderr(void *userdata, int priority, const char *line) {
         /* "<N>" prefixes let journald assign priorities to stderr lines. */
@@ -38,6 +39,7 @@ static void help(void) {
                "  -c --config FILE    Read limits and policy from FILE (default, if it exists:\n"
                "                      " CONFIG_SYSTEM_PATH " as root, else\n"
                "                      $XDG_CONFIG_HOME/plexus/plexusd.conf); SIGHUP reads it again\n"
+               "     --no-io-uring    Send fan-out with sendmmsg() only, never through io_uring\n"
                "  -v --verbose        Log debug messages\n"
                "  -h --help           Show this help\n"
                "     --version        Show the version\n",
@@ -45,13 +47,14 @@ static void help(void) {
 }
 
 static int parse_argv(int argc, char **argv) {
-        enum { ARG_VERSION = 0x100 };
+        enum { ARG_VERSION = 0x100, ARG_NO_IO_URING };
         static const struct option options[] = {
                 { "address", required_argument, NULL, 'a' },
                 { "config", required_argument, NULL, 'c' },
                 { "verbose", no_argument, NULL, 'v' },
                 { "help", no_argument, NULL, 'h' },
                 { "version", no_argument, NULL, ARG_VERSION },
+                { "no-io-uring", no_argument, NULL, ARG_NO_IO_URING },
                 {}
         };
         int c;
@@ -70,6 +73,9 @@ static int parse_argv(int argc, char **argv) {
                 case 'h':
                         help();
                         return 0;
+                case ARG_NO_IO_URING:
+                        arg_io_uring = false;
+                        break;
                 case ARG_VERSION:
                         printf("plexusd %s\n", PLEXUS_VERSION);
                         return 0;
@@ -137,6 +143,7 @@ int main(int argc, char **argv) {
         config.handle_signals = true;
         config.log_fn = log_stderr;
         config.log_level = arg_log_level;
+        config.io_uring = arg_io_uring;
         if (arg_config)
                 config.config_path = arg_config;
         else if (config_default_path(config_path, sizeof(config_path)) >= 0)

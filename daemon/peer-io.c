@@ -18,6 +18,15 @@
  * delivery, and so does a burst of pipelined calls to one service. A batch
  * of one frame goes out with sendmsg(): a lone call costs what it did.
  *
+ * A read batch whose frames go to several receivers (fan-out) is flushed
+ * through io_uring where the build and the kernel allow it (send-uring.h):
+ * one io_uring_enter() sends every receiver's frames, each receiver's
+ * linked so that the first its socket refuses cancels the rest, which are
+ * then queued in order exactly as after a short sendmmsg(). Besides the
+ * system calls saved, the broker is not preempted by each receiver it wakes
+ * between two calls (docs/performance.md §9). With one receiver io_uring
+ * loses, and sendmmsg() stays.
+ *
  * Batched frames count against the receiver's queue limits (and its uid's
  * quota) as if they were queued, and what the socket does not take is
  * queued at the flush: a frame accepted into a batch can always be kept,
@@ -52,6 +61,7 @@
 #include "monitor.h"
 #include "peer.h"
 #include "router.h"
+#include "send-uring.h"
 #include "util.h"
 
 /* Entries in the broker's batch pool; a full pool is flushed early. */
@@ -74,6 +84,21 @@ typedef struct PeerRxSlots {
         uint8_t *buf[PEER_READ_BATCH];  /* FRAME_SIZE_MAX bytes each */
 } PeerRxSlots;
 
+/*
+ * What one io_uring submission borrows: a datagram per request, valid until
+ * send_ring_submit() returns, and the receivers whose chains it carries.
+ */
+typedef struct PeerTxSlots {
+        struct msghdr mh[SEND_RING_ENTRIES];
+        struct iovec iov[SEND_RING_ENTRIES][5];
+        uint8_t prefix[SEND_RING_ENTRIES][FRAME_PREFIX_SIZE];
+        uint8_t field[SEND_RING_ENTRIES][FRAME_DELIVERY_FIELD_MAX];
+        size_t len[SEND_RING_ENTRIES];
+        int32_t res[SEND_RING_ENTRIES];
+        Peer *peer[SEND_RING_ENTRIES];          /* receivers, in submission order */
+        unsigned first[SEND_RING_ENTRIES];      /* each one's first request */
+} PeerTxSlots;
+
 /* A frame in a receiver's batch: points into a receive slot until flushed. */
 typedef struct BatchEntry {
         uint32_t next;                  /* the receiver's next entry, or BATCH_NONE */
@@ -93,8 +118,52 @@ static size_t out_frame_size(const OutFrame *f) {
         return FRAME_PREFIX_SIZE + f->header_len + f->stamp_len + FRAME_DELIVERY_FIELD_MAX + f->payload_len;
 }
 
+/*
+ * Set up io_uring for fan-out rounds unless configured off. Whatever goes
+ * wrong, the broker sends with sendmmsg() for its whole life: io_uring is
+ * an optimisation, and kernels refuse it for many reasons (too old,
+ * kernel.io_uring_disabled, seccomp, RLIMIT_MEMLOCK). Said once, at start.
+ */
+static void peer_io_init_ring(Broker *b) {
+        _cleanup_(send_ring_freep) SendRing *ring = NULL;
+        int r;
+
+        if (!b->config.io_uring) {
+                broker_log(b, LOG_INFO, "io_uring turned off, sending with sendmmsg()");
+                return;
+        }
+        r = send_ring_new(&ring);
+        if (r == -EOPNOTSUPP) {
+                broker_log(b, LOG_INFO, "built without io_uring, sending with sendmmsg()");
+                return;
+        }
+        if (r < 0) {
+                broker_log(b, LOG_NOTICE, "io_uring unavailable (%s), sending with sendmmsg()", strerror(-r));
+                return;
+        }
+        b->tx_slots = calloc(1, sizeof(*b->tx_slots));
+        if (!b->tx_slots) {
+                broker_log(b, LOG_NOTICE, "io_uring unavailable (%s), sending with sendmmsg()", strerror(ENOMEM));
+                return;
+        }
+        b->send_ring = TAKE_PTR(ring);
+        broker_log(b, LOG_INFO, "sending fan-out through io_uring");
+}
+
+/* After a failed submission: nothing was sent, sendmmsg() from now on. */
+static void peer_io_drop_ring(Broker *b, int error) {
+        broker_log(b, LOG_NOTICE, "io_uring submission failed (%s), sending with sendmmsg() from now on",
+                   strerror(-error));
+        b->send_ring = send_ring_free(b->send_ring);
+        free(b->tx_slots);
+        b->tx_slots = NULL;
+}
+
 /**
- * peer_io_init() - allocate the broker's receive slots
+ * peer_io_init() - allocate the broker's receive slots, set up io_uring
+ *
+ * io_uring is used when b->config.io_uring is set and the build and the
+ * kernel allow it; else the broker sends with sendmmsg() (not an error).
  *
  * Return: 0 or -ENOMEM.
  */
@@ -117,6 +186,7 @@ int peer_io_init(Broker *b) {
                         .msg_controllen = sizeof(rx->control[i]),
                 };
         }
+        peer_io_init_ring(b);
         return 0;
 }
 
@@ -131,6 +201,9 @@ void peer_io_deinit(Broker *b) {
         b->rx_slots = NULL;
         free(b->batch);
         b->batch = NULL;
+        b->send_ring = send_ring_free(b->send_ring);
+        free(b->tx_slots);
+        b->tx_slots = NULL;
 }
 
 static void iov_frame(struct iovec iov[static 5], uint8_t prefix[static FRAME_PREFIX_SIZE],
@@ -319,12 +392,115 @@ void peer_flush_batch(Peer *p) {
         batch_unlink(p);
 }
 
+/*
+ * Map the results of @p's chain, which starts at request @s, as
+ * peer_flush_batch() maps sendmmsg()'s: count what was sent, queue the
+ * rest from the first frame refused, hang up on any other error. Touches
+ * no other peer, so the order of receivers does not matter.
+ */
+static void batch_map_ring_results(Peer *p, unsigned s) {
+        Broker *b = p->broker;
+        PeerTxSlots *tx = b->tx_slots;
+
+        for (uint32_t i = p->batch_head; i != BATCH_NONE; i = b->batch[i].next, s++) {
+                int32_t res = tx->res[s];
+
+                if (res >= 0 && (size_t)res == tx->len[s]) {
+                        p->n_frames_out++;
+                        p->n_bytes_out += (uint64_t)res;
+                        continue;
+                }
+                /*
+                 * -ECANCELED follows the refused frame in its chain: it
+                 * was not tried. First in a chain it cannot happen, and if
+                 * it did, the frame would be queued all the same.
+                 */
+                if (res == -EAGAIN || res == -ENOBUFS || res == -ECANCELED) {
+                        if (res != -ECANCELED)
+                                loop_source_clear(&p->source, EPOLLOUT);
+                        batch_queue_rest(p, i);
+                        break;
+                }
+                /* A datagram goes whole or not at all: a short count is an error too. */
+                if (res >= 0)
+                        peer_log(p, LOG_DEBUG, "send failed: %d of %zu bytes sent", (int)res, tx->len[s]);
+                else
+                        peer_log(p, LOG_DEBUG, "send failed: %s", strerror(-res));
+                peer_hangup(p);
+                break;
+        }
+        peer_drop_batch(p);
+}
+
+/*
+ * Flush the receivers' batches through io_uring, in submissions of whole
+ * chains of at most SEND_RING_ENTRIES frames. A receiver with more frames
+ * than that is left to sendmmsg() (a read batch routes at most
+ * PEER_READ_BATCH frames to one receiver, so this does not happen in
+ * practice). Receivers leave b->batch_peers when their chain is pushed; what
+ * is left there, on return, peer_flush_batch() sends.
+ */
+static void peer_flush_batches_ring(Broker *b) {
+        PeerTxSlots *tx = b->tx_slots;
+        Peer *p;
+
+        while (b->send_ring && !list_is_empty(&b->batch_peers)) {
+                unsigned n = 0, n_peers = 0;
+                int r;
+
+                while ((p = list_first_entry(&b->batch_peers, Peer, batch_link))) {
+                        if (p->n_batch > SEND_RING_ENTRIES) {
+                                peer_flush_batch(p);
+                                continue;
+                        }
+                        if (p->n_batch > send_ring_space(b->send_ring))
+                                break;
+
+                        tx->peer[n_peers] = p;
+                        tx->first[n_peers++] = n;
+                        for (uint32_t i = p->batch_head; i != BATCH_NONE; i = b->batch[i].next, n++) {
+                                const BatchEntry *e = &b->batch[i];
+
+                                iov_frame(tx->iov[n], tx->prefix[n], tx->field[n], e->header, e->header_len,
+                                          e->stamp, e->stamp_len, e->payload, e->payload_len, e->delivery);
+                                tx->mh[n] = (struct msghdr) { .msg_iov = tx->iov[n], .msg_iovlen = 5 };
+                                tx->len[n] = 0;
+                                for (size_t k = 0; k < 5; k++)
+                                        tx->len[n] += tx->iov[n][k].iov_len;
+                                send_ring_push(b->send_ring, p->fd, &tx->mh[n], e->next != BATCH_NONE);
+                        }
+                        /* Its chain stays in b->batch, reached from batch_head, until mapped. */
+                        list_unlink(&p->batch_link);
+                }
+                if (n_peers == 0)
+                        continue;
+
+                r = send_ring_submit(b->send_ring, tx->res);
+                if (r < 0) {
+                        /* Nothing went out: these receivers get sendmmsg(), like everyone from now on. */
+                        for (unsigned k = 0; k < n_peers; k++)
+                                peer_flush_batch(tx->peer[k]);
+                        peer_io_drop_ring(b, r);        /* frees tx */
+                        return;
+                }
+                for (unsigned k = 0; k < n_peers; k++)
+                        batch_map_ring_results(tx->peer[k], tx->first[k]);
+        }
+}
+
+static bool batch_several_receivers(const Broker *b) {
+        return !list_is_empty(&b->batch_peers) && b->batch_peers.next->next != &b->batch_peers;
+}
+
 /**
  * peer_flush_batches() - flush every receiver's batch; the receive slots may be reused after
  */
 void peer_flush_batches(Broker *b) {
         Peer *p;
 
+        /* io_uring pays only when the round reaches several receivers (§9.2 of performance.md). */
+        if (b->send_ring && batch_several_receivers(b))
+                peer_flush_batches_ring(b);
         while ((p = list_first_entry(&b->batch_peers, Peer, batch_link)))
                 peer_flush_batch(p);
         b->n_batch = 0;

@@ -14,6 +14,8 @@ packages=(
     libsystemd-dev
     libcmocka-dev
     libinih-dev
+    # plexusd sends fan-out through io_uring (meson option io_uring, auto)
+    liburing-dev
     systemd
     valgrind
     python3

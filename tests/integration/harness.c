@@ -268,7 +268,8 @@ int harness_cleanup(Harness *h) {
  * harness_broker_spawn_args() - fork and exec plexusd with extra arguments
  * @h:          the harness, prepared
  * @args:       NULL-terminated arguments appended to "plexusd -a <address>"
- *              (e.g. "-c", path), or NULL for none; borrowed
+ *              (e.g. "-c", path), or NULL for none; borrowed. The words of
+ *              $PLEXUS_TEST_PLEXUSD_ARGS come before them.
  * @stderr_fd:  where the broker's stderr goes, or -1 to share the test's;
  *              borrowed (the broker gets a duplicate)
  *
@@ -278,7 +279,8 @@ int harness_cleanup(Harness *h) {
 int harness_broker_spawn_args(Harness *h, const char *const *args, int stderr_fd) {
         const char *plexusd = harness_plexusd();
         const char *wrapper = getenv("PLEXUS_TEST_BROKER_WRAPPER");
-        char wrap[512] = "";
+        const char *extra = getenv("PLEXUS_TEST_PLEXUSD_ARGS");
+        char wrap[512] = "", more[256] = "";
         char *argv[48];
         size_t n = 0;
         pid_t pid;
@@ -300,6 +302,17 @@ int harness_broker_spawn_args(Harness *h, const char *const *args, int stderr_fd
         argv[n++] = h->address;
         if (getenv("PLEXUS_TEST_VERBOSE"))
                 argv[n++] = (char *)"-v";
+        if (extra && *extra) {
+                char *save = NULL;
+
+                /* Options every broker of the test gets, e.g. --no-io-uring (tests/integration/meson.build). */
+                snprintf(more, sizeof(more), "%s", extra);
+                for (char *w = strtok_r(more, " ", &save); w; w = strtok_r(NULL, " ", &save)) {
+                        if (n + 1 >= sizeof(argv) / sizeof(argv[0]))
+                                return -E2BIG;
+                        argv[n++] = w;
+                }
+        }
         for (size_t i = 0; args && args[i]; i++) {
                 if (n + 1 >= sizeof(argv) / sizeof(argv[0]))
                         return -E2BIG;
