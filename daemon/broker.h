@@ -235,6 +235,7 @@ struct Broker {
         size_t n_batch;
         List batch_peers;               /* Peer.batch_link: receivers with a batch */
         bool batch_open;                /* routing frames from the receive slots: batching allowed */
+        unsigned rx_batch_max;          /* frames per recvmmsg(), bounded by the fd table (peer-io.c) */
 };
 
 void plx_broker_config_init(plx_broker_config *c);

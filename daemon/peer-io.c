@@ -53,6 +53,7 @@
 #include <poll.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/resource.h>
 #include <sys/socket.h>
 #include <sys/uio.h>
 #include <unistd.h>
@@ -159,6 +160,26 @@ static void peer_io_drop_ring(Broker *b, int error) {
         b->tx_slots = NULL;
 }
 
+/*
+ * How many frames one recvmmsg() may take. Each may carry up to
+ * FRAME_FDS_MAX fds, which the kernel installs in our fd table before any
+ * frame is routed (and closed after); a batch must not be able to fill the
+ * table, or the fds of its later frames are lost (MSG_CTRUNC: refused with
+ * FdsRejected) and accept() fails meanwhile. Half the table is for queued
+ * fds (see broker.c), a quarter for connections: a read batch may take the
+ * last quarter. With 65,536 fds (plexusd.service) that is all 32 slots;
+ * with the 1,024 of a bare shell, one frame at a time, as before batching.
+ */
+static unsigned rx_batch_max(void) {
+        struct rlimit rl;
+        uint64_t n;
+
+        if (getrlimit(RLIMIT_NOFILE, &rl) < 0 || rl.rlim_cur == RLIM_INFINITY)
+                return PEER_READ_BATCH;
+        n = (uint64_t)rl.rlim_cur / 4 / FRAME_FDS_MAX;
+        return (unsigned)MAX(1u, MIN(n, (uint64_t)PEER_READ_BATCH));
+}
+
 /**
  * peer_io_init() - allocate the broker's receive slots, set up io_uring
  *
@@ -186,6 +207,7 @@ int peer_io_init(Broker *b) {
                         .msg_controllen = sizeof(rx->control[i]),
                 };
         }
+        b->rx_batch_max = rx_batch_max();
         peer_io_init_ring(b);
         return 0;
 }
@@ -763,7 +785,7 @@ static void peer_read(Peer *p) {
 
         while (total < PEER_READ_BATCH && loop_source_is_ready(&p->source, EPOLLIN) && peer_is_alive(p)) {
                 /* With frames queued for it, one at a time: see the top of this file. */
-                unsigned want = queue_is_empty(&p->queue) ? PEER_READ_BATCH - total : 1;
+                unsigned want = queue_is_empty(&p->queue) ? MIN(b->rx_batch_max, PEER_READ_BATCH - total) : 1;
                 int n;
 
                 n = recvmmsg(p->fd, mm, want, MSG_DONTWAIT | MSG_CMSG_CLOEXEC, NULL);

@@ -195,7 +195,8 @@ static int fanout_clients(const char *address, const char *pattern, RawFrame *f,
         int pub;
 
         for (unsigned k = 0; k < FANOUT; k++) {
-                sub[k] = raw_subscriber(address, pattern, f);
+                sub[k] = raw_subscriber(address, pattern, f, id, sizeof(id));
+                assert_true(sub[k] >= 0);
                 delivery[k] = f->header->delivery;
         }
         pub = raw_connect(address);
