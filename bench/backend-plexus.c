@@ -209,14 +209,16 @@ static int dispatch_all(PlexusConn *pc, int *ret_n) {
         return 0;
 }
 
+/*
+ * Wait, then dispatch. The last plx_bus_process() of dispatch_all() said
+ * idle, which asks the caller to wait for the fd: processing again at
+ * once would read the socket only to meet EAGAIN (plx_bus_get_timeout()
+ * says 0 when something is pending already).
+ */
 static int plexus_process(BenchConn *c, int timeout_ms) {
         PlexusConn *pc = to_plexus(c);
         struct pollfd p;
         int r, n, ms;
-
-        r = dispatch_all(pc, &n);
-        if (r < 0 || n > 0 || timeout_ms == 0)
-                return r;
 
         r = plx_bus_get_timeout(pc->bus, &ms);
         if (r < 0)
