@@ -601,17 +601,26 @@ int peer_send(Peer *p, OutFrame *f, bool force) {
                 return 0;
 
         if (batchable(p, f)) {
+                bool pool_full;
+
                 if (batch_add(p, f, delivery, size) == 0)
                         return 0;
-                /* The pool or the limits say no: make room by sending, then try once more. */
-                if (p->broker->n_batch >= BATCH_ENTRIES_MAX)
-                        peer_flush_batches(p->broker);
-                else
-                        peer_flush_batch(p);
-                if (p->state == PEER_STATE_DEAD)
-                        return 0;
-                if (batchable(p, f) && batch_add(p, f, delivery, size) == 0)
-                        return 0;
+                /*
+                 * The pool or the limits say no. Sending what is batched
+                 * may make room: then try once more. With nothing batched
+                 * for @p the limits would say no again.
+                 */
+                pool_full = p->broker->n_batch >= BATCH_ENTRIES_MAX;
+                if (pool_full || p->n_batch > 0) {
+                        if (pool_full)
+                                peer_flush_batches(p->broker);
+                        else
+                                peer_flush_batch(p);
+                        if (p->state == PEER_STATE_DEAD)
+                                return 0;
+                        if (batchable(p, f) && batch_add(p, f, delivery, size) == 0)
+                                return 0;
+                }
         }
         /* Whatever waits in the batch goes first. */
         peer_flush_batch(p);
