@@ -10,6 +10,7 @@
 #include <string.h>
 
 #include "build-config.h"
+#include "plexus-descriptor.h"
 #include "access.h"
 #include "driver.h"
 #include "introspect.h"
@@ -627,6 +628,8 @@ static void method_ack_transfer(Broker *b, Peer *from, Plexus__Header *h, const 
         router_send_reply(b, from, h->serial, NULL);
 }
 
+static void method_introspect(Broker *b, Peer *from, Plexus__Header *h, const uint8_t *payload, size_t len);
+
 typedef void (*MethodFn)(Broker *b, Peer *from, Plexus__Header *h, const uint8_t *payload, size_t len);
 
 /* .limited: costs the broker work in proportion to the bus, so it is rate-limited per client. */
@@ -650,7 +653,74 @@ static const struct {
         { "GetClient", introspect_get_client, true },
         { "GetStats", introspect_get_stats, true },
         { "AckTransfer", method_ack_transfer },
+        { "Introspect", method_introspect },
 };
+
+/* The broker's signals, as Introspect lists them (docs/protocol.md §8.4, §15.5, §16). */
+static const struct {
+        const char *pattern;
+        const ProtobufCMessageDescriptor *type;
+} signals[] = {
+        { "plexus/names/#", &plexus__name_owner_changed__descriptor },
+        { "plexus/broker/shutdown", &plexus__empty__descriptor },
+        { "plexus/transfer/done", &plexus__transfer_done__descriptor },
+        { "plexus/monitor/missed", &plexus__monitor_missed__descriptor },
+};
+
+/*
+ * Introspect: the broker describes itself as a service, plexus.Broker of
+ * proto/plexus.proto, whose FileDescriptorSet protoc-c wrote at build time.
+ * Its method list is the table above, typed from the service descriptor;
+ * tests/daemon checks that the two agree.
+ */
+static void method_introspect(Broker *b, Peer *from, Plexus__Header *h, const uint8_t *payload, size_t len) {
+        Plexus__MethodInfo method_infos[ELEMENTSOF(methods)], *method_ptrs[ELEMENTSOF(methods)];
+        Plexus__TopicInfo topic_infos[ELEMENTSOF(signals)], *topic_ptrs[ELEMENTSOF(signals)];
+        Plexus__Introspection reply = PLEXUS__INTROSPECTION__INIT;
+        const ProtobufCServiceDescriptor *service = &plexus__broker__descriptor;
+
+        if (h->flags & FRAME_FLAG_NO_REPLY)
+                return;
+
+        for (size_t i = 0; i < ELEMENTSOF(methods); i++) {
+                const ProtobufCMethodDescriptor *m = protobuf_c_service_descriptor_get_method_by_name(service,
+                                                                                                    methods[i].member);
+
+                plexus__method_info__init(&method_infos[i]);
+                method_infos[i].name = (char *)methods[i].member;
+                if (m) {
+                        method_infos[i].service = (char *)service->name;
+                        method_infos[i].request_type = (char *)m->input->name;
+                        method_infos[i].reply_type = (char *)m->output->name;
+                }
+                method_ptrs[i] = &method_infos[i];
+        }
+        for (size_t i = 0; i < ELEMENTSOF(signals); i++) {
+                plexus__topic_info__init(&topic_infos[i]);
+                topic_infos[i].pattern = (char *)signals[i].pattern;
+                topic_infos[i].message_type = (char *)signals[i].type->name;
+                topic_ptrs[i] = &topic_infos[i];
+        }
+
+        reply.library = (char *)"plexusd " PLEXUS_VERSION;
+        reply.n_methods = ELEMENTSOF(methods);
+        reply.methods = method_ptrs;
+        reply.n_topics = ELEMENTSOF(signals);
+        reply.topics = topic_ptrs;
+        reply.descriptor_set.data = (uint8_t *)plexus_descriptor_set;
+        reply.descriptor_set.len = plexus_descriptor_set_size;
+        router_send_reply(b, from, h->serial, &reply.base);
+}
+
+/**
+ * driver_has_method() - whether the broker answers @member itself
+ */
+bool driver_has_method(const char *member) {
+        for (size_t i = 0; i < ELEMENTSOF(methods); i++)
+                if (strcmp(member, methods[i].member) == 0)
+                        return true;
+        return false;
+}
 
 /**
  * driver_call() - handle a CALL addressed to the broker

@@ -8,6 +8,7 @@
  * and replies are the protobuf messages of proto/plexus.proto.
  */
 
+#include <stdbool.h>
 #include <stddef.h>
 #include <stdint.h>
 
@@ -16,3 +17,4 @@
 void driver_hello(Broker *b, Peer *p, Plexus__Header *h, const FrameView *f);
 void driver_call(Broker *b, Peer *from, Plexus__Header *h, const uint8_t *payload, size_t len);
 void driver_peer_gone(Broker *b, Peer *p);
+bool driver_has_method(const char *member);

@@ -93,6 +93,7 @@ typedef enum SlotType {
         SLOT_CALL,
         SLOT_METHOD,
         SLOT_SUBSCRIPTION,
+        SLOT_EXPORT,
 } SlotType;
 
 struct plx_slot {
@@ -102,6 +103,7 @@ struct plx_slot {
         bool floating;          /* owned by the bus, freed with it */
         List link;              /* bus->slots */
         void *userdata;
+        void (*destroy)(void *userdata);        /* frees @userdata with the slot, if set */
         union {
                 struct {
                         plx_reply_fn callback;
@@ -120,6 +122,9 @@ struct plx_slot {
                         List link;              /* bus->subscriptions */
                         char *pattern;
                 } sub;
+                struct {
+                        List link;              /* bus->exports; userdata is its Export (typed.c) */
+                } export;
         };
 };
 
@@ -190,6 +195,7 @@ struct plx_bus {
         List deadlines;         /* SLOT_CALL by deadline, earliest first */
         HTable methods;         /* SLOT_METHOD by member */
         List subscriptions;     /* SLOT_SUBSCRIPTION */
+        List exports;           /* SLOT_EXPORT, in export order */
         List leases;            /* NameLease.link */
 
         plx_error_fn error_handler;
@@ -254,6 +260,7 @@ struct plx_msg {
         const uint8_t *payload;
         size_t payload_len;
         void *name_change;      /* decoded plexus.NameOwnerChanged, on demand */
+        const ProtobufCMessageDescriptor *typed_reply;  /* a typed CALL's reply type (typed.c), or NULL */
         gid_t sender_gid;
         uint64_t large_size;    /* a large frame's descriptor, as received */
         uint64_t large_addr;
@@ -347,6 +354,13 @@ int slot_dispatch_call(plx_bus *bus, plx_msg *m);
 int slot_dispatch_signal(plx_bus *bus, plx_msg *m);
 int slot_expire_calls(plx_bus *bus, uint64_t now, bool *ret_progress);
 void slot_fail_all_calls(plx_bus *bus);
+
+struct plx_interface;
+void typed_export_disconnect(plx_slot *s);
+bool typed_method_of(plx_slot *s, const ProtobufCServiceDescriptor **ret_service,
+                     const ProtobufCMethodDescriptor **ret_method);
+const struct plx_interface *typed_interface_of(plx_slot *s);
+int introspect_reply(plx_bus *bus, plx_msg *call);
 
 static inline void plx_msg_unrefp_internal(plx_msg **m) {
         plx_msg_unref(*m);

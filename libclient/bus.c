@@ -916,6 +916,7 @@ _public_ int plx_bus_new(plx_bus **ret, const char *address, const char *descrip
         list_init(&bus->slots);
         list_init(&bus->deadlines);
         list_init(&bus->subscriptions);
+        list_init(&bus->exports);
         list_init(&bus->leases);
         list_init(&bus->lent);
         list_init(&bus->stash);

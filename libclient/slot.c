@@ -41,6 +41,8 @@ int slot_new(plx_slot **ret, plx_bus *bus, SlotType type, void *userdata) {
                 list_init(&s->call.deadline_link);
         else if (type == SLOT_SUBSCRIPTION)
                 list_init(&s->sub.link);
+        else if (type == SLOT_EXPORT)
+                list_init(&s->export.link);
         *ret = s;
         return 0;
 }
@@ -59,6 +61,8 @@ plx_slot *slot_unref(plx_slot *s) {
                 free(s->method.member);
         else if (s->type == SLOT_SUBSCRIPTION)
                 free(s->sub.pattern);
+        if (s->destroy)
+                s->destroy(s->userdata);
         free(s);
         return NULL;
 }
@@ -101,6 +105,9 @@ void slot_disconnect(plx_slot *s) {
                         (void)bus_send_frame(bus, &h, buf, plexus__subscribe_request__pack(&req, buf), NULL, 0);
                 }
                 list_unlink(&s->sub.link);
+                break;
+        case SLOT_EXPORT:
+                typed_export_disconnect(s);
                 break;
         }
         list_unlink(&s->link);
@@ -195,6 +202,8 @@ int slot_dispatch_call(plx_bus *bus, plx_msg *m) {
                 }
         }
 
+        if (!s && strcmp(m->member, PLX_INTROSPECT) == 0)
+                return introspect_reply(bus, m);
         if (!s) {
                 snprintf(text, sizeof(text), "no method \"%s\" at %s", m->member, bus->unique_id);
                 r = plx_msg_reply_error(m, PLX_ERROR_UNKNOWN_METHOD, text);

@@ -85,6 +85,12 @@ enum {
 /* The broker's own name, as a call destination. */
 #define PLX_BROKER "plexus"
 
+/*
+ * The method every client and the broker answer with a plexus.Introspection
+ * describing itself (docs/protocol.md §18; plexus/protobuf.h).
+ */
+#define PLX_INTROSPECT "Introspect"
+
 /* Topic on which the broker tells every client it is shutting down. */
 #define PLX_TOPIC_SHUTDOWN "plexus/broker/shutdown"
 
