@@ -242,11 +242,18 @@ static json_object *new_double(double v, bool is_float) {
                 return json_object_new_string("NaN");
         if (isinf(v))
                 return json_object_new_string(v > 0 ? "Infinity" : "-Infinity");
+        /* "-0" would read back as the integer 0 (python's json does) */
+        if (v == 0 && signbit(v))
+                return json_object_new_double_s(v, "-0.0");
         for (int p = 1; p <= 17; p++) {
                 snprintf(buf, sizeof(buf), "%.*g", p, v);
                 if (is_float ? strtof(buf, NULL) == (float) v : strtod(buf, NULL) == v)
                         break;
         }
+        /* The shortest digits of FLT_MAX read as a double above FLT_MAX, which python
+         * rejects for a float field; all digits of the value are within. */
+        if (is_float && fabs(strtod(buf, NULL)) > FLT_MAX)
+                snprintf(buf, sizeof(buf), "%.17g", v);
         return json_object_new_double_s(v, buf);
 }
 
@@ -693,7 +700,8 @@ static int json_to_double(Ctx *c, json_object *j, bool is_float, void *p) {
                 return ctx_fail(c, "expected a number, got %s", json_type_text(j));
         }
         if (is_float) {
-                if (isfinite(d) && fabs(d) > FLT_MAX)
+                /* what rounds to FLT_MAX is fine, as the shortest digits of FLT_MAX do */
+                if (isfinite(d) && isinf((float) d))
                         return ctx_fail(c, "%s is out of range for a float", json_object_to_json_string(j));
                 *(float *) p = (float) d;
         } else {
