@@ -829,6 +829,8 @@ static int build_fields(Batch *b, MessageWork *w) {
                         return pool_fail(pool, "field \"%s.%s\": extensions are not supported", d->name, fp->name);
                 f->name = fp->name;
                 f->id = (uint32_t) fp->number;
+                if (fp->options && fp->options->has_deprecated && fp->options->deprecated)
+                        f->flags |= PROTOBUF_C_FIELD_FLAG_DEPRECATED;
                 repeated = fp->has_label && fp->label == GOOGLE__PROTOBUF__FIELD_DESCRIPTOR_PROTO__LABEL__LABEL_REPEATED;
 
                 if (f->type == PROTOBUF_C_TYPE_MESSAGE || f->type == PROTOBUF_C_TYPE_ENUM) {

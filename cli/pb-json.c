@@ -595,7 +595,7 @@ static int parse_integer_string(Ctx *c, const char *s, bool is_signed, int64_t *
         if (*t == '-' || *t == '+')
                 t++;
         if (!*t || strspn(t, "0123456789") != strlen(t))
-                return ctx_fail(c, "\"%s\" is not an integer", s);
+                return ctx_fail(c, "expected an integer, got \"%s\"", s);
         errno = 0;
         if (is_signed)
                 *ret_i = strtoll(s, &end, 10);
@@ -686,11 +686,11 @@ static int json_to_double(Ctx *c, json_object *j, bool is_float, void *p) {
                 else {
                         /* strtod() would take "nan", "inf", hex and spaces; JSON numbers only */
                         if (!*s || strspn(s, "0123456789+-.eE") != strlen(s))
-                                return ctx_fail(c, "\"%s\" is not a number", s);
+                                return ctx_fail(c, "expected a number, got \"%s\"", s);
                         errno = 0;
                         d = strtod(s, &end);
                         if (*end || end == s)
-                                return ctx_fail(c, "\"%s\" is not a number", s);
+                                return ctx_fail(c, "expected a number, got \"%s\"", s);
                         if (errno == ERANGE && isinf(d))
                                 return ctx_fail(c, "%s is out of range", s);
                 }
