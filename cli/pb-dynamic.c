@@ -1129,7 +1129,8 @@ static int batch_commit(Batch *b, Google__Protobuf__FileDescriptorSet *set) {
         }
 
         /* Nothing fails from here on. */
-        qsort(pool->types.entries, pool->types.n_entries, sizeof(TypeEntry), type_entry_compare);
+        if (pool->types.n_entries > 0)
+                qsort(pool->types.entries, pool->types.n_entries, sizeof(TypeEntry), type_entry_compare);
         for (size_t i = 0; i < b->n_files; i++)
                 pool->files[pool->n_files++] = b->files[i]->name;
         for (size_t i = 0; i < b->n_services; i++)
