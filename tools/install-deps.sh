@@ -14,6 +14,12 @@ packages=(
     libsystemd-dev
     libcmocka-dev
     libinih-dev
+    # plexusctl's JSON mapping: json-c, and descriptor.proto (from
+    # libprotobuf-dev) to read the FileDescriptorSets services describe
+    # themselves with; python3-protobuf cross-checks the mapping in tests
+    libjson-c-dev
+    libprotobuf-dev
+    python3-protobuf
     # plexusd sends fan-out through io_uring (meson option io_uring, auto)
     liburing-dev
     systemd
