@@ -49,6 +49,7 @@ typedef struct Ctl {
         bool json;                      /* --json */
         bool legend;                    /* false with --no-legend */
         bool raw;                       /* --raw */
+        const char *type;               /* --type */
         uint64_t timeout_usec;          /* --timeout, or CTL_TIMEOUT_UNSET */
         uint64_t count;                 /* --count; 0: no limit */
         size_t columns;                 /* table width; 0: no limit (not a terminal) */
@@ -78,11 +79,25 @@ char *ctl_format_time(char *buf, size_t size, uint64_t realtime_usec);
 char *ctl_format_size(char *buf, size_t size, uint64_t bytes);
 const char *ctl_user_name(uid_t uid, char *buf, size_t size);
 
+/* Every well-known name: the pages of ListNames and an index over them (inspect.c). */
+typedef struct NameSet {
+        struct Plexus__NameList **pages;
+        size_t n_pages;
+        struct Plexus__NameEntry **names;       /* point into the pages */
+        size_t n_names;
+} NameSet;
+
+int fetch_names(Ctl *c, NameSet *s);
+void name_set_deinit(NameSet *s);
+
 int inspect_status(Ctl *c, int argc, char **argv);
 int inspect_list(Ctl *c, int argc, char **argv);
 int inspect_clients(Ctl *c, int argc, char **argv);
 int inspect_client(Ctl *c, int argc, char **argv);
 int inspect_stats(Ctl *c, int argc, char **argv);
+
+int interface_introspect(Ctl *c, int argc, char **argv);
+int interface_tree(Ctl *c, int argc, char **argv);
 
 int drive_call(Ctl *c, int argc, char **argv);
 int drive_publish(Ctl *c, int argc, char **argv);

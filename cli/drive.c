@@ -24,6 +24,7 @@
 
 #include "bus-name.h"
 #include "ctl.h"
+#include "describe.h"
 #include "json.h"
 #include "payload.h"
 #include "utf8.h"
@@ -107,6 +108,68 @@ static int prepare_send(Ctl *c, int argc, char **argv, int payload_index, Payloa
         return ctl_connect(c);
 }
 
+/* Whether @p looks like a JSON object: what a typed payload must be. */
+static bool looks_like_json_object(const Payload *p) {
+        for (size_t i = 0; i < p->size; i++) {
+                char ch = ((const char *)p->data)[i];
+
+                if (ch == ' ' || ch == '\t' || ch == '\n' || ch == '\r')
+                        continue;
+                return ch == '{';
+        }
+        return false;
+}
+
+/*
+ * Encode the JSON of @payload as a @type into @ret_data. An absent
+ * payload is the message with every field at its default.
+ */
+static int encode_typed(Ctl *c, const ProtobufCMessageDescriptor *type, const Payload *payload,
+                        uint8_t **ret_data, size_t *ret_size) {
+        _cleanup_(freep) char *text = NULL, *error = NULL;
+        int r;
+
+        text = strndup(payload->size ? payload->data : "{}", payload->size ?: 2);
+        if (!text)
+                return ctl_fail(c, CTL_EXIT_FAILURE, NULL, "out of memory");
+        if (strlen(text) != (payload->size ?: 2))
+                return ctl_fail(c, CTL_EXIT_USAGE, NULL, "the payload for %s is JSON and cannot hold a NUL byte",
+                                type->name);
+        r = describe_encode(type, text, ret_data, ret_size, &error);
+        if (r == -ENOMEM)
+                return ctl_fail(c, CTL_EXIT_FAILURE, NULL, "out of memory");
+        if (r < 0)
+                return ctl_fail(c, CTL_EXIT_USAGE, PLX_ERROR_INVALID_ARGS, "the payload is not a valid %s: %s",
+                                type->name, error ?: "invalid");
+        return 0;
+}
+
+/* A received payload: as JSON if @type decodes it, else as text or a hexdump. */
+static void print_payload(Ctl *c, const ProtobufCMessageDescriptor *type, const void *p, size_t n) {
+        _cleanup_(freep) char *json = NULL;
+
+        json = describe_payload(type, p, n, DESCRIBE_PRETTY | DESCRIBE_DEFAULTS);
+        if (json)
+                printf("%s\n", json);
+        else
+                payload_print(stdout, p, n);
+}
+
+/* "payload_json": the canonical JSON of the payload as a @type, or null; then the untyped forms. */
+static void json_typed_payload(Json *j, const ProtobufCMessageDescriptor *type, const void *p, size_t n) {
+        _cleanup_(freep) char *json = NULL;
+
+        json = describe_payload(type, p, n, 0);
+        if (json) {
+                json_string(j, "type", type->name);
+                json_raw(j, "payload_json", json);
+        } else {
+                json_null(j, "type");
+                json_null(j, "payload_json");
+        }
+        json_payload(j, p, n);
+}
+
 /**
  * drive_call() - plexusctl call DEST MEMBER [PAYLOAD]
  * @c:          the context
@@ -119,18 +182,41 @@ int drive_call(Ctl *c, int argc, char **argv) {
         _cleanup_(plx_msg_unrefp) plx_msg *reply = NULL;
         _cleanup_(fd_set_close) FdSet fds = {};
         _cleanup_(payload_release) Payload payload = PAYLOAD_NULL;
+        _cleanup_(describer_freep) Describer *d = NULL;
+        _cleanup_(freep) uint8_t *encoded = NULL;
+        const ProtobufCMessageDescriptor *request_type = NULL, *reply_type = NULL;
         const char *destination = argv[0], *member = argv[1];
+        const void *data;
         char what[600];
         const void *p;
-        size_t n, n_fds;
+        size_t n, n_fds, size;
         int r;
 
         r = prepare_send(c, argc, argv, 2, &payload, &fds);
         if (r != 0)
                 return r;
+        data = payload.data;
+        size = payload.size;
+
+        /*
+         * A typed method (the destination's Introspect names its types) takes
+         * JSON, and its reply is shown as JSON. --raw sends and prints bytes.
+         */
+        if (!c->raw) {
+                if (describer_new(&d, c->bus, ctl_timeout(c, DESCRIBE_TIMEOUT_USEC)) < 0)
+                        return ctl_fail(c, CTL_EXIT_FAILURE, NULL, "out of memory");
+                request_type = describer_request_type(d, destination, member);
+                reply_type = describer_reply_type(d, destination, member);
+        }
+        if (request_type) {
+                r = encode_typed(c, request_type, &payload, &encoded, &size);
+                if (r != 0)
+                        return r;
+                data = encoded;
+        }
 
         snprintf(what, sizeof(what), "%s on %s", member, destination);
-        r = plx_bus_call_with_fds(c->bus, destination, member, payload.data, payload.size, fds.fds, fds.n_fds,
+        r = plx_bus_call_with_fds(c->bus, destination, member, data, size, fds.fds, fds.n_fds,
                                   ctl_timeout(c, PLX_TIMEOUT_DEFAULT), &reply);
         if (r == -EMSGSIZE)
                 return too_large(c, &payload);
@@ -147,17 +233,51 @@ int drive_call(Ctl *c, int argc, char **argv) {
                 json_init(&j, stdout);
                 json_object_begin(&j, NULL);
                 json_string(&j, "sender", plx_msg_get_sender(reply));
-                json_payload(&j, p, n);
+                json_typed_payload(&j, reply_type, p, n);
                 if (n_fds > 0)
                         json_uint(&j, "n_fds", n_fds);
                 json_object_end(&j);
                 json_end(&j);
         } else {
-                payload_print(stdout, p, n);
+                print_payload(c, reply_type, p, n);
                 if (n_fds > 0)
                         printf("fds: %zu\n", n_fds);
         }
         return fflush(stdout) == 0 && !ferror(stdout) ? CTL_EXIT_SUCCESS : CTL_EXIT_FAILURE;
+}
+
+/*
+ * The type of a signal on @topic: --type (looked up in the descriptors of
+ * the broker and of every name's owner), else the type the first owner
+ * that declares @topic gives it. NULL: send the payload as it is.
+ */
+static int publish_type(Ctl *c, Describer *d, const char *topic, const ProtobufCMessageDescriptor **ret) {
+        _cleanup_(name_set_deinit) NameSet names = {};
+        const Description *broker;
+        int r;
+
+        *ret = NULL;
+        broker = describer_get(d, PLX_BROKER);
+        if (c->type && (*ret = description_find_type(broker, c->type)))
+                return 0;
+        r = fetch_names(c, &names);
+        if (r != 0)
+                return r;
+        for (size_t i = 0; i < names.n_names && !*ret; i++) {
+                const Description *desc = describer_get(d, names.names[i]->owner);
+
+                if (c->type) {
+                        *ret = description_find_type(desc, c->type);
+                } else {
+                        const Plexus__TopicInfo *t = description_find_topic(desc, topic);
+
+                        if (t)
+                                *ret = description_find_type(desc, t->message_type);
+                }
+        }
+        if (c->type && !*ret)
+                return ctl_fail(c, CTL_EXIT_USAGE, NULL, "no client on the bus describes a type %s", c->type);
+        return 0;
 }
 
 /* Keeps the first ERROR that answers none of our calls: about our signal. */
@@ -186,17 +306,39 @@ int drive_publish(Ctl *c, int argc, char **argv) {
         _cleanup_(plx_msg_unrefp) plx_msg *error = NULL;
         _cleanup_(fd_set_close) FdSet fds = {};
         _cleanup_(payload_release) Payload payload = PAYLOAD_NULL;
+        _cleanup_(describer_freep) Describer *d = NULL;
+        _cleanup_(freep) uint8_t *encoded = NULL;
+        const ProtobufCMessageDescriptor *type = NULL;
         const char *topic = argv[0];
+        const void *data;
         char what[300];
+        size_t size;
         int r;
 
         r = prepare_send(c, argc, argv, 1, &payload, &fds);
         if (r != 0)
                 return r;
+        data = payload.data;
+        size = payload.size;
+
+        /* A JSON object (or any payload with --type) is encoded when the topic's type is known. */
+        if (c->type || looks_like_json_object(&payload)) {
+                if (describer_new(&d, c->bus, ctl_timeout(c, DESCRIBE_TIMEOUT_USEC)) < 0)
+                        return ctl_fail(c, CTL_EXIT_FAILURE, NULL, "out of memory");
+                r = publish_type(c, d, topic, &type);
+                if (r != 0)
+                        return r;
+        }
+        if (type) {
+                r = encode_typed(c, type, &payload, &encoded, &size);
+                if (r != 0)
+                        return r;
+                data = encoded;
+        }
         plx_bus_set_error_handler(c->bus, on_error, &error);
 
         snprintf(what, sizeof(what), "publishing on %s", topic);
-        r = plx_bus_publish_with_fds(c->bus, topic, payload.data, payload.size, fds.fds, fds.n_fds);
+        r = plx_bus_publish_with_fds(c->bus, topic, data, size, fds.fds, fds.n_fds);
         if (r == -EMSGSIZE)
                 return too_large(c, &payload);
         if (r == -EINVAL)
@@ -222,7 +364,11 @@ int drive_publish(Ctl *c, int argc, char **argv) {
                 json_init(&j, stdout);
                 json_object_begin(&j, NULL);
                 json_string(&j, "topic", topic);
-                json_uint(&j, "size", payload.size);
+                if (type)
+                        json_string(&j, "type", type->name);
+                else
+                        json_null(&j, "type");
+                json_uint(&j, "size", size);
                 if (fds.n_fds > 0)
                         json_uint(&j, "n_fds", fds.n_fds);
                 json_object_end(&j);
@@ -234,6 +380,7 @@ int drive_publish(Ctl *c, int argc, char **argv) {
 
 typedef struct Subscriber {
         Ctl *ctl;
+        Describer *describer;           /* NULL with --raw */
         uint64_t n_received;
         int error;                      /* writing stdout failed */
 } Subscriber;
@@ -243,6 +390,8 @@ static int on_signal(plx_msg *signal, void *userdata) {
         Ctl *c = s->ctl;
         const char *topic = plx_msg_get_topic(signal), *sender = plx_msg_get_sender(signal);
         size_t n, n_fds = plx_msg_get_n_fds(signal);
+        const ProtobufCMessageDescriptor *type = NULL;
+        _cleanup_(freep) char *json = NULL;
         char fds[32] = "";
         const void *p;
 
@@ -250,6 +399,11 @@ static int on_signal(plx_msg *signal, void *userdata) {
                 return 0;       /* more than asked for arrived in one read */
         s->n_received++;
         p = plx_msg_get_payload(signal, &n);
+        /* The type its sender declared for the topic (it is asked once; the broker's are known). */
+        if (s->describer && sender)
+                type = describer_signal_type(s->describer, sender, topic);
+        if (!c->json)
+                json = describe_payload(type, p, n, DESCRIBE_DEFAULTS);
 
         if (c->raw) {
                 fwrite(p, 1, n, stdout);
@@ -261,7 +415,7 @@ static int on_signal(plx_msg *signal, void *userdata) {
                 json_string(&j, "topic", topic);
                 json_string(&j, "sender", sender);
                 json_uint(&j, "sequence", plx_msg_get_sequence(signal));
-                json_payload(&j, p, n);
+                json_typed_payload(&j, type, p, n);
                 if (n_fds > 0)
                         json_uint(&j, "n_fds", n_fds);
                 json_object_end(&j);
@@ -269,7 +423,9 @@ static int on_signal(plx_msg *signal, void *userdata) {
         } else {
                 if (n_fds > 0)
                         snprintf(fds, sizeof(fds), " (fds: %zu)", n_fds);
-                if (n == 0) {
+                if (json) {
+                        printf("%s %s%s %s\n", topic, sender, fds, json);
+                } else if (n == 0) {
                         printf("%s %s%s\n", topic, sender, fds);
                 } else if (utf8_is_text(p, n)) {
                         printf("%s %s%s ", topic, sender, fds);
@@ -319,6 +475,7 @@ static int subscriber_run(Subscriber *s, int signal_fd) {
  */
 int drive_subscribe(Ctl *c, int argc, char **argv) {
         _cleanup_(closep) int signal_fd = -1;
+        _cleanup_(describer_freep) Describer *d = NULL;
         Subscriber s = { .ctl = c };
         int r;
 
@@ -330,6 +487,11 @@ int drive_subscribe(Ctl *c, int argc, char **argv) {
         r = ctl_connect(c);
         if (r != 0)
                 return r;
+        if (!c->raw) {
+                if (describer_new(&d, c->bus, DESCRIBE_TIMEOUT_USEC) < 0)
+                        return ctl_fail(c, CTL_EXIT_FAILURE, NULL, "out of memory");
+                s.describer = d;
+        }
         r = plx_bus_subscribe(c->bus, NULL, argv[0], on_signal, &s);
         if (r == -EINVAL)
                 return ctl_fail(c, CTL_EXIT_USAGE, NULL, "\"%s\" is not a topic pattern "

@@ -145,15 +145,7 @@ static int fetch_clients(Ctl *c, ClientSet *s) {
         }
 }
 
-/* Every well-known name: the pages of ListNames and an index over them. */
-typedef struct NameSet {
-        Plexus__NameList **pages;
-        size_t n_pages;
-        Plexus__NameEntry **names;      /* point into the pages */
-        size_t n_names;
-} NameSet;
-
-static void name_set_deinit(NameSet *s) {
+void name_set_deinit(NameSet *s) {
         for (size_t i = 0; i < s->n_pages; i++)
                 plexus__name_list__free_unpacked(s->pages[i], NULL);
         free(s->pages);
@@ -183,7 +175,12 @@ static int name_set_add(NameSet *s, Plexus__NameList *page) {
         return 0;
 }
 
-static int fetch_names(Ctl *c, NameSet *s) {
+/**
+ * fetch_names() - every well-known name on the bus, in byte order
+ *
+ * Return: 0, or the exit code after reporting the failure.
+ */
+int fetch_names(Ctl *c, NameSet *s) {
         _cleanup_(freep) char *after = strdup("");
 
         if (!after)

@@ -186,6 +186,21 @@ void json_uint(Json *j, const char *key, uint64_t v) {
         fprintf(j->f, "%" PRIu64, v);
 }
 
+/** json_int() - a signed integer */
+void json_int(Json *j, const char *key, int64_t v) {
+        value_begin(j, key);
+        fprintf(j->f, "%" PRId64, v);
+}
+
+/**
+ * json_raw() - a value that is JSON text already
+ * @text:       well-formed JSON (e.g. from json-c), written as it is
+ */
+void json_raw(Json *j, const char *key, const char *text) {
+        value_begin(j, key);
+        fputs(text, j->f);
+}
+
 /** json_bool() - true or false */
 void json_bool(Json *j, const char *key, bool v) {
         value_begin(j, key);

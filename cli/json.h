@@ -36,6 +36,8 @@ void json_string(Json *j, const char *key, const char *s);
 void json_bytes(Json *j, const char *key, const void *s, size_t n);
 void json_hex(Json *j, const char *key, const void *s, size_t n);
 void json_uint(Json *j, const char *key, uint64_t v);
+void json_int(Json *j, const char *key, int64_t v);
+void json_raw(Json *j, const char *key, const char *text);
 void json_bool(Json *j, const char *key, bool v);
 void json_null(Json *j, const char *key);
 void json_strv(Json *j, const char *key, char *const *v, size_t n);

@@ -35,6 +35,7 @@ enum {
         OPT_LEGEND = 1u << 2,
         OPT_FILTER = 1u << 3,           /* --topic, --name, --member */
         OPT_FD = 1u << 4,
+        OPT_TYPE = 1u << 5,
 };
 
 typedef struct Verb {
@@ -86,7 +87,25 @@ static const Verb verbs[] = {
                 "frames dropped or refused by reason, and current and peak counts.\n",
         },
         {
-                "monitor", 0, 0, OPT_COUNT | OPT_FILTER, watch_monitor, "",
+                "introspect", 1, 1, OPT_LEGEND, interface_introspect, "NAME",
+                "Show the methods, topics and types a client offers",
+                "Asks NAME (a unique id, a well-known name, or plexus for the broker)\n"
+                "to describe itself and lists its methods with their request and reply\n"
+                "types, the topics it publishes on with their types, and then every\n"
+                "message and enum type those use, field by field, as a .proto would\n"
+                "write them. Untyped methods show - for their types. Exit status 1 if\n"
+                "NAME does not describe itself, 3 if it is not on the bus.\n",
+        },
+        {
+                "tree", 0, 0, 0, interface_tree, "",
+                "List every well-known name with its methods",
+                "Shows the broker and every well-known name, with its owner's unique id\n"
+                "and library, and the methods the owner answers with their types. Each\n"
+                "owner is asked once; one that does not answer within --timeout\n"
+                "(default 2s) is shown without methods.\n",
+        },
+        {
+                "monitor", 0, 0, OPT_COUNT | OPT_FILTER | OPT_RAW, watch_monitor, "",
                 "Show every frame routed on the bus",
                 "Becomes a monitor of the bus (its policy must allow that) and prints a\n"
                 "line per frame the broker routes: sequence number, kind, sender ->\n"
@@ -96,7 +115,10 @@ static const Verb verbs[] = {
                 "listens: nothing it sees is answered or changed. Frames the broker had\n"
                 "to drop because this monitor fell behind are reported in their place\n"
                 "as \"missed N frames\". Runs until SIGINT or SIGTERM (exit status 0), or\n"
-                "until --count frames. With --json, one JSON object per line.\n",
+                "until --count frames. With --json, one JSON object per line. Payloads\n"
+                "of typed methods and declared topics are shown as JSON: a second\n"
+                "connection asks each client once what it offers (introspect); --raw\n"
+                "turns that off.\n",
         },
         {
                 "capture", 1, 1, OPT_COUNT | OPT_FILTER, watch_capture, "FILE",
@@ -111,29 +133,40 @@ static const Verb verbs[] = {
         {
                 "call", 2, 3, OPT_RAW | OPT_FD, drive_call, "DEST MEMBER [PAYLOAD]",
                 "Call a method and show the reply",
-                "Calls MEMBER on DEST (a unique id or a well-known name) and prints the\n"
-                "reply's payload: as text if it is printable UTF-8, else as a hexdump,\n"
-                "and \"fds: N\" if file descriptors came with it. PAYLOAD is the bytes to\n"
-                "send, @FILE to send a file, - for standard input; none sends an empty\n"
-                "payload. --fd attaches files as descriptors. Exit status 1 for an error\n"
-                "reply, 2 when no answer came within --timeout (default 25s), 3 if DEST\n"
-                "is not on the bus.\n",
+                "Calls MEMBER on DEST (a unique id, a well-known name, or plexus for the\n"
+                "broker) and prints the reply's payload. If DEST describes MEMBER as a\n"
+                "typed method (see introspect), PAYLOAD is JSON, encoded into the\n"
+                "request's message type after proto3's JSON mapping (none: every field\n"
+                "at its default), and the reply is printed as JSON. Otherwise PAYLOAD is\n"
+                "the bytes to send and the reply is printed as text if it is printable\n"
+                "UTF-8, else as a hexdump; --raw sends and prints bytes in any case.\n"
+                "PAYLOAD may be @FILE to read a file, - for standard input; a payload\n"
+                "that starts with '-' follows \"--\". \"fds: N\" is printed if file\n"
+                "descriptors came with the reply; --fd attaches files as descriptors.\n"
+                "Exit status 1 for an error reply, 2 when no answer came within\n"
+                "--timeout (default 25s), 3 if DEST is not on the bus, 64 if the JSON\n"
+                "does not fit the request's type.\n",
         },
         {
-                "publish", 1, 2, OPT_FD, drive_publish, "TOPIC [PAYLOAD]",
+                "publish", 1, 2, OPT_FD | OPT_TYPE, drive_publish, "TOPIC [PAYLOAD]",
                 "Publish a signal",
                 "Publishes PAYLOAD (as for call) on TOPIC, with the files of --fd as\n"
-                "descriptors, and waits until the broker has handled it. Exit status 1\n"
-                "if the broker refused it, or if subscribers missed it because their\n"
-                "queues were full.\n",
+                "descriptors, and waits until the broker has handled it. A PAYLOAD that\n"
+                "is a JSON object is encoded as the message type that the owner of a\n"
+                "well-known name declares for TOPIC (see introspect), or as the type\n"
+                "--type names; other payloads are sent as they are. Exit status 1 if the\n"
+                "broker refused it, or if subscribers missed it because their queues\n"
+                "were full; 64 if the JSON does not fit the type.\n",
         },
         {
                 "subscribe", 1, 1, OPT_RAW | OPT_COUNT, drive_subscribe, "PATTERN",
                 "Print the signals matching a topic pattern",
                 "Prints each signal whose topic matches PATTERN ('+' matches one level,\n"
                 "a final '#' any number of levels): \"TOPIC SENDER PAYLOAD\", the payload\n"
-                "as text or as a hexdump. Runs until SIGINT or SIGTERM (exit status 0),\n"
-                "or until --count signals arrived. With --json, one JSON object per line.\n",
+                "as JSON if its sender declared the topic's message type (the broker's\n"
+                "own signals included), else as text or as a hexdump. Runs until SIGINT\n"
+                "or SIGTERM (exit status 0), or until --count signals arrived. With\n"
+                "--json, one JSON object per line.\n",
         },
         {
                 "wait", 1, 1, 0, drive_wait, "NAME",
@@ -166,7 +199,8 @@ static const struct {
         unsigned int bit;
         const char *help;
 } verb_options_help[] = {
-        { OPT_RAW, "      --raw            write received payloads to stdout as bytes, nothing else\n" },
+        { OPT_RAW, "      --raw            no typing: send and write payloads as bytes, nothing else\n"
+                   "                       (monitor: show payloads undecoded)\n" },
         { OPT_COUNT, "  -n, --count N        stop after N signals (subscribe) or frames\n" },
         { OPT_LEGEND, "      --no-legend      leave out the header line\n" },
         { OPT_FILTER, "      --topic PATTERN  select signals whose topic matches PATTERN\n"
@@ -177,6 +211,8 @@ static const struct {
                       "                       of them matches; 64 in all at most)\n" },
         { OPT_FD, "      --fd PATH        open PATH read-only and attach it as a file\n"
                   "                       descriptor (repeatable, 253 at most)\n" },
+        { OPT_TYPE, "      --type TYPE      encode the payload as the message type TYPE\n"
+                    "                       (a full name, e.g. example.thermostat.Temperature)\n" },
 };
 
 static void help(FILE *f) {
@@ -290,6 +326,8 @@ static const char *option_names(unsigned int bit) {
                 return "--topic, --name or --member";
         case OPT_FD:
                 return "--fd";
+        case OPT_TYPE:
+                return "--type";
         default:
                 return "such option";
         }
@@ -316,6 +354,7 @@ int main(int argc, char **argv) {
                 ARG_TOPIC,
                 ARG_NAME,
                 ARG_MEMBER,
+                ARG_TYPE,
         };
         static const struct option options[] = {
                 { "address", required_argument, NULL, 'a' },
@@ -330,6 +369,7 @@ int main(int argc, char **argv) {
                 { "topic", required_argument, NULL, ARG_TOPIC },
                 { "name", required_argument, NULL, ARG_NAME },
                 { "member", required_argument, NULL, ARG_MEMBER },
+                { "type", required_argument, NULL, ARG_TYPE },
                 {}
         };
         Ctl c = { .legend = true };
@@ -410,6 +450,12 @@ int main(int argc, char **argv) {
                         c.members[c.n_members++] = optarg;
                         used |= OPT_FILTER;
                         break;
+                case ARG_TYPE:
+                        if (!*optarg || strlen(optarg) > FRAME_NAME_MAX)
+                                return usage_error("\"%s\" is not a message type name", optarg);
+                        c.type = optarg;
+                        used |= OPT_TYPE;
+                        break;
                 default:
                         return usage_error("unknown option or missing argument");
                 }
@@ -439,7 +485,7 @@ int main(int argc, char **argv) {
                 /* The lowest bit: one option named is enough to go on. */
                 return usage_error("%s takes no %s", v->name, option_names(extra & -extra));
         }
-        if (c.raw && c.json)
+        if (c.raw && c.json && strcmp(v->name, "monitor") != 0)
                 return usage_error("--raw and --json exclude each other");
         if (argc < v->min_args || argc > v->max_args)
                 return usage_error("usage: plexusctl %s%s%s", v->name, *v->synopsis ? " " : "", v->synopsis);

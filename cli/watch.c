@@ -49,6 +49,7 @@
 #include <unistd.h>
 
 #include "ctl.h"
+#include "describe.h"
 #include "frame.h"
 #include "json.h"
 #include "pcap.h"
@@ -61,6 +62,30 @@
 #define SUMMARY_HEX_MAX 16u
 /* While frames keep coming, look for SIGINT and SIGTERM every this many. */
 #define SIGNAL_CHECK_EVERY 64u
+/* Decoded payloads longer than this many bytes of JSON are cut in monitor's lines. */
+#define SUMMARY_JSON_MAX 240u
+/* Calls remembered to type their answers: a ring, the oldest forgotten first. */
+#define CALLS_MAX 1024u
+
+/* A CALL seen, for the type of its answer. */
+typedef struct SeenCall {
+        char caller[FRAME_NAME_MAX + 1];
+        char destination[FRAME_NAME_MAX + 1];
+        char member[FRAME_NAME_MAX + 1];
+        uint64_t serial;
+} SeenCall;
+
+/*
+ * Decoding for monitor: a second connection asks Introspect (a monitor
+ * may not call), and the calls seen tell which method an answer is for.
+ * Frames to and from that connection are not shown: they are ours.
+ */
+typedef struct Decoder {
+        plx_bus *bus;
+        Describer *describer;
+        SeenCall *calls;                /* CALLS_MAX */
+        size_t next_call;
+} Decoder;
 
 typedef struct Watch {
         Ctl *ctl;
@@ -74,7 +99,75 @@ typedef struct Watch {
         uint64_t n_broker_missed;       /* sum of the broker's MonitorMissed counts */
         uint64_t n_missed;              /* reported so far: the larger of the two */
         int error;                      /* writing the output failed */
+        Decoder decoder;                /* monitor without --raw: bus set once started */
 } Watch;
+
+static void decoder_deinit(Decoder *d) {
+        d->describer = describer_free(d->describer);
+        d->bus = plx_bus_free(d->bus);
+        free(d->calls);
+        d->calls = NULL;
+}
+
+static void watch_deinit(Watch *w) {
+        decoder_deinit(&w->decoder);
+}
+
+static int decoder_init(Decoder *d, Ctl *c) {
+        int r;
+
+        d->calls = calloc(CALLS_MAX, sizeof(*d->calls));
+        if (!d->calls)
+                return -ENOMEM;
+        r = plx_bus_new(&d->bus, c->address, "plexusctl monitor (introspection)");
+        if (r < 0)
+                return r;
+        return describer_new(&d->describer, d->bus, DESCRIBE_TIMEOUT_USEC);
+}
+
+static bool decoder_own(const Decoder *d, plx_msg *m) {
+        const char *self = d->bus ? plx_bus_get_unique_id(d->bus) : NULL;
+
+        return self && ((plx_msg_get_sender(m) && strcmp(plx_msg_get_sender(m), self) == 0) ||
+                        (plx_msg_get_destination(m) && strcmp(plx_msg_get_destination(m), self) == 0));
+}
+
+static void copy_name(char *dst, const char *src) {
+        snprintf(dst, FRAME_NAME_MAX + 1, "%s", src ?: "");
+}
+
+/* The type of @m's payload, if its sender or callee describes it; NULL if unknown. */
+static const ProtobufCMessageDescriptor *decoder_type(Decoder *d, plx_msg *m) {
+        const char *sender = plx_msg_get_sender(m), *destination = plx_msg_get_destination(m);
+
+        if (!d->describer || !sender || plx_msg_get_large_size(m))
+                return NULL;
+
+        switch (plx_msg_get_kind(m)) {
+        case PLX_MSG_CALL: {
+                SeenCall *call = &d->calls[d->next_call++ % CALLS_MAX];
+
+                copy_name(call->caller, sender);
+                copy_name(call->destination, destination);
+                copy_name(call->member, plx_msg_get_member(m));
+                call->serial = plx_msg_get_serial(m);
+                return destination ? describer_request_type(d->describer, destination, plx_msg_get_member(m)) : NULL;
+        }
+        case PLX_MSG_REPLY:
+                for (size_t i = 0; i < CALLS_MAX; i++) {
+                        SeenCall *call = &d->calls[i];
+
+                        if (call->serial && call->serial == plx_msg_get_reply_serial(m) && destination &&
+                            strcmp(call->caller, destination) == 0)
+                                return describer_reply_type(d->describer, call->destination, call->member);
+                }
+                return NULL;
+        case PLX_MSG_SIGNAL:
+                return describer_signal_type(d->describer, sender, plx_msg_get_topic(m));
+        default:
+                return NULL;
+        }
+}
 
 static uint64_t realtime_usec(void) {
         struct timespec ts;
@@ -175,6 +268,28 @@ static void print_summary(FILE *f, const uint8_t *p, size_t n) {
                 fputs(" ...", f);
 }
 
+/* Decoded as @type: its JSON on one line, cut; else as print_summary() shows it. */
+static void print_typed_summary(FILE *f, const ProtobufCMessageDescriptor *type, const uint8_t *p, size_t n) {
+        _cleanup_(freep) char *json = NULL;
+        size_t len;
+
+        json = describe_payload(type, p, n, 0);
+        if (!json) {
+                print_summary(f, p, n);
+                return;
+        }
+        len = strlen(json);
+        if (len <= SUMMARY_JSON_MAX) {
+                fprintf(f, " %s", json);
+                return;
+        }
+        /* JSON escapes everything below 0x80 it must; cut outside a UTF-8 sequence. */
+        len = SUMMARY_JSON_MAX;
+        while (len > 0 && ((uint8_t)json[len] & 0xc0) == 0x80)
+                len--;
+        fprintf(f, " %.*s... (%zu bytes)", (int)len, json, n);
+}
+
 /* A large frame's path (docs/protocol.md §17), NULL for an ordinary frame. */
 static const char *large_path(plx_msg *m) {
         if (!plx_msg_get_large_size(m))
@@ -189,7 +304,7 @@ static const char *large_path(plx_msg *m) {
  * A large frame's copy is its descriptor only: the broker sends a monitor
  * neither the bytes nor the memfd or pidfd they are reached by.
  */
-static void print_frame(FILE *f, plx_msg *m) {
+static void print_frame(FILE *f, plx_msg *m, const ProtobufCMessageDescriptor *type) {
         char a[FRAME_NAME_MAX + 1], b[FRAME_NAME_MAX + 1], c[FRAME_NAME_MAX + 1];
         const char *destination = plx_msg_get_destination(m) ?: "";
         int kind = plx_msg_get_kind(m);
@@ -217,7 +332,7 @@ static void print_frame(FILE *f, plx_msg *m) {
                 if (plx_msg_get_large_addr(m))
                         fprintf(f, " transfer=%" PRIu64, plx_msg_get_transfer_id(m));
         }
-        print_summary(f, p, n);
+        print_typed_summary(f, type, p, n);
         fputc('\n', f);
 }
 
@@ -229,7 +344,8 @@ static void json_string_or_null(Json *j, const char *key, const char *s) {
 }
 
 /* Every header field, and the payload as subscribe gives it. */
-static void json_frame(FILE *f, plx_msg *m) {
+static void json_frame(FILE *f, plx_msg *m, const ProtobufCMessageDescriptor *type) {
+        _cleanup_(freep) char *json = NULL;
         int kind = plx_msg_get_kind(m);
         size_t n;
         const void *p = plx_msg_get_payload(m, &n);
@@ -258,6 +374,14 @@ static void json_frame(FILE *f, plx_msg *m) {
         json_uint(&j, "large_addr", plx_msg_get_large_addr(m));
         json_uint(&j, "transfer_id", plx_msg_get_transfer_id(m));
         json_uint(&j, "size", n);
+        json = describe_payload(type, p, n, 0);
+        if (json) {
+                json_string(&j, "type", type->name);
+                json_raw(&j, "payload_json", json);
+        } else {
+                json_null(&j, "type");
+                json_null(&j, "payload_json");
+        }
         if (utf8_is_valid(p, n))
                 json_bytes(&j, "payload_text", p, n);
         else
@@ -344,6 +468,8 @@ static int on_frame(plx_msg *m, void *userdata) {
                 return 0;
         }
         report_missed(w);
+        if (decoder_own(&w->decoder, m))
+                return 0;
 
         w->n_frames++;
         if (w->capture) {
@@ -351,9 +477,9 @@ static int on_frame(plx_msg *m, void *userdata) {
                 if (r < 0)
                         w->error = r;
         } else if (c->json) {
-                json_frame(w->out, m);
+                json_frame(w->out, m, decoder_type(&w->decoder, m));
         } else {
-                print_frame(w->out, m);
+                print_frame(w->out, m, decoder_type(&w->decoder, m));
         }
         if (ferror(w->out))
                 w->error = -EIO;
@@ -440,12 +566,15 @@ static int watch_start(Watch *w, int *ret_signal_fd) {
  */
 int watch_monitor(Ctl *c, int argc, char **argv) {
         _cleanup_(closep) int signal_fd = -1;
-        Watch w = { .ctl = c, .out = stdout };
+        _cleanup_(watch_deinit) Watch w = { .ctl = c, .out = stdout };
         int r;
 
         r = watch_start(&w, &signal_fd);
         if (r != 0)
                 return r;
+        /* Without a second connection payloads are shown undecoded: nothing fails for it. */
+        if (!c->raw && decoder_init(&w.decoder, c) < 0)
+                decoder_deinit(&w.decoder);
 
         r = watch_run(&w, signal_fd);
         if (fflush(stdout) != 0 && r >= 0)
