@@ -61,6 +61,8 @@
 
 void *rx_buffer_new(void);
 void *rx_buffer_free(void *buf);
+size_t rx_buffer_trim(void *buf, size_t keep);
+void rx_buffer_release(void *buf, size_t kept);
 
 typedef struct WFrame {
         List link;
@@ -269,6 +271,8 @@ struct plx_msg {
         void *mapping;          /* large_size bytes mapped from a memfd, or NULL */
         void *heap_payload;     /* a lent payload copied into our heap, or NULL */
         void *rx_payload;       /* the payload's own copy or receive buffer, once not lent, or NULL */
+        size_t rx_payload_map;  /* rx_payload is that much of a receive buffer (rx_buffer_trim()); 0: a malloc()ed copy */
+        bool exposed;           /* the application was given a pointer into the payload */
         int rx_slot;            /* index in bus->rx while its payload is lent from there, else -1 */
         size_t heap_size;       /* its capacity */
         uint64_t connection;    /* bus->reconnect.generation it arrived on */

@@ -335,8 +335,10 @@ void bus_rx_return(plx_bus *bus, plx_msg *m) {
 
 /*
  * Buffer @i is about to be read into while a message still points into it
- * (kept by the application, or parked in the read queue): the message
- * gets its own copy of the payload or, for a long one, the buffer itself.
+ * (kept by the application, or parked in the read queue). A message whose
+ * payload the application has seen (plx_msg_get_payload()) must keep it
+ * where it is: it takes the buffer over, trimmed to the pages it uses. So
+ * does a long payload, which a copy would cost more. Others get a copy.
  */
 static int rx_reclaim(plx_bus *bus, unsigned int i) {
         BusRx *rx = bus->rx;
@@ -349,8 +351,12 @@ static int rx_reclaim(plx_bus *bus, unsigned int i) {
                 bus_rx_return(bus, m);
                 return 0;
         }
-        if (m->payload_len >= BUS_RX_HANDOVER_MIN) {
+        if (m->exposed || m->payload_len >= BUS_RX_HANDOVER_MIN) {
+                /* The payload and its NUL. */
+                size_t used = (size_t)(p - (const uint8_t *)rx->buf[i]) + m->payload_len + 1;
+
                 m->rx_payload = TAKE_PTR(rx->buf[i]);
+                m->rx_payload_map = rx_buffer_trim(m->rx_payload, used);
                 bus_rx_return(bus, m);
                 return 0;
         }

@@ -166,7 +166,10 @@ _public_ plx_msg *plx_msg_unref(plx_msg *msg) {
         plx_close(msg->carrier_fd);
         if (msg->rx_slot >= 0)
                 bus_rx_return(msg->bus, msg);
-        free(msg->rx_payload);
+        if (msg->rx_payload_map)
+                rx_buffer_release(msg->rx_payload, msg->rx_payload_map);
+        else
+                free(msg->rx_payload);
         bus_unref(msg->bus);
         free(msg);
         return NULL;
@@ -206,7 +209,10 @@ _public_ const char *plx_msg_get_error_name(plx_msg *msg) {
 }
 
 _public_ const char *plx_msg_get_error_message(plx_msg *msg) {
-        return msg && msg->kind == PLX_MSG_ERROR ? msg->error_message : NULL;
+        if (!msg || msg->kind != PLX_MSG_ERROR)
+                return NULL;
+        msg->exposed = true;    /* it may point into the payload */
+        return msg->error_message;
 }
 
 _public_ const void *plx_msg_get_payload(plx_msg *msg, size_t *ret_size) {
@@ -217,6 +223,7 @@ _public_ const void *plx_msg_get_payload(plx_msg *msg, size_t *ret_size) {
         }
         if (ret_size)
                 *ret_size = msg->payload_len;
+        msg->exposed = true;
         return msg->payload;
 }
 

@@ -421,8 +421,79 @@ static void test_kept_across_reads(void **state) {
         free(p);
 }
 
+typedef struct Pointers {
+        plx_bus *caller;                /* makes a call from inside the callback */
+        plx_msg *msgs[2];
+        const uint8_t *payloads[2];     /* as plx_msg_get_payload() gave them in the callback */
+        bool intact_after_call;
+        unsigned int n;
+        unsigned int expect;
+        bool done;
+} Pointers;
+
+static int on_signal_take_pointer(plx_msg *m, void *userdata) {
+        Pointers *s = userdata;
+        size_t n;
+
+        if (s->n < 2) {
+                s->msgs[s->n] = plx_msg_ref(m);
+                s->payloads[s->n] = plx_msg_get_payload(m, &n);
+                if (s->n == 0) {
+                        /* A call from inside the callback reads on: the payload must stay put. */
+                        assert_int_equal(plx_bus_call(s->caller, PLX_BROKER, "Ping", NULL, 0, PLX_TIMEOUT_DEFAULT,
+                                                      NULL), 0);
+                        s->intact_after_call = intact(s->payloads[0], 1, n);
+                }
+        }
+        if (++s->n == s->expect)
+                s->done = true;
+        return 0;
+}
+
+/*
+ * A pointer plx_msg_get_payload() returned stays valid, and the bytes it
+ * points at unchanged, while the message lives: across a call made from
+ * the callback, and across later reads that need its receive buffer.
+ */
+static void test_payload_pointer_stays(void **state) {
+        Harness *h = *state;
+        _cleanup_bus_ plx_bus *pub = NULL, *sub = NULL;
+        Pointers s = { .expect = 2 };
+        uint8_t *p = malloc(100);
+
+        assert_non_null(p);
+        assert_int_equal(plx_bus_new(&pub, h->address, "publisher"), 0);
+        assert_int_equal(plx_bus_new(&sub, h->address, "subscriber"), 0);
+        s.caller = sub;
+        assert_int_equal(plx_bus_subscribe(sub, NULL, "batch/pointer", on_signal_take_pointer, &s), 0);
+
+        /* Both in one read: the call's reads reuse the buffers while the first is dispatched. */
+        fill(p, 1, 100);
+        assert_int_equal(plx_bus_publish(pub, "batch/pointer", p, 100), 0);
+        fill(p, 2, 100);
+        assert_int_equal(plx_bus_publish(pub, "batch/pointer", p, 100), 0);
+        assert_int_equal(plx_bus_flush(pub), 0);
+        pump(sub, NULL, &s.done);
+        assert_true(s.intact_after_call);
+
+        for (unsigned int round = 0; round < 40; round++) {
+                memset(p, 0x5a + round, 100);
+                assert_int_equal(plx_bus_publish(pub, "batch/pointer", p, 100), 0);
+                assert_int_equal(plx_bus_flush(pub), 0);
+                s.expect++;
+                s.done = false;
+                pump(sub, NULL, &s.done);
+        }
+        assert_true(intact(s.payloads[0], 1, 100));
+        assert_true(intact(s.payloads[1], 2, 100));
+        plx_msg_unref(s.msgs[0]);
+        plx_msg_unref(s.msgs[1]);
+        free(p);
+}
+
 int main(void) {
         const struct CMUnitTest tests[] = {
+                cmocka_unit_test_setup_teardown(test_payload_pointer_stays, harness_setup, harness_teardown),
                 cmocka_unit_test_setup_teardown(test_pipelined_in_order, harness_setup, harness_teardown),
                 cmocka_unit_test_setup_teardown(test_poll_interest, harness_setup, harness_teardown),
                 cmocka_unit_test_setup_teardown(test_publish_burst_then_free, harness_setup, harness_teardown),
