@@ -16,13 +16,13 @@
 
 #include <plexus/protobuf.h>
 
+#include "calculator.h"
 #include "harness.h"
 #include "plexus.pb-c.h"
 #include "plexus-descriptor.h"
 #include "typed-test.pb-c.h"
 #include "typed-test-descriptor.h"
 
-#define TICK_TOPIC "calc/ticks"
 
 typedef struct Fixture {
         Harness harness;
@@ -36,101 +36,17 @@ typedef struct ServiceOptions {
         bool with_descriptors;
 } ServiceOptions;
 
-static int on_add(plx_msg *call, const ProtobufCMessage *request, void *userdata) {
-        const Plexus__Test__AddRequest *req = (const Plexus__Test__AddRequest *)request;
-        Plexus__Test__AddReply reply = PLEXUS__TEST__ADD_REPLY__INIT;
-
-        reply.sum = req->a + req->b;
-        return plx_msg_reply_message(call, &reply.base);
-}
-
-static int on_echo(plx_msg *call, const ProtobufCMessage *request, void *userdata) {
-        return plx_msg_reply_message(call, request);
-}
-
-static int on_big(plx_msg *call, const ProtobufCMessage *request, void *userdata) {
-        const Plexus__Test__BigRequest *req = (const Plexus__Test__BigRequest *)request;
-        Plexus__Test__BigReply reply = PLEXUS__TEST__BIG_REPLY__INIT;
-        int r;
-
-        reply.data.len = req->size;
-        reply.data.data = malloc(req->size ?: 1);
-        if (!reply.data.data)
-                return -ENOMEM;
-        for (size_t i = 0; i < req->size; i++)
-                reply.data.data[i] = (uint8_t)(i * 13 + 1);
-        r = plx_msg_reply_message(call, &reply.base);
-        free(reply.data.data);
-        return r;
-}
-
-/* Replies with the wrong type: libplexus refuses, and the handler says so. */
-static int on_wrong(plx_msg *call, const ProtobufCMessage *request, void *userdata) {
-        Plexus__Test__Tick tick = PLEXUS__TEST__TICK__INIT;
-        int r;
-
-        r = plx_msg_reply_message(call, &tick.base);
-        if (r != -EINVAL)
-                return plx_msg_reply_error(call, "plexus.test.Error.Unrefused", "a wrong reply type was sent");
-        return plx_msg_reply_error(call, "plexus.test.Error.Refused", "the wrong reply type was refused");
-}
-
-static int on_quit(plx_msg *call, void *userdata) {
-        plx_msg_reply(call, NULL, 0);
-        plx_bus_exit(plx_msg_get_bus(call), 0);
-        return 0;
-}
-
-/* Publishes a Tick {n: 7, note: "seven"}, then bytes that are no Tick. */
-static int on_publish(plx_msg *call, void *userdata) {
-        Plexus__Test__Tick tick = PLEXUS__TEST__TICK__INIT;
-        static const uint8_t garbage[] = { 0x0a, 0x05, 'x' }; /* field 1 as bytes, truncated */
-        plx_bus *bus = plx_msg_get_bus(call);
-        int r;
-
-        tick.n = 7;
-        tick.note = (char *)"seven";
-        r = plx_bus_publish_message(bus, TICK_TOPIC, &tick.base);
-        if (r >= 0)
-                r = plx_bus_publish(bus, TICK_TOPIC, garbage, sizeof(garbage));
-        if (r < 0)
-                return r;
-        return plx_msg_reply(call, NULL, 0);
-}
-
-static const plx_method_handler calculator_handlers[] = {
-        { "Add", on_add },
-        { "Echo", on_echo },
-        { "Big", on_big },
-        { "Wrong", on_wrong },
-        {}
-};
-
-static const plx_topic_type calculator_topics[] = {
-        { TICK_TOPIC, &plexus__test__tick__descriptor },
-        {}
-};
-
 static int service_child(int report_fd, int control_fd, void *userdata) {
         const ServiceOptions *o = userdata;
-        plx_interface iface = {
-                .service = &plexus__test__calculator__descriptor,
-                .methods = calculator_handlers,
-                .topics = calculator_topics,
-        };
         plx_bus *bus = NULL;
         int r;
 
-        if (o->with_descriptors) {
-                iface.descriptor_set = typed_test_descriptor_set;
-                iface.descriptor_set_size = typed_test_descriptor_set_size;
-        }
         child_assert(plx_bus_new(&bus, o->address, "typed-test-service") == 0);
-        child_assert_int_eq(plx_bus_add_method(bus, NULL, "Quit", on_quit, NULL), 0);
-        child_assert_int_eq(plx_bus_export(bus, NULL, &iface, NULL), 0);
-        child_assert_int_eq(plx_bus_add_method(bus, NULL, "PublishTick", on_publish, NULL), 0);
+        child_assert_int_eq(plx_bus_add_method(bus, NULL, "Quit", calculator_quit, NULL), 0);
+        child_assert_int_eq(calculator_export(bus, NULL, o->with_descriptors), 0);
+        child_assert_int_eq(plx_bus_add_method(bus, NULL, "PublishTick", calculator_publish_tick, NULL), 0);
         /* A method of the same name as a typed one: refused. */
-        child_assert_int_eq(plx_bus_add_method(bus, NULL, "Add", on_quit, NULL), -EEXIST);
+        child_assert_int_eq(plx_bus_add_method(bus, NULL, "Add", calculator_quit, NULL), -EEXIST);
         harness_report(report_fd, "ready %s", plx_bus_get_unique_id(bus));
         r = plx_bus_run(bus);
         plx_bus_free(bus);
@@ -426,7 +342,7 @@ static void test_typed_signals(void **state) {
         plx_slot *slot = NULL;
         Ticks t = {};
 
-        assert_int_equal(plx_bus_subscribe_message(f->bus, &slot, TICK_TOPIC, &plexus__test__tick__descriptor,
+        assert_int_equal(plx_bus_subscribe_message(f->bus, &slot, CALCULATOR_TICK_TOPIC, &plexus__test__tick__descriptor,
                                                    on_tick, &t), 0);
         /* The service publishes a Tick and then garbage, before it replies. */
         assert_int_equal(plx_bus_call(f->bus, f->service_id, "PublishTick", NULL, 0, PLX_TIMEOUT_DEFAULT, NULL), 0);
@@ -473,7 +389,7 @@ static void test_introspect_service(void **state) {
         assert_string_equal(m->request_type, "");
         assert_null(find_method(in, "Unimplemented"));
         assert_int_equal(in->n_topics, 1);
-        assert_string_equal(in->topics[0]->pattern, TICK_TOPIC);
+        assert_string_equal(in->topics[0]->pattern, CALCULATOR_TICK_TOPIC);
         assert_string_equal(in->topics[0]->message_type, "plexus.test.Tick");
         /* The set protoc-c wrote at build time, imports included. */
         assert_int_equal(in->descriptor_set.len, typed_test_descriptor_set_size);
@@ -592,14 +508,7 @@ static void test_introspect_broker(void **state) {
 /* Withdrawing the export withdraws its methods and its description. */
 static int export_and_withdraw(int report_fd, int control_fd, void *userdata) {
         const char *address = userdata;
-        plx_interface iface = {
-                .service = &plexus__test__calculator__descriptor,
-                .methods = calculator_handlers,
-                .topics = calculator_topics,
-                .descriptor_set = typed_test_descriptor_set,
-                .descriptor_set_size = typed_test_descriptor_set_size,
-        };
-        static const plx_method_handler bogus[] = { { "NotAMethod", on_add }, {} };
+        static const plx_method_handler bogus[] = { { "NotAMethod", calculator_quit_typed }, {} };
         plx_interface bad = { .service = &plexus__test__calculator__descriptor, .methods = bogus };
         plx_slot *slot = NULL;
         plx_bus *bus = NULL;
@@ -607,9 +516,9 @@ static int export_and_withdraw(int report_fd, int control_fd, void *userdata) {
 
         child_assert(plx_bus_new(&bus, address, "typed-test-withdraw") == 0);
         child_assert_int_eq(plx_bus_export(bus, NULL, &bad, NULL), -EINVAL);
-        child_assert_int_eq(plx_bus_export(bus, &slot, &iface, NULL), 0);
+        child_assert_int_eq(calculator_export(bus, &slot, true), 0);
         /* Exporting the same service twice collides on its method names. */
-        child_assert_int_eq(plx_bus_export(bus, NULL, &iface, NULL), -EEXIST);
+        child_assert_int_eq(calculator_export(bus, NULL, true), -EEXIST);
         harness_report(report_fd, "ready %s", plx_bus_get_unique_id(bus));
         /* Serve until told, then withdraw and serve on. */
         while (!harness_poll_byte(control_fd, &c))
