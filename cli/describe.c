@@ -3,6 +3,7 @@
  */
 
 #include <errno.h>
+#include <stdbool.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -18,6 +19,7 @@
 struct Describer {
         plx_bus *bus;
         uint64_t timeout_usec;
+        bool owners_described;          /* every well-known name's owner asked (describer_declared_type()) */
         size_t n_descriptions;
         Description descriptions[DESCRIBE_MAX];
 };
@@ -178,6 +180,74 @@ const ProtobufCMessageDescriptor *describer_signal_type(Describer *d, const char
         const Plexus__TopicInfo *t = description_find_topic(desc, topic);
 
         return t ? description_find_type(desc, t->message_type) : NULL;
+}
+
+/* Ask the owner of every well-known name, once: ListNames page by page. */
+static void describe_owners(Describer *d) {
+        _cleanup_(freep) char *after = strdup("");
+
+        d->owners_described = true;
+        while (after) {
+                Plexus__ListNamesRequest req = PLEXUS__LIST_NAMES_REQUEST__INIT;
+                ProtobufCMessage *reply = NULL;
+                Plexus__NameList *page;
+                char *next = NULL;
+
+                req.after = after;
+                if (plx_bus_call_message(d->bus, PLX_BROKER, "ListNames", &req.base, &plexus__name_list__descriptor,
+                                         d->timeout_usec, &reply, NULL) < 0)
+                        return;
+                page = (Plexus__NameList *)reply;
+                for (size_t i = 0; i < page->n_names; i++)
+                        (void)describer_get(d, page->names[i]->owner);
+                /* Names sort in byte order: a cursor that does not grow would keep us here forever. */
+                if (page->next_after[0] && strcmp(page->next_after, after) > 0)
+                        next = strdup(page->next_after);
+                protobuf_c_message_free_unpacked(reply, NULL);
+                free(after);
+                after = next;
+        }
+}
+
+/**
+ * describer_declared_type() - the type some client on the bus declares for @topic
+ *
+ * For signals whose sender does not describe them (plexusctl publish, say):
+ * the first owner of a well-known name, or the broker, that declares a
+ * pattern matching @topic. Owners are asked once, on the first call.
+ */
+const ProtobufCMessageDescriptor *describer_declared_type(Describer *d, const char *topic) {
+        const ProtobufCMessageDescriptor *type = describer_signal_type(d, PLX_BROKER, topic);
+
+        if (type)
+                return type;
+        if (!d->owners_described)
+                describe_owners(d);
+        for (size_t i = 0; i < d->n_descriptions; i++) {
+                const Plexus__TopicInfo *t = description_find_topic(&d->descriptions[i], topic);
+
+                if (t && (type = description_find_type(&d->descriptions[i], t->message_type)))
+                        return type;
+        }
+        return NULL;
+}
+
+/**
+ * describer_find_type() - a message type of that full name, in any description
+ *
+ * Asks every owner first (see describer_declared_type()).
+ */
+const ProtobufCMessageDescriptor *describer_find_type(Describer *d, const char *full_name) {
+        const ProtobufCMessageDescriptor *type = description_find_type(describer_get(d, PLX_BROKER), full_name);
+
+        if (type)
+                return type;
+        if (!d->owners_described)
+                describe_owners(d);
+        for (size_t i = 0; i < d->n_descriptions; i++)
+                if ((type = description_find_type(&d->descriptions[i], full_name)))
+                        return type;
+        return NULL;
 }
 
 /**

@@ -56,6 +56,8 @@ const Plexus__TopicInfo *description_find_topic(const Description *desc, const c
 const ProtobufCMessageDescriptor *describer_request_type(Describer *d, const char *destination, const char *member);
 const ProtobufCMessageDescriptor *describer_reply_type(Describer *d, const char *destination, const char *member);
 const ProtobufCMessageDescriptor *describer_signal_type(Describer *d, const char *sender, const char *topic);
+const ProtobufCMessageDescriptor *describer_declared_type(Describer *d, const char *topic);
+const ProtobufCMessageDescriptor *describer_find_type(Describer *d, const char *full_name);
 
 /*
  * JSON in and out, for verbs that cannot include json-c's header (it

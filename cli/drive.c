@@ -155,7 +155,7 @@ static void print_payload(Ctl *c, const ProtobufCMessageDescriptor *type, const 
                 payload_print(stdout, p, n);
 }
 
-/* "payload_json": the canonical JSON of the payload as a @type, or null; then the untyped forms. */
+/* "type" and "payload_json" (canonical JSON) if @type decodes the payload; then the untyped forms. */
 static void json_typed_payload(Json *j, const ProtobufCMessageDescriptor *type, const void *p, size_t n) {
         _cleanup_(freep) char *json = NULL;
 
@@ -163,9 +163,6 @@ static void json_typed_payload(Json *j, const ProtobufCMessageDescriptor *type, 
         if (json) {
                 json_string(j, "type", type->name);
                 json_raw(j, "payload_json", json);
-        } else {
-                json_null(j, "type");
-                json_null(j, "payload_json");
         }
         json_payload(j, p, n);
 }
@@ -252,30 +249,12 @@ int drive_call(Ctl *c, int argc, char **argv) {
  * that declares @topic gives it. NULL: send the payload as it is.
  */
 static int publish_type(Ctl *c, Describer *d, const char *topic, const ProtobufCMessageDescriptor **ret) {
-        _cleanup_(name_set_deinit) NameSet names = {};
-        const Description *broker;
-        int r;
-
-        *ret = NULL;
-        broker = describer_get(d, PLX_BROKER);
-        if (c->type && (*ret = description_find_type(broker, c->type)))
+        if (!c->type) {
+                *ret = describer_declared_type(d, topic);
                 return 0;
-        r = fetch_names(c, &names);
-        if (r != 0)
-                return r;
-        for (size_t i = 0; i < names.n_names && !*ret; i++) {
-                const Description *desc = describer_get(d, names.names[i]->owner);
-
-                if (c->type) {
-                        *ret = description_find_type(desc, c->type);
-                } else {
-                        const Plexus__TopicInfo *t = description_find_topic(desc, topic);
-
-                        if (t)
-                                *ret = description_find_type(desc, t->message_type);
-                }
         }
-        if (c->type && !*ret)
+        *ret = describer_find_type(d, c->type);
+        if (!*ret)
                 return ctl_fail(c, CTL_EXIT_USAGE, NULL, "no client on the bus describes a type %s", c->type);
         return 0;
 }
@@ -366,8 +345,6 @@ int drive_publish(Ctl *c, int argc, char **argv) {
                 json_string(&j, "topic", topic);
                 if (type)
                         json_string(&j, "type", type->name);
-                else
-                        json_null(&j, "type");
                 json_uint(&j, "size", size);
                 if (fds.n_fds > 0)
                         json_uint(&j, "n_fds", fds.n_fds);
@@ -399,9 +376,13 @@ static int on_signal(plx_msg *signal, void *userdata) {
                 return 0;       /* more than asked for arrived in one read */
         s->n_received++;
         p = plx_msg_get_payload(signal, &n);
-        /* The type its sender declared for the topic (it is asked once; the broker's are known). */
+        /*
+         * The type its sender declares for the topic, else one that another
+         * client declares (each is asked once).
+         */
         if (s->describer && sender)
-                type = describer_signal_type(s->describer, sender, topic);
+                type = describer_signal_type(s->describer, sender, topic) ?:
+                       describer_declared_type(s->describer, topic);
         if (!c->json)
                 json = describe_payload(type, p, n, DESCRIBE_DEFAULTS);
 

@@ -163,7 +163,8 @@ static const ProtobufCMessageDescriptor *decoder_type(Decoder *d, plx_msg *m) {
                 }
                 return NULL;
         case PLX_MSG_SIGNAL:
-                return describer_signal_type(d->describer, sender, plx_msg_get_topic(m));
+                return describer_signal_type(d->describer, sender, plx_msg_get_topic(m)) ?:
+                       describer_declared_type(d->describer, plx_msg_get_topic(m));
         default:
                 return NULL;
         }
@@ -378,9 +379,6 @@ static void json_frame(FILE *f, plx_msg *m, const ProtobufCMessageDescriptor *ty
         if (json) {
                 json_string(&j, "type", type->name);
                 json_raw(&j, "payload_json", json);
-        } else {
-                json_null(&j, "type");
-                json_null(&j, "payload_json");
         }
         if (utf8_is_valid(p, n))
                 json_bytes(&j, "payload_text", p, n);
