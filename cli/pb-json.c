@@ -123,8 +123,20 @@ static bool is_map_field(const ProtobufCFieldDescriptor *f) {
                 return false;
         e = f->descriptor;
         if (!e || e->n_fields != 2 || e->fields[0].id != 1 || e->fields[1].id != 2 || !e->fields[0].name ||
-            !e->fields[1].name || strcmp(e->fields[0].name, "key") != 0 || strcmp(e->fields[1].name, "value") != 0)
+            !e->fields[1].name || strcmp(e->fields[0].name, "key") != 0 || strcmp(e->fields[1].name, "value") != 0 ||
+            e->fields[0].label == PROTOBUF_C_LABEL_REPEATED || e->fields[1].label == PROTOBUF_C_LABEL_REPEATED)
                 return false;
+        /* keys are integers, bools or strings (protoc refuses the rest) */
+        switch (e->fields[0].type) {
+        case PROTOBUF_C_TYPE_FLOAT:
+        case PROTOBUF_C_TYPE_DOUBLE:
+        case PROTOBUF_C_TYPE_BYTES:
+        case PROTOBUF_C_TYPE_ENUM:
+        case PROTOBUF_C_TYPE_MESSAGE:
+                return false;
+        default:
+                break;
+        }
         /* protoc names the entry after the field: my_map -> MyMapEntry */
         for (const char *s = f->name; *s && k + 7 < sizeof(want); s++) {
                 if (*s == '_') {
