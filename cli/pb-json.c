@@ -1216,6 +1216,9 @@ static int json_to_message(Ctx *c, const ProtobufCMessageDescriptor *d, json_obj
                         return r;
                 }
                 seen[f - d->fields] = 1;
+                /* protobuf-c would pack a NULL required message by dereferencing it */
+                if (!v && f->label == PROTOBUF_C_LABEL_REQUIRED)
+                        return ctx_fail(c, "required by message %s, cannot be null", d->name);
                 r = json_to_field(c, f, v, depth, m);
                 if (r < 0)
                         return r;

@@ -415,6 +415,7 @@ static void test_proto2(void **state) {
                           "{\"id\":1,\"numbers\":[3],\"packedNumbers\":[1,2],\"next\":{\"id\":2,\"next\":{\"id\":3}},"
                           "\"attrs\":{\"x\":1}}", 0);
         assert_encode_error(d, "{}", "field \"id\": missing, and required by message plexus.test2.Legacy");
+        assert_encode_error(d, "{\"id\": null}", "field \"id\": required by message plexus.test2.Legacy, cannot be null");
         assert_encode_error(d, "{\"id\": 1, \"next\": {}}", "field \"next.id\": missing");
 }
 
