@@ -535,8 +535,16 @@ static size_t align_to(size_t off, size_t a) {
         return (off + a - 1) & ~(a - 1);
 }
 
-/* Size and alignment of a singular value of @type in the struct. */
-static size_t value_size(ProtobufCType type) {
+/**
+ * pbdyn_type_size() - size of one value of a field type in a message struct
+ * @type: the type
+ *
+ * Also the size of one element of a repeated field's array; a value is
+ * aligned to its size, at most 8.
+ *
+ * Return: the size in bytes.
+ */
+size_t pbdyn_type_size(ProtobufCType type) {
         switch (type) {
         case PROTOBUF_C_TYPE_INT32:
         case PROTOBUF_C_TYPE_SINT32:
@@ -566,7 +574,7 @@ static size_t value_size(ProtobufCType type) {
 }
 
 static size_t value_align(ProtobufCType type) {
-        size_t s = value_size(type);
+        size_t s = pbdyn_type_size(type);
 
         return s >= 8 ? 8 : s;
 }
@@ -887,7 +895,7 @@ static int build_fields(Batch *b, MessageWork *w) {
                 }
                 off = align_to(off, value_align(f->type));
                 f->offset = (unsigned) off;
-                off += value_size(f->type);
+                off += pbdyn_type_size(f->type);
 
                 if (fp->default_value) {
                         if (w->proto3)
@@ -918,7 +926,7 @@ static int build_fields(Batch *b, MessageWork *w) {
                         if (!(fields[i].flags & PROTOBUF_C_FIELD_FLAG_ONEOF) || (size_t) fp->oneof_index != o)
                                 continue;
                         any = true;
-                        size = MAX(size, value_size(fields[i].type));
+                        size = MAX(size, pbdyn_type_size(fields[i].type));
                         align = MAX(align, value_align(fields[i].type));
                 }
                 if (!any)

@@ -60,5 +60,7 @@ const ProtobufCEnumDescriptor *pbdyn_pool_find_enum(const PbdynPool *pool, const
 const PbdynService *pbdyn_pool_find_service(const PbdynPool *pool, const char *name);
 size_t pbdyn_pool_get_services(const PbdynPool *pool, const PbdynService *const **ret);
 
+size_t pbdyn_type_size(ProtobufCType type);
+
 int pbdyn_check_wire(const ProtobufCMessageDescriptor *desc, const void *data, size_t size,
                      char *errbuf, size_t errlen);

@@ -123,8 +123,20 @@ static bool is_map_field(const ProtobufCFieldDescriptor *f) {
                 return false;
         e = f->descriptor;
         if (!e || e->n_fields != 2 || e->fields[0].id != 1 || e->fields[1].id != 2 || !e->fields[0].name ||
-            !e->fields[1].name || strcmp(e->fields[0].name, "key") != 0 || strcmp(e->fields[1].name, "value") != 0)
+            !e->fields[1].name || strcmp(e->fields[0].name, "key") != 0 || strcmp(e->fields[1].name, "value") != 0 ||
+            e->fields[0].label == PROTOBUF_C_LABEL_REPEATED || e->fields[1].label == PROTOBUF_C_LABEL_REPEATED)
                 return false;
+        /* keys are integers, bools or strings (protoc refuses the rest) */
+        switch (e->fields[0].type) {
+        case PROTOBUF_C_TYPE_FLOAT:
+        case PROTOBUF_C_TYPE_DOUBLE:
+        case PROTOBUF_C_TYPE_BYTES:
+        case PROTOBUF_C_TYPE_ENUM:
+        case PROTOBUF_C_TYPE_MESSAGE:
+                return false;
+        default:
+                break;
+        }
         /* protoc names the entry after the field: my_map -> MyMapEntry */
         for (const char *s = f->name; *s && k + 7 < sizeof(want); s++) {
                 if (*s == '_') {
@@ -136,35 +148,6 @@ static bool is_map_field(const ProtobufCFieldDescriptor *f) {
         }
         strcpy(want + k, "Entry");
         return e->short_name && strcmp(e->short_name, want) == 0;
-}
-
-static size_t elt_size(ProtobufCType t) {
-        switch (t) {
-        case PROTOBUF_C_TYPE_INT32:
-        case PROTOBUF_C_TYPE_SINT32:
-        case PROTOBUF_C_TYPE_SFIXED32:
-        case PROTOBUF_C_TYPE_UINT32:
-        case PROTOBUF_C_TYPE_FIXED32:
-        case PROTOBUF_C_TYPE_FLOAT:
-        case PROTOBUF_C_TYPE_ENUM:
-                return 4;
-        case PROTOBUF_C_TYPE_INT64:
-        case PROTOBUF_C_TYPE_SINT64:
-        case PROTOBUF_C_TYPE_SFIXED64:
-        case PROTOBUF_C_TYPE_UINT64:
-        case PROTOBUF_C_TYPE_FIXED64:
-        case PROTOBUF_C_TYPE_DOUBLE:
-                return 8;
-        case PROTOBUF_C_TYPE_BOOL:
-                return sizeof(protobuf_c_boolean);
-        case PROTOBUF_C_TYPE_STRING:
-                return sizeof(char *);
-        case PROTOBUF_C_TYPE_BYTES:
-                return sizeof(ProtobufCBinaryData);
-        case PROTOBUF_C_TYPE_MESSAGE:
-                return sizeof(ProtobufCMessage *);
-        }
-        return 8;
 }
 
 static const char base64_chars[] = "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/";
@@ -414,7 +397,7 @@ static int repeated_to_json(Ctx *c, const ProtobufCFieldDescriptor *f, const Pro
         if (!j)
                 return -ENOMEM;
         for (size_t i = 0; i < n && arr; i++) {
-                const void *p = arr + i * elt_size(f->type);
+                const void *p = arr + i * pbdyn_type_size(f->type);
                 size_t old = path_push(c, "[%zu]", i);
                 json_object *v = NULL;
 
@@ -459,12 +442,266 @@ static int repeated_to_json(Ctx *c, const ProtobufCFieldDescriptor *f, const Pro
         return 0;
 }
 
+/*
+ * Well-known types with a JSON form of their own: Timestamp (RFC 3339 in
+ * UTC), Duration ("1.5s") and the wrappers (the wrapped value itself).
+ * Recognized by full name and field layout, so a message that only shares
+ * the name is left alone.
+ */
+typedef enum WktKind {
+        WKT_NONE,
+        WKT_TIMESTAMP,
+        WKT_DURATION,
+        WKT_WRAPPER,
+} WktKind;
+
+#define TIMESTAMP_MIN (-62135596800LL)         /* 0001-01-01T00:00:00Z */
+#define TIMESTAMP_MAX 253402300799LL            /* 9999-12-31T23:59:59Z */
+#define DURATION_MAX 315576000000LL             /* 10000 years */
+
+static int json_to_value(Ctx *c, const ProtobufCFieldDescriptor *f, json_object *j, unsigned depth, void *p);
+static const char *json_type_text(json_object *j);
+
+static WktKind wkt_kind(const ProtobufCMessageDescriptor *d) {
+        static const char *const wrappers[] = {
+                "DoubleValue", "FloatValue", "Int64Value", "UInt64Value", "Int32Value",
+                "UInt32Value", "BoolValue", "StringValue", "BytesValue",
+        };
+        const ProtobufCFieldDescriptor *f1, *f2;
+        const char *n;
+
+        if (!d->name || strncmp(d->name, "google.protobuf.", 16) != 0)
+                return WKT_NONE;
+        n = d->name + 16;
+        f1 = protobuf_c_message_descriptor_get_field(d, 1);
+        f2 = protobuf_c_message_descriptor_get_field(d, 2);
+        if ((strcmp(n, "Timestamp") == 0 || strcmp(n, "Duration") == 0) && d->n_fields == 2 && f1 && f2 &&
+            f1->type == PROTOBUF_C_TYPE_INT64 && f1->label != PROTOBUF_C_LABEL_REPEATED &&
+            f2->type == PROTOBUF_C_TYPE_INT32 && f2->label != PROTOBUF_C_LABEL_REPEATED)
+                return n[0] == 'T' ? WKT_TIMESTAMP : WKT_DURATION;
+        if (d->n_fields != 1 || !f1 || f1->label == PROTOBUF_C_LABEL_REPEATED ||
+            f1->type == PROTOBUF_C_TYPE_MESSAGE)
+                return WKT_NONE;
+        for (size_t i = 0; i < ELEMENTSOF(wrappers); i++)
+                if (strcmp(n, wrappers[i]) == 0)
+                        return WKT_WRAPPER;
+        return WKT_NONE;
+}
+
+/* Days since 1970-01-01 of a date in the proleptic Gregorian calendar. */
+static int64_t days_from_civil(int64_t y, unsigned m, unsigned d) {
+        int64_t era;
+        unsigned yoe, doy, doe;
+
+        y -= m <= 2;
+        era = (y >= 0 ? y : y - 399) / 400;
+        yoe = (unsigned) (y - era * 400);
+        doy = (153 * (m > 2 ? m - 3 : m + 9) + 2) / 5 + d - 1;
+        doe = yoe * 365 + yoe / 4 - yoe / 100 + doy;
+        return era * 146097 + (int64_t) doe - 719468;
+}
+
+static void civil_from_days(int64_t z, int64_t *ret_y, unsigned *ret_m, unsigned *ret_d) {
+        int64_t era, y;
+        unsigned doe, yoe, doy, mp;
+
+        z += 719468;
+        era = (z >= 0 ? z : z - 146096) / 146097;
+        doe = (unsigned) (z - era * 146097);
+        yoe = (doe - doe / 1460 + doe / 36524 - doe / 146096) / 365;
+        y = (int64_t) yoe + era * 400;
+        doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
+        mp = (5 * doy + 2) / 153;
+        *ret_d = doy - (153 * mp + 2) / 5 + 1;
+        *ret_m = mp < 10 ? mp + 3 : mp - 9;
+        *ret_y = y + (*ret_m <= 2);
+}
+
+/* 0, 3, 6 or 9 digits after the point, as python writes them. */
+static void format_nanos(char *buf, size_t size, int32_t nanos) {
+        if (nanos == 0)
+                buf[0] = 0;
+        else if (nanos % 1000000 == 0)
+                snprintf(buf, size, ".%03d", nanos / 1000000);
+        else if (nanos % 1000 == 0)
+                snprintf(buf, size, ".%06d", nanos / 1000);
+        else
+                snprintf(buf, size, ".%09d", nanos);
+}
+
+static int wkt_to_json(Ctx *c, const ProtobufCMessage *m, WktKind kind, unsigned depth, json_object **ret) {
+        const ProtobufCMessageDescriptor *d = m->descriptor;
+        const ProtobufCFieldDescriptor *f1 = protobuf_c_message_descriptor_get_field(d, 1);
+        char buf[64], frac[16];
+        json_object *j;
+
+        if (kind == WKT_WRAPPER)
+                return scalar_to_json(c, f1, field_ptr(m, f1->offset), depth, ret);
+
+        int64_t s = *(const int64_t *) field_ptr(m, f1->offset);
+        int32_t n = *(const int32_t *) field_ptr(m, protobuf_c_message_descriptor_get_field(d, 2)->offset);
+
+        if (kind == WKT_TIMESTAMP) {
+                int64_t days = (s >= 0 ? s : s - 86399) / 86400, y;
+                int64_t secs = s - days * 86400;
+                unsigned mo, dd;
+
+                if (s < TIMESTAMP_MIN || s > TIMESTAMP_MAX || n < 0 || n > 999999999)
+                        return ctx_fail(c, "timestamp out of range (seconds %" PRId64 ", nanos %" PRId32 ")", s, n);
+                civil_from_days(days, &y, &mo, &dd);
+                format_nanos(frac, sizeof(frac), n);
+                snprintf(buf, sizeof(buf), "%04" PRId64 "-%02u-%02uT%02u:%02u:%02u%sZ", y, mo, dd,
+                         (unsigned) (secs / 3600), (unsigned) (secs / 60 % 60), (unsigned) (secs % 60), frac);
+        } else {
+                if (s < -DURATION_MAX || s > DURATION_MAX || n < -999999999 || n > 999999999 ||
+                    (s > 0 && n < 0) || (s < 0 && n > 0))
+                        return ctx_fail(c, "duration out of range (seconds %" PRId64 ", nanos %" PRId32 ")", s, n);
+                format_nanos(frac, sizeof(frac), n < 0 ? -n : n);
+                snprintf(buf, sizeof(buf), "%s%" PRId64 "%ss", s < 0 || n < 0 ? "-" : "", s < 0 ? -s : s, frac);
+        }
+        j = json_object_new_string(buf);
+        if (!j)
+                return -ENOMEM;
+        *ret = j;
+        return 0;
+}
+
+/* Up to 9 digits after a point, as nanoseconds; advances *p. */
+static int parse_fraction(const char **p, int32_t *ret) {
+        const char *s = *p;
+        int32_t v = 0;
+        unsigned k = 0;
+
+        if (*s != '.') {
+                *ret = 0;
+                return 0;
+        }
+        for (s++; *s >= '0' && *s <= '9'; s++, k++) {
+                if (k == 9)
+                        return -EINVAL;
+                v = v * 10 + (*s - '0');
+        }
+        if (k == 0)
+                return -EINVAL;
+        for (; k < 9; k++)
+                v *= 10;
+        *p = s;
+        *ret = v;
+        return 0;
+}
+
+static bool parse_digits(const char **p, unsigned n, unsigned *ret) {
+        unsigned v = 0;
+
+        for (unsigned i = 0; i < n; i++) {
+                if ((*p)[i] < '0' || (*p)[i] > '9')
+                        return false;
+                v = v * 10 + (unsigned) ((*p)[i] - '0');
+        }
+        *p += n;
+        *ret = v;
+        return true;
+}
+
+static int parse_timestamp(const char *text, int64_t *ret_s, int32_t *ret_n) {
+        static const unsigned mdays[] = { 31, 29, 31, 30, 31, 30, 31, 31, 30, 31, 30, 31 };
+        const char *p = text;
+        unsigned y, mo, d, h, mi, se, oh = 0, om = 0;
+        int64_t s;
+        int sign = 0;
+
+        if (!parse_digits(&p, 4, &y) || *p++ != '-' || !parse_digits(&p, 2, &mo) || *p++ != '-' ||
+            !parse_digits(&p, 2, &d) || (*p != 'T' && *p != 't') || !(++p, parse_digits(&p, 2, &h)) ||
+            *p++ != ':' || !parse_digits(&p, 2, &mi) || *p++ != ':' || !parse_digits(&p, 2, &se))
+                return -EINVAL;
+        if (parse_fraction(&p, ret_n) < 0)
+                return -EINVAL;
+        if (*p == 'Z' || *p == 'z')
+                p++;
+        else if (*p == '+' || *p == '-') {
+                sign = *p++ == '+' ? 1 : -1;
+                if (!parse_digits(&p, 2, &oh) || *p++ != ':' || !parse_digits(&p, 2, &om) || oh > 23 || om > 59)
+                        return -EINVAL;
+        } else
+                return -EINVAL;
+        if (*p || y < 1 || mo < 1 || mo > 12 || d < 1 || d > mdays[mo - 1] || h > 23 || mi > 59 || se > 59 ||
+            (mo == 2 && d == 29 && !(y % 4 == 0 && (y % 100 != 0 || y % 400 == 0))))
+                return -EINVAL;
+        s = days_from_civil(y, mo, d) * 86400 + h * 3600 + mi * 60 + se - sign * (int64_t) (oh * 3600 + om * 60);
+        if (s < TIMESTAMP_MIN || s > TIMESTAMP_MAX)
+                return -ERANGE;
+        *ret_s = s;
+        return 0;
+}
+
+static int parse_duration(const char *text, int64_t *ret_s, int32_t *ret_n) {
+        const char *p = text;
+        bool negative = *p == '-';
+        int64_t s = 0;
+        int32_t n;
+
+        if (negative)
+                p++;
+        if (*p < '0' || *p > '9')
+                return -EINVAL;
+        for (; *p >= '0' && *p <= '9'; p++) {
+                s = s * 10 + (*p - '0');
+                if (s > DURATION_MAX)
+                        return -ERANGE;
+        }
+        if (parse_fraction(&p, &n) < 0 || *p++ != 's' || *p)
+                return -EINVAL;
+        *ret_s = negative ? -s : s;
+        *ret_n = negative ? -n : n;
+        return 0;
+}
+
+static int json_to_wkt(Ctx *c, ProtobufCMessage *m, WktKind kind, json_object *j, unsigned depth) {
+        const ProtobufCMessageDescriptor *d = m->descriptor;
+        const ProtobufCFieldDescriptor *f1 = protobuf_c_message_descriptor_get_field(d, 1), *f2;
+        const char *text;
+        int64_t s = 0;
+        int32_t n = 0;
+        int r;
+
+        if (kind == WKT_WRAPPER) {
+                if (f1->label == PROTOBUF_C_LABEL_OPTIONAL && f1->type != PROTOBUF_C_TYPE_STRING)
+                        *(protobuf_c_boolean *) field_ptr(m, f1->quantifier_offset) = 1;
+                return json_to_value(c, f1, j, depth, field_ptr(m, f1->offset));
+        }
+        if (!json_object_is_type(j, json_type_string))
+                return ctx_fail(c, "expected a %s string, got %s",
+                                kind == WKT_TIMESTAMP ? "timestamp" : "duration", json_type_text(j));
+        text = json_object_get_string(j);
+        r = kind == WKT_TIMESTAMP ? parse_timestamp(text, &s, &n) : parse_duration(text, &s, &n);
+        if (r == -ERANGE)
+                return ctx_fail(c, "%s \"%s\" is out of range", kind == WKT_TIMESTAMP ? "timestamp" : "duration",
+                                text);
+        if (r < 0)
+                return ctx_fail(c, kind == WKT_TIMESTAMP
+                                ? "expected an RFC 3339 timestamp like \"2024-05-01T12:00:00Z\", got \"%s\""
+                                : "expected a duration like \"1.5s\", got \"%s\"", text);
+        f2 = protobuf_c_message_descriptor_get_field(d, 2);
+        *(int64_t *) field_ptr(m, f1->offset) = s;
+        *(int32_t *) field_ptr(m, f2->offset) = n;
+        /* proto2 copies of these types would have presence flags */
+        if (f1->label == PROTOBUF_C_LABEL_OPTIONAL)
+                *(protobuf_c_boolean *) field_ptr(m, f1->quantifier_offset) = 1;
+        if (f2->label == PROTOBUF_C_LABEL_OPTIONAL)
+                *(protobuf_c_boolean *) field_ptr(m, f2->quantifier_offset) = 1;
+        return 0;
+}
+
 static int message_to_json(Ctx *c, const ProtobufCMessage *m, unsigned depth, json_object **ret) {
         const ProtobufCMessageDescriptor *d = m->descriptor;
         json_object *j;
 
+        WktKind kind = wkt_kind(d);
+
         if (depth > PBDYN_DEPTH_MAX)
                 return ctx_fail(c, "messages nested deeper than %u", PBDYN_DEPTH_MAX);
+        if (kind != WKT_NONE)
+                return wkt_to_json(c, m, kind, depth, ret);
         j = json_object_new_object();
         if (!j)
                 return -ENOMEM;
@@ -570,7 +807,7 @@ static ProtobufCMessage *message_new(const ProtobufCMessageDescriptor *d) {
                 if (f->type == PROTOBUF_C_TYPE_STRING || f->type == PROTOBUF_C_TYPE_MESSAGE)
                         *(const void **) p = f->default_value;
                 else
-                        memcpy(p, f->default_value, elt_size(f->type));
+                        memcpy(p, f->default_value, pbdyn_type_size(f->type));
         }
         return m;
 }
@@ -863,7 +1100,7 @@ static int json_to_field(Ctx *c, const ProtobufCFieldDescriptor *f, json_object 
         if (f->label == PROTOBUF_C_LABEL_REPEATED) {
                 size_t *n = field_ptr(m, f->quantifier_offset);
                 char **arr = field_ptr(m, f->offset);
-                size_t count, size = elt_size(f->type);
+                size_t count, size = pbdyn_type_size(f->type);
 
                 if (!j)
                         return 0;
@@ -939,8 +1176,17 @@ static int json_to_message(Ctx *c, const ProtobufCMessageDescriptor *d, json_obj
         ProtobufCMessage *m;
         int r = 0;
 
+        WktKind kind = wkt_kind(d);
+
         if (depth > PBDYN_DEPTH_MAX)
                 return ctx_fail(c, "messages nested deeper than %u", PBDYN_DEPTH_MAX);
+        if (kind != WKT_NONE) {
+                m = message_new(d);
+                if (!m)
+                        return -ENOMEM;
+                *ret = m;
+                return json_to_wkt(c, m, kind, j, depth);
+        }
         if (!json_object_is_type(j, json_type_object))
                 return ctx_fail(c, "expected an object (message %s), got %s", d->name, json_type_text(j));
         seen = calloc(d->n_fields ?: 1, 1);
@@ -970,6 +1216,9 @@ static int json_to_message(Ctx *c, const ProtobufCMessageDescriptor *d, json_obj
                         return r;
                 }
                 seen[f - d->fields] = 1;
+                /* protobuf-c would pack a NULL required message by dereferencing it */
+                if (!v && f->label == PROTOBUF_C_LABEL_REQUIRED)
+                        return ctx_fail(c, "required by message %s, cannot be null", d->name);
                 r = json_to_field(c, f, v, depth, m);
                 if (r < 0)
                         return r;

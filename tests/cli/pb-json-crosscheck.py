@@ -92,7 +92,27 @@ def is_map(field):
     return (field.type == FD.TYPE_MESSAGE and field.message_type.GetOptions().map_entry)
 
 
+def fill_well_known(rng, msg):
+    name = msg.DESCRIPTOR.full_name
+    nanos = rng.choice([0, rng.randint(1, 999) * 1000000, rng.randint(1, 999999) * 1000,
+                        rng.randint(1, 999999999)])
+    if name == "google.protobuf.Timestamp":
+        msg.seconds = rng.choice([0, -1, -62135596800, 253402300799, 1700000000,
+                                  rng.randint(-62135596800, 253402300799)])
+        msg.nanos = nanos
+        return True
+    if name == "google.protobuf.Duration":
+        seconds = rng.choice([0, 1, 315576000000, rng.randint(0, 315576000000)])
+        if rng.random() < 0.5:
+            seconds, nanos = -seconds, -nanos
+        msg.seconds, msg.nanos = seconds, nanos
+        return True
+    return False
+
+
 def fill(rng, msg, depth):
+    if fill_well_known(rng, msg):
+        return
     desc = msg.DESCRIPTOR
     proto3 = desc.file.syntax == "proto3"
     oneof_done = set()
@@ -204,6 +224,8 @@ def add_defaults(msg, js, proto_names):
     releases (always_print_fields_with_no_presence) no longer do; we follow
     those.
     """
+    if not isinstance(js, dict):
+        return js       # a well-known type in its own JSON form
     proto3 = msg.DESCRIPTOR.file.syntax == "proto3"
     for field in msg.DESCRIPTOR.fields:
         name = field.name if proto_names else field.json_name

@@ -415,6 +415,7 @@ static void test_proto2(void **state) {
                           "{\"id\":1,\"numbers\":[3],\"packedNumbers\":[1,2],\"next\":{\"id\":2,\"next\":{\"id\":3}},"
                           "\"attrs\":{\"x\":1}}", 0);
         assert_encode_error(d, "{}", "field \"id\": missing, and required by message plexus.test2.Legacy");
+        assert_encode_error(d, "{\"id\": null}", "field \"id\": required by message plexus.test2.Legacy, cannot be null");
         assert_encode_error(d, "{\"id\": 1, \"next\": {}}", "field \"next.id\": missing");
 }
 
@@ -466,6 +467,40 @@ static void test_json_errors(void **state) {
         assert_encode_error(e, "{} x", "invalid JSON at line 1, column 4");
         assert_encode_error(e, "{\"mode\": 1", "invalid JSON: unexpected end of text");
         assert_encode_error(e, "{\"text\": \"\xff\"}", "invalid JSON");
+}
+
+static void test_well_known_types(void **state) {
+        _cleanup_(pbdyn_pool_freep) PbdynPool *pool = pool_from(0);
+        const ProtobufCMessageDescriptor *e = pbdyn_pool_find_message(pool, "plexus.test.Everything");
+        const ProtobufCMessageDescriptor *ts = pbdyn_pool_find_message(pool, "google.protobuf.Timestamp");
+        /* Timestamp{seconds: 253402300800}: one second after 9999-12-31T23:59:59Z */
+        const uint8_t too_late[] = { 0x08, 0x80, 0x83, 0xd1, 0xff, 0xaf, 0x07 };
+        char *json = NULL, *error = NULL;
+
+        assert_round_trip(e,
+                "{\"when\": \"2024-02-29T14:00:00.5+02:00\", \"howLong\": \"-1.000000001s\", \"wrappedInt64\": \"0\","
+                " \"wrappedString\": \"\", \"wrappedFloat\": \"NaN\", \"wrappedBool\": false, \"wrappedBytes\": \"AQ==\","
+                " \"times\": [\"0001-01-01T00:00:00Z\", \"9999-12-31T23:59:59.999999999Z\", \"1970-01-01T00:00:00.000001Z\"],"
+                " \"durations\": {\"a\": \"315576000000s\", \"b\": \"0.250s\"}}",
+                "{\"when\":\"2024-02-29T12:00:00.500Z\",\"howLong\":\"-1.000000001s\",\"wrappedInt64\":\"0\","
+                "\"wrappedString\":\"\",\"wrappedBool\":false,\"wrappedBytes\":\"AQ==\",\"wrappedFloat\":\"NaN\","
+                "\"times\":[\"0001-01-01T00:00:00Z\",\"9999-12-31T23:59:59.999999999Z\",\"1970-01-01T00:00:00.000001Z\"],"
+                "\"durations\":{\"a\":\"315576000000s\",\"b\":\"0.250s\"}}", 0);
+        assert_round_trip(ts, "\"1969-12-31T23:59:59Z\"", "\"1969-12-31T23:59:59Z\"", 0);
+        assert_encode_error(e, "{\"when\": \"2023-02-29T00:00:00Z\"}",
+                            "field \"when\": expected an RFC 3339 timestamp like \"2024-05-01T12:00:00Z\", got \"2023-02-29T00:00:00Z\"");
+        assert_encode_error(e, "{\"when\": \"2024-01-01 00:00:00Z\"}", "expected an RFC 3339 timestamp");
+        assert_encode_error(e, "{\"when\": \"2024-01-01T00:00:00\"}", "expected an RFC 3339 timestamp");
+        assert_encode_error(e, "{\"when\": \"0001-01-01T00:00:00+00:01\"}", "is out of range");
+        assert_encode_error(e, "{\"when\": 5}", "field \"when\": expected a timestamp string, got a number");
+        assert_encode_error(e, "{\"howLong\": \"315576000001s\"}", "field \"howLong\": duration \"315576000001s\" is out of range");
+        assert_encode_error(e, "{\"howLong\": \"1.0000000001s\"}", "expected a duration like \"1.5s\"");
+        assert_encode_error(e, "{\"howLong\": \"1\"}", "expected a duration like \"1.5s\"");
+        assert_encode_error(e, "{\"wrappedInt64\": {\"value\": 1}}", "field \"wrappedInt64\": expected an integer, got an object");
+
+        assert_int_equal(pbjson_decode(ts, too_late, sizeof(too_late), 0, &json, &error), -EBADMSG);
+        assert_string_equal(error, "timestamp out of range (seconds 253402300800, nanos 0)");
+        free(error);
 }
 
 static void test_ignore_unknown(void **state) {
@@ -737,6 +772,7 @@ int main(int argc, char **argv) {
                 cmocka_unit_test(test_round_trips),
                 cmocka_unit_test(test_proto2),
                 cmocka_unit_test(test_json_errors),
+                cmocka_unit_test(test_well_known_types),
                 cmocka_unit_test(test_ignore_unknown),
                 cmocka_unit_test(test_decode_errors),
                 cmocka_unit_test(test_hostile_sets),

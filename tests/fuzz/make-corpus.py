@@ -259,6 +259,32 @@ call = :1:Ping, *:*
     return seeds
 
 
+def pb_dynamic_seeds():
+    """FileDescriptorSets as protoc-c writes them (it is a build dependency
+    anyway): the unit tests' files and plexus.proto, whole and cut short."""
+    import subprocess
+    import tempfile
+    root = os.path.dirname(os.path.dirname(HERE))
+    seeds = {}
+    sources = {
+        "everything": ("tests/cli", "pb-json-test.proto"),
+        "proto2": ("tests/cli", "pb-json-proto2.proto"),
+        "plexus": ("proto", "plexus.proto"),
+    }
+    with tempfile.TemporaryDirectory() as tmp:
+        for name, (folder, proto) in sources.items():
+            out = os.path.join(tmp, name)
+            subprocess.run(["protoc-c", "--proto_path=" + os.path.join(root, folder),
+                            "--proto_path=/usr/include", "--include_imports",
+                            "--descriptor_set_out=" + out, os.path.join(root, folder, proto)],
+                           check=True)
+            with open(out, "rb") as f:
+                seeds[name] = f.read()
+    seeds["truncated"] = seeds["plexus"][:len(seeds["plexus"]) // 2]
+    seeds["empty"] = b""
+    return seeds
+
+
 def write(target, seeds):
     d = os.path.join(CORPUS, target)
     shutil.rmtree(d, ignore_errors=True)
@@ -273,6 +299,7 @@ def main():
     write("fuzz-broker", broker_seeds())
     write("fuzz-topic-name", topic_seeds())
     write("fuzz-config", config_seeds())
+    write("fuzz-pb-dynamic", pb_dynamic_seeds())
 
 
 if __name__ == "__main__":

@@ -4,7 +4,7 @@
 #   tests/fuzz/run.sh [SECONDS] [TARGET...]
 #
 # SECONDS per target (default 60); TARGETs among fuzz-header, fuzz-broker,
-# fuzz-topic-name, fuzz-config (default: all). Builds build-fuzz/ (clang,
+# fuzz-topic-name, fuzz-config, fuzz-pb-dynamic (default: all). Builds build-fuzz/ (clang,
 # ASan + UBSan, -Dfuzzing=true) if it is not there. Each target starts from
 # its committed seeds (tests/fuzz/corpus/TARGET, never written to) and
 # keeps what it finds in build-fuzz/fuzz-corpus/TARGET, so later runs go
@@ -24,7 +24,7 @@ if [ $# -gt 0 ] && [[ "$1" =~ ^[0-9]+$ ]]; then
 fi
 targets=("$@")
 if [ ${#targets[@]} -eq 0 ]; then
-    targets=(fuzz-header fuzz-broker fuzz-topic-name fuzz-config)
+    targets=(fuzz-header fuzz-broker fuzz-topic-name fuzz-config fuzz-pb-dynamic)
 fi
 
 dir=build-fuzz
