@@ -81,6 +81,22 @@ static int fixture_teardown(void **state) {
         return harness_teardown(state);
 }
 
+/* Until the broker's stats (as plexusctl --json stats prints them) contain @needle, e.g. a count. */
+static void wait_stats(const char *needle) {
+        Run r;
+
+        for (int i = 0; i < 200; i++) {
+                ctl(&r, "--json", "stats");
+                if (strstr(r.out, needle)) {
+                        run_free(&r);
+                        return;
+                }
+                run_free(&r);
+                usleep(20 * 1000);
+        }
+        fail_msg("the broker's stats never showed %s", needle);
+}
+
 static void test_introspect(void **state) {
         Fixture *f = *state;
         Run r;
@@ -298,15 +314,7 @@ static void test_publish_subscribe(void **state) {
         CTL_START(&jsub, "--json", "subscribe", "--count", "3", "calc/#");
         CTL_START(&raw, "--raw", "subscribe", "--count", "1", "calc/ticks");
         /* Subscribed once the subscribers' Subscribe answers came: wait on the broker's count. */
-        for (int i = 0; i < 200; i++) {
-                ctl(&r, "--json", "stats");
-                if (strstr(r.out, "\"subscriptions\":3")) {
-                        run_free(&r);
-                        break;
-                }
-                run_free(&r);
-                usleep(20 * 1000);
-        }
+        wait_stats("\"subscriptions\":3");
 
         /* Typed by the declaration of the service that owns a name. */
         ctl(&r, "--json", "publish", "calc/ticks", "{\"n\": 5, \"note\": \"from plexusctl\"}");
@@ -364,15 +372,7 @@ static void test_subscribe_broker_signals(void **state) {
         Run r;
 
         CTL_START(&sub, "--json", "subscribe", "--count", "1", "plexus/names/org.plexus.test.Other");
-        for (int i = 0; i < 200; i++) {
-                ctl(&r, "--json", "stats");
-                if (strstr(r.out, "\"subscriptions\":1")) {
-                        run_free(&r);
-                        break;
-                }
-                run_free(&r);
-                usleep(20 * 1000);
-        }
+        wait_stats("\"subscriptions\":1");
         service_start(&other, "org.plexus.test.Other", true, NULL, 0);
         proc_finish(&sub, &r, NULL, 0);
         assert_exit(&r, 0);
@@ -397,15 +397,7 @@ static void test_monitor(void **state) {
         Run r;
 
         CTL_START(&mon, "--json", "monitor", "--member", "Add", "--count", "1");
-        for (int i = 0; i < 200; i++) {
-                ctl(&r, "--json", "stats");
-                if (strstr(r.out, "\"monitors\":1")) {
-                        run_free(&r);
-                        break;
-                }
-                run_free(&r);
-                usleep(20 * 1000);
-        }
+        wait_stats("\"monitors\":1");
         ctl(&r, "call", CALCULATOR, "Add", "{\"a\": 2, \"b\": 3}");
         assert_exit(&r, 0);
         run_free(&r);
@@ -418,15 +410,7 @@ static void test_monitor(void **state) {
 
         /* Unfiltered, human-readable: the reply decoded as well. */
         CTL_START(&mon, "monitor");
-        for (int i = 0; i < 200; i++) {
-                ctl(&r, "--json", "stats");
-                if (strstr(r.out, "\"monitors\":1")) {
-                        run_free(&r);
-                        break;
-                }
-                run_free(&r);
-                usleep(20 * 1000);
-        }
+        wait_stats("\"monitors\":1");
         ctl(&r, "call", CALCULATOR, "Add", "{\"a\": 20, \"b\": 3}");
         assert_exit(&r, 0);
         run_free(&r);
